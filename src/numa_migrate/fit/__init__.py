@@ -1,0 +1,1 @@
+"""Fitting guests onto hosts: per-cell rules, cell assignment, reasons."""

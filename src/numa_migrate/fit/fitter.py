@@ -1,0 +1,254 @@
+"""Fit a guest's NUMA cells onto a host: Nova's accept/reject semantics, without its search.
+
+Nova tries host-cell permutations one by one (``itertools.permutations``), which is
+factorial in the number of host cells and, since Nova 26, is wrong for multi-cell guests
+because its fit cache is keyed on ids it mutates. Here the fit of one guest cell on one
+host cell is computed once (it does not depend on the other cells: only guest cell 0 carries
+the emulator-thread reservation), and the choice of host cells is a bipartite matching:
+
+1. host cells are ordered as Nova orders them (spread by default, pack as an option);
+2. a greedy pass gives each guest cell the first free host cell that fits: if it completes,
+   it is exactly Nova's first successful permutation;
+3. otherwise a maximum matching over all (guest cell, host cell) verdicts either proves
+   that no assignment exists (and which guest cells compete for which host cells), or
+   yields the lexicographically first assignment, which is again Nova's choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from numa_migrate.fit.cellfit import CellFit, Limits, fit_cell
+from numa_migrate.fit.reasons import Code, Reason
+from numa_migrate.model.guest import Guest, GuestRequest
+from numa_migrate.model.host import HostCell, HostTopology
+from numa_migrate.model.placement import Placement
+
+Verdict = CellFit | list[Reason]
+
+
+@dataclass(frozen=True, slots=True)
+class FitOptions:
+    limits: Limits | None = None
+    packing: bool = False
+    current_pagesize_kib: int | None = None
+    """Live-migration refit: the destination must use the page size the guest runs with."""
+
+
+@dataclass(frozen=True)
+class FitResult:
+    host: str
+    placement: Placement | None
+    reasons: tuple[Reason, ...]
+    summary: str
+    verdicts: tuple[tuple[int, int, Verdict], ...] = ()
+    """(guest cell, host cell, verdict) for every pair that was evaluated."""
+
+    @property
+    def fits(self) -> bool:
+        return self.placement is not None
+
+
+def order_host_cells(
+    cells: Sequence[HostCell], request: GuestRequest, packing: bool
+) -> tuple[HostCell, ...]:
+    """Nova's host-cell order: only reordered when the host has more cells than the guest."""
+    if len(cells) <= len(request.cells):
+        return tuple(cells)
+    sign = 1 if packing else -1
+    indexed = list(enumerate(cells))
+    key: Callable[[tuple[int, HostCell]], tuple[int, int, int]]
+    if request.pinned:
+        def key(item: tuple[int, HostCell]) -> tuple[int, int, int]:
+            i, c = item
+            return (sign * len(c.free_pcpus), sign * c.avail_memory_mib, i)
+    else:
+        def key(item: tuple[int, HostCell]) -> tuple[int, int, int]:
+            i, c = item
+            return (-sign * c.cpu_usage, sign * c.avail_memory_mib, i)
+    return tuple(c for _, c in sorted(indexed, key=key))
+
+
+class _Verdicts:
+    """Memoised (guest cell position, host cell position) -> verdict."""
+
+    def __init__(
+        self, cells: tuple[HostCell, ...], request: GuestRequest, options: FitOptions
+    ) -> None:
+        self.cells = cells
+        self.request = request
+        self.options = options
+        self.memo: dict[tuple[int, int], Verdict] = {}
+
+    def get(self, g: int, h: int) -> Verdict:
+        key = (g, h)
+        verdict = self.memo.get(key)
+        if verdict is None:
+            reserve = 1 if (g == 0 and self.request.emulator_isolated) else 0
+            verdict = fit_cell(
+                self.cells[h],
+                self.request,
+                self.request.cells[g],
+                reserve=reserve,
+                limits=self.options.limits,
+                current_pagesize_kib=self.options.current_pagesize_kib,
+            )
+            self.memo[key] = verdict
+        return verdict
+
+    def ok(self, g: int, h: int) -> bool:
+        return isinstance(self.get(g, h), CellFit)
+
+
+def _greedy(v: _Verdicts, n_guest: int, n_host: int) -> list[int] | None:
+    used: set[int] = set()
+    chosen: list[int] = []
+    for g in range(n_guest):
+        h = next((h for h in range(n_host) if h not in used and v.ok(g, h)), None)
+        if h is None:
+            return None
+        used.add(h)
+        chosen.append(h)
+    return chosen
+
+
+def _max_matching(
+    adj: list[list[int]], guests: Sequence[int], blocked: frozenset[int] = frozenset()
+) -> dict[int, int]:
+    """Kuhn's augmenting paths: guest -> host, restricted to ``guests`` and unblocked hosts."""
+    host_of: dict[int, int] = {}
+    guest_of: dict[int, int] = {}
+
+    def augment(g: int, seen: set[int]) -> bool:
+        for h in adj[g]:
+            if h in blocked or h in seen:
+                continue
+            seen.add(h)
+            if h not in guest_of or augment(guest_of[h], seen):
+                guest_of[h] = g
+                host_of[g] = h
+                return True
+        return False
+
+    for g in guests:
+        augment(g, set())
+    return host_of
+
+
+def _lexicographic_assignment(adj: list[list[int]], n_guest: int) -> list[int] | None:
+    """First assignment in permutation order, or None when no perfect matching exists."""
+    if len(_max_matching(adj, range(n_guest))) < n_guest:
+        return None
+    chosen: list[int] = []
+    for g in range(n_guest):
+        rest = range(g + 1, n_guest)
+        for h in adj[g]:
+            if h in chosen:
+                continue
+            blocked = frozenset([*chosen, h])
+            if len(_max_matching(adj, rest, blocked)) == n_guest - g - 1:
+                chosen.append(h)
+                break
+    return chosen
+
+
+def _hall_violation(adj: list[list[int]], n_guest: int) -> tuple[set[int], set[int]]:
+    """Guest cells S with fewer usable host cells N(S) than |S| (König's construction)."""
+    match = _max_matching(adj, range(n_guest))
+    guest_of = {h: g for g, h in match.items()}
+    free = [g for g in range(n_guest) if g not in match]
+    seen_g: set[int] = set(free)
+    seen_h: set[int] = set()
+    stack = list(free)
+    while stack:
+        g = stack.pop()
+        for h in adj[g]:
+            if h not in seen_h:
+                seen_h.add(h)
+                owner = guest_of.get(h)
+                if owner is not None and owner not in seen_g:
+                    seen_g.add(owner)
+                    stack.append(owner)
+    return seen_g, seen_h
+
+
+def _fmt_ids(ids: Sequence[int] | set[int]) -> str:
+    return ", ".join(str(i) for i in sorted(ids))
+
+
+def _no_fit_reasons(
+    v: _Verdicts, n_guest: int, n_host: int, adj: list[list[int]]
+) -> tuple[tuple[Reason, ...], str]:
+    reasons: list[Reason] = []
+    parts: list[str] = []
+    for g in range(n_guest):
+        if adj[g]:
+            continue
+        per_cell = []
+        for h in range(n_host):
+            verdict = v.get(g, h)
+            assert not isinstance(verdict, CellFit)
+            reasons.extend(verdict)
+            per_cell.append(
+                f"cell {v.cells[h].id}: " + ", ".join(r.message for r in verdict)
+            )
+        parts.append(
+            f"0/{n_host} host cells can take guest cell {g}: " + "; ".join(per_cell)
+        )
+    if not parts:
+        guests, hosts = _hall_violation(adj, n_guest)
+        host_ids = [v.cells[h].id for h in hosts]
+        msg = (
+            f"guest cells {_fmt_ids(guests)} ({len(guests)}) can only use host cells "
+            f"{_fmt_ids(host_ids)} ({len(host_ids)}): each guest cell needs its own host cell"
+        )
+        reasons.append(
+            Reason(Code.NO_CELL_ASSIGNMENT, msg, need=len(guests), have=len(host_ids),
+                   details=(("guest_cells", sorted(guests)), ("host_cells", sorted(host_ids))))
+        )
+        parts.append(msg)
+    return tuple(reasons), "; ".join(parts)
+
+
+def fit_request(
+    host: HostTopology, request: GuestRequest, options: FitOptions = FitOptions()
+) -> FitResult:
+    """Place a NUMA request on a host, or explain per host cell why it cannot be placed."""
+    n_guest, n_host = len(request.cells), len(host.cells)
+    if n_host < n_guest:
+        msg = f"guest needs {n_guest} NUMA cells, host has {n_host}"
+        reason = Reason(Code.TOO_FEW_HOST_CELLS, msg, need=n_guest, have=n_host)
+        return FitResult(host.name, None, (reason,), msg)
+    cells = order_host_cells(host.cells, request, options.packing)
+    v = _Verdicts(cells, request, options)
+    chosen = _greedy(v, n_guest, n_host)
+    adj: list[list[int]] = []
+    if chosen is None:
+        adj = [[h for h in range(n_host) if v.ok(g, h)] for g in range(n_guest)]
+        chosen = _lexicographic_assignment(adj, n_guest)
+    verdicts = tuple(
+        (request.cells[g].index, cells[h].id, verdict) for (g, h), verdict in v.memo.items()
+    )
+    if chosen is None:
+        reasons, summary = _no_fit_reasons(v, n_guest, n_host, adj)
+        return FitResult(host.name, None, reasons, summary, verdicts)
+    fits = [v.get(g, h) for g, h in enumerate(chosen)]
+    assert all(isinstance(f, CellFit) for f in fits)
+    cell_fits = [f for f in fits if isinstance(f, CellFit)]
+    emulator: frozenset[int] | None = None
+    if request.emulator_isolated:
+        emulator = frozenset().union(*(f.emulator_pins for f in cell_fits))
+    placement = Placement(tuple(f.placement for f in cell_fits), emulator)
+    where = ", ".join(f"guest cell {p.guest_cell} -> host cell {p.host_cell}"
+                      for p in placement.cells)
+    return FitResult(host.name, placement, (), f"fits: {where}", verdicts)
+
+
+def fit_guest(
+    host: HostTopology, guest: Guest, options: FitOptions = FitOptions()
+) -> FitResult:
+    """Fit a flavor-sized guest; a guest with no NUMA need fits with no cell placement."""
+    if guest.numa is None:
+        return FitResult(host.name, Placement(()), (), "fits: no NUMA topology requested")
+    return fit_request(host, guest.numa, options)

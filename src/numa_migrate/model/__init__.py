@@ -1,0 +1,1 @@
+"""Immutable value types: host NUMA topology, guest request, placement."""
