@@ -49,7 +49,7 @@ def _page_size_for(
     """Page size Nova would choose for the cell; (None, reasons) when none fits."""
     assert guest.page_size is not None
     need_kib = cell.memory_mib * 1024
-    sizes = [p.size_kib for p in host.mempages]
+    sizes: list[float] = [p.size_kib for p in host.mempages]
     kind = guest.page_size.kind
     explicit: float | None = guest.page_size.size_kib
     if current_kib is not None:
@@ -183,7 +183,8 @@ def _pack(
         return Reason(
             Code.EMULATOR_NO_SPARE if reserve else Code.ISOLATE_NO_FREE_CORES,
             f"guest cell {cell.index} has no dedicated vCPU to anchor {what} (Nova refuses)",
-            host.id, cell.index,
+            host.id,
+            cell.index,
         )
 
     if policy is ThreadPolicy.ISOLATE:
@@ -192,20 +193,27 @@ def _pack(
             return Reason(
                 Code.ISOLATE_NO_FREE_CORES,
                 f"isolate needs {n} whole free cores, none is free",
-                host.id, cell.index, need=n, have=0,
+                host.id,
+                cell.index,
+                need=n,
+                have=0,
             )
         if tpc > 1 and not host.legacy_pin_set:
             return Reason(
                 Code.ISOLATE_SMT_DEDICATED_SET,
                 "isolate cannot be met on an SMT host configured with cpu_dedicated_set "
                 "(Nova 34 would have to reserve the siblings too; bug 1889633)",
-                host.id, cell.index,
+                host.id,
+                cell.index,
             )
         if len(whole) < n:
             return Reason(
                 Code.ISOLATE_NO_FREE_CORES,
                 f"isolate needs {n} whole free cores, {len(whole)} free",
-                host.id, cell.index, need=n, have=len(whole),
+                host.id,
+                cell.index,
+                need=n,
+                have=len(whole),
             )
         used = whole[:n]
         pins = _pin(cell.dedicated_vcpus, [g[0] for g in used])
@@ -215,7 +223,8 @@ def _pack(
             return Reason(
                 Code.EMULATOR_NO_SPARE,
                 "no free CPU outside the isolated cores for the emulator threads",
-                host.id, cell.index,
+                host.id,
+                cell.index,
             )
         return pins, frozenset() if emu is None else frozenset({emu})
 
@@ -223,7 +232,8 @@ def _pack(
         return Reason(
             Code.REQUIRE_NO_SMT,
             "require needs SMT thread siblings; this cell has none",
-            host.id, cell.index,
+            host.id,
+            cell.index,
         )
     widest = max((len(g) for g in groups), default=0)
     for threads in range(widest, 0, -1):
@@ -245,7 +255,10 @@ def _pack(
         return Reason(
             Code.REQUIRE_NO_SIBLINGS,
             f"require needs {n} CPUs on free thread siblings, {pairs} available",
-            host.id, cell.index, need=n, have=pairs,
+            host.id,
+            cell.index,
+            need=n,
+            have=pairs,
         )
     flat = [cpu for g in groups for cpu in g]
     emu_list = flat[n : n + reserve]
@@ -253,7 +266,10 @@ def _pack(
 
 
 def _cpu_reasons(
-    host: HostCell, guest: GuestRequest, cell: GuestCell, reserve: int,
+    host: HostCell,
+    guest: GuestRequest,
+    cell: GuestCell,
+    reserve: int,
     limits: Limits | None,
 ) -> list[Reason]:
     reasons: list[Reason] = []
@@ -266,7 +282,10 @@ def _cpu_reasons(
             Reason(
                 Code.DEDICATED_CPUS_TOO_FEW,
                 f"needs {n_ded}{extra} dedicated CPUs, cell has {len(host.pcpuset)}",
-                host.id, cell.index, need=n_ded + reserve, have=len(host.pcpuset),
+                host.id,
+                cell.index,
+                need=n_ded + reserve,
+                have=len(host.pcpuset),
             )
         )
     shared_policy = guest.cpu_policy in (CPUPolicy.SHARED, CPUPolicy.MIXED, None)
@@ -275,7 +294,10 @@ def _cpu_reasons(
             Reason(
                 Code.SHARED_CPUS_TOO_FEW,
                 f"needs {n_shared} shared CPUs, cell has {len(host.cpuset)}",
-                host.id, cell.index, need=n_shared, have=len(host.cpuset),
+                host.id,
+                cell.index,
+                need=n_shared,
+                have=len(host.cpuset),
             )
         )
     if pinned and not reasons:
@@ -287,7 +309,10 @@ def _cpu_reasons(
                     Code.DEDICATED_CPUS_BUSY,
                     f"needs {n_ded}{extra} dedicated CPUs, {free} free of "
                     f"{len(host.pcpuset)} ({busy} pinned)",
-                    host.id, cell.index, need=n_ded + reserve, have=free,
+                    host.id,
+                    cell.index,
+                    need=n_ded + reserve,
+                    have=free,
                 )
             )
     if shared_policy and limits is not None:
@@ -298,7 +323,10 @@ def _cpu_reasons(
                     Code.CPU_LIMIT,
                     f"{host.cpu_usage} shared vCPUs placed + {n_shared} > {cpu_limit:g} "
                     f"({len(host.cpuset)} CPUs x ratio {limits.cpu_allocation_ratio:g})",
-                    host.id, cell.index, need=host.cpu_usage + n_shared, have=cpu_limit,
+                    host.id,
+                    cell.index,
+                    need=host.cpu_usage + n_shared,
+                    have=cpu_limit,
                 )
             )
         ram_limit = host.memory_mib * limits.ram_allocation_ratio
@@ -309,7 +337,9 @@ def _cpu_reasons(
                     f"{host.memory_usage_mib} MiB used + {cell.memory_mib} MiB > "
                     f"{ram_limit:g} MiB ({host.memory_mib} MiB x ratio "
                     f"{limits.ram_allocation_ratio:g})",
-                    host.id, cell.index, need=host.memory_usage_mib + cell.memory_mib,
+                    host.id,
+                    cell.index,
+                    need=host.memory_usage_mib + cell.memory_mib,
                     have=ram_limit,
                 )
             )

@@ -60,13 +60,16 @@ def order_host_cells(
     indexed = list(enumerate(cells))
     key: Callable[[tuple[int, HostCell]], tuple[int, int, int]]
     if request.pinned:
+
         def key(item: tuple[int, HostCell]) -> tuple[int, int, int]:
             i, c = item
             return (sign * len(c.free_pcpus), sign * c.avail_memory_mib, i)
     else:
+
         def key(item: tuple[int, HostCell]) -> tuple[int, int, int]:
             i, c = item
             return (-sign * c.cpu_usage, sign * c.avail_memory_mib, i)
+
     return tuple(c for _, c in sorted(indexed, key=key))
 
 
@@ -190,12 +193,8 @@ def _no_fit_reasons(
             verdict = v.get(g, h)
             assert not isinstance(verdict, CellFit)
             reasons.extend(verdict)
-            per_cell.append(
-                f"cell {v.cells[h].id}: " + ", ".join(r.message for r in verdict)
-            )
-        parts.append(
-            f"0/{n_host} host cells can take guest cell {g}: " + "; ".join(per_cell)
-        )
+            per_cell.append(f"cell {v.cells[h].id}: " + ", ".join(r.message for r in verdict))
+        parts.append(f"0/{n_host} host cells can take guest cell {g}: " + "; ".join(per_cell))
     if not parts:
         guests, hosts = _hall_violation(adj, n_guest)
         host_ids = [v.cells[h].id for h in hosts]
@@ -204,17 +203,23 @@ def _no_fit_reasons(
             f"{_fmt_ids(host_ids)} ({len(host_ids)}): each guest cell needs its own host cell"
         )
         reasons.append(
-            Reason(Code.NO_CELL_ASSIGNMENT, msg, need=len(guests), have=len(host_ids),
-                   details=(("guest_cells", sorted(guests)), ("host_cells", sorted(host_ids))))
+            Reason(
+                Code.NO_CELL_ASSIGNMENT,
+                msg,
+                need=len(guests),
+                have=len(host_ids),
+                details=(("guest_cells", sorted(guests)), ("host_cells", sorted(host_ids))),
+            )
         )
         parts.append(msg)
     return tuple(reasons), "; ".join(parts)
 
 
 def fit_request(
-    host: HostTopology, request: GuestRequest, options: FitOptions = FitOptions()
+    host: HostTopology, request: GuestRequest, options: FitOptions | None = None
 ) -> FitResult:
     """Place a NUMA request on a host, or explain per host cell why it cannot be placed."""
+    options = options or FitOptions()
     n_guest, n_host = len(request.cells), len(host.cells)
     if n_host < n_guest:
         msg = f"guest needs {n_guest} NUMA cells, host has {n_host}"
@@ -240,14 +245,13 @@ def fit_request(
     if request.emulator_isolated:
         emulator = frozenset().union(*(f.emulator_pins for f in cell_fits))
     placement = Placement(tuple(f.placement for f in cell_fits), emulator)
-    where = ", ".join(f"guest cell {p.guest_cell} -> host cell {p.host_cell}"
-                      for p in placement.cells)
+    where = ", ".join(
+        f"guest cell {p.guest_cell} -> host cell {p.host_cell}" for p in placement.cells
+    )
     return FitResult(host.name, placement, (), f"fits: {where}", verdicts)
 
 
-def fit_guest(
-    host: HostTopology, guest: Guest, options: FitOptions = FitOptions()
-) -> FitResult:
+def fit_guest(host: HostTopology, guest: Guest, options: FitOptions | None = None) -> FitResult:
     """Fit a flavor-sized guest; a guest with no NUMA need fits with no cell placement."""
     if guest.numa is None:
         return FitResult(host.name, Placement(()), (), "fits: no NUMA topology requested")

@@ -44,7 +44,7 @@ class PageSizeRequest:
     def __str__(self) -> str:
         if self.kind is PageSizeKind.EXPLICIT:
             return describe_page_size(self.size_kib or 0)
-        return self.kind.value
+        return str(self.kind.value)
 
 
 def describe_page_size(size_kib: float) -> str:

@@ -77,9 +77,7 @@ class HostCell:
             object.__setattr__(
                 self, "siblings", normalise_siblings(self.siblings, self.cpuset | self.pcpuset)
             )
-        object.__setattr__(
-            self, "mempages", tuple(sorted(self.mempages, key=lambda p: p.size_kib))
-        )
+        object.__setattr__(self, "mempages", tuple(sorted(self.mempages, key=lambda p: p.size_kib)))
 
     @cached_property
     def free_pcpus(self) -> frozenset[int]:

@@ -1,0 +1,433 @@
+"""The ``numa-migrate`` command line.
+
+Exit codes: 0 success / fits; 1 does not fit (``fit``) or no host can take the guest
+(``explain``); 2 bad input or usage (the message says which option or field and why).
+Human output is rich text on stdout; ``--json`` prints one JSON document instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from numa_migrate.adapters.casefmt import answer_case
+from numa_migrate.adapters.fleet import load_fleet
+from numa_migrate.cli import render
+from numa_migrate.cpuset import parse_cpu_spec
+from numa_migrate.errors import InvalidRequestError, NumaMigrateError
+from numa_migrate.explain import explain_guest
+from numa_migrate.fit.cellfit import Limits
+from numa_migrate.fit.fitter import FitOptions, fit_guest
+from numa_migrate.model.guest import Guest
+from numa_migrate.model.host import HostTopology
+from numa_migrate.request import Flavor, guest_from_flavor
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_NO_FIT = 1
+EXIT_BAD_INPUT = 2
+
+GUEST_HELP = """
+\b
+The guest is given either as a Nova flavor:
+  --flavor-vcpus 8 --flavor-ram 16384 --extra-spec hw:cpu_policy=dedicated \\
+  --extra-spec hw:numa_nodes=2 --extra-spec hw:mem_page_size=large
+(image properties with --image-property hw_cpu_thread_policy=require), or as the
+domain XML of a running guest (--domain-xml FILE): its pins, guest NUMA cells and
+huge pages become the request.
+"""
+
+
+def _stdout() -> Console:
+    """Rich console on stdout; when piped, wide enough that tables do not wrap."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=140)
+    return console
+
+
+def handle_errors(func: F) -> F:
+    """Turn our errors into one clear line on stderr and exit code 2 (never a traceback)."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except InvalidRequestError as exc:
+            click.echo(f"error: invalid guest request ({exc.nova_type}): {exc.message}", err=True)
+        except NumaMigrateError as exc:
+            click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _key_values(values: tuple[str, ...], option: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option)
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _bundle(
+    options: list[Callable[[Any], Any]],
+    build: Callable[..., object],
+    names: tuple[str, ...],
+    into: str,
+) -> Callable[[F], F]:
+    """Add click options to a command and hand them to it as one object named ``into``."""
+
+    def decorate(func: F) -> F:
+        @wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            kwargs[into] = build(*(kwargs.pop(n) for n in names))
+            return func(*args, **kwargs)
+
+        out: Any = wrapper
+        for option in reversed(options):
+            out = option(out)
+        return out  # type: ignore[no-any-return]
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    """The guest as given on the command line: a Nova flavor or a domain XML."""
+
+    vcpus: int | None
+    ram: int | None
+    extra_specs: tuple[str, ...]
+    image_props: tuple[str, ...]
+    domain_xml: Path | None
+    name: str
+
+    def guest(self) -> Guest:
+        if self.domain_xml is not None:
+            if self.vcpus or self.ram or self.extra_specs or self.image_props:
+                raise click.UsageError("give either --domain-xml or the flavor options, not both")
+            from numa_migrate.adapters.domain import domain_from_xml, guest_request_from_domain
+
+            info = domain_from_xml(self.domain_xml.read_bytes(), source=str(self.domain_xml))
+            request, _how = guest_request_from_domain(info)
+            return Guest(info.vcpus, info.memory_mib, request, info.name or self.name)
+        if self.vcpus is None or self.ram is None:
+            raise click.UsageError(
+                "describe the guest with --flavor-vcpus and --flavor-ram (plus --extra-spec), "
+                "or with --domain-xml"
+            )
+        specs = _key_values(self.extra_specs, "--extra-spec")
+        flavor = Flavor(self.vcpus, self.ram, specs, self.name)
+        return guest_from_flavor(flavor, _key_values(self.image_props, "--image-property"))
+
+
+guest_options = _bundle(
+    [
+        click.option("--flavor-vcpus", type=click.IntRange(min=1), help="Flavor vCPUs."),
+        click.option("--flavor-ram", type=click.IntRange(min=1), help="Flavor memory in MiB."),
+        click.option(
+            "--extra-spec",
+            "extra_specs",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Flavor extra spec (hw:numa_nodes=2, hw:cpu_policy=dedicated, "
+            "hw:mem_page_size=1GB, ...). Repeat for more.",
+        ),
+        click.option(
+            "--image-property",
+            "image_props",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Image property (hw_cpu_thread_policy=isolate, ...). Repeat for more.",
+        ),
+        click.option(
+            "--domain-xml",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Take the guest's needs from a libvirt domain XML instead of a flavor.",
+        ),
+        click.option(
+            "--name",
+            "guest_name",
+            default="guest",
+            show_default=True,
+            help="Name shown for the guest.",
+        ),
+    ],
+    GuestSpec,
+    ("flavor_vcpus", "flavor_ram", "extra_specs", "image_props", "domain_xml", "guest_name"),
+    "guest_spec",
+)
+
+
+def _fit_options(
+    cpu_ratio: float | None, ram_ratio: float | None, pack: bool, current: int | None
+) -> FitOptions:
+    limits = None
+    if cpu_ratio is not None or ram_ratio is not None:
+        limits = Limits(cpu_ratio or 1.0, ram_ratio or 1.0)
+    return FitOptions(limits=limits, packing=pack, current_pagesize_kib=current)
+
+
+fit_options = _bundle(
+    [
+        click.option(
+            "--cpu-allocation-ratio",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Over-commit limit for shared vCPUs per cell (Nova's limits); without "
+            "ratios no over-commit check is made, as in Nova.",
+        ),
+        click.option(
+            "--ram-allocation-ratio",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Over-commit limit for the memory of shared guests per cell.",
+        ),
+        click.option(
+            "--pack",
+            is_flag=True,
+            help="Prefer the fullest host cells (Nova's "
+            "packing_host_numa_cells_allocation_strategy); the default spreads.",
+        ),
+        click.option(
+            "--current-pagesize",
+            type=click.IntRange(min=1),
+            metavar="KiB",
+            help="Live-migration refit: the guest runs with this page size (KiB) and "
+            "must keep it on the destination.",
+        ),
+    ],
+    _fit_options,
+    ("cpu_allocation_ratio", "ram_allocation_ratio", "pack", "current_pagesize"),
+    "fit_opts",
+)
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """Where the hosts come from: a fleet file (default: the sample fleet) or one XML."""
+
+    fleet_path: Path | None
+    names: tuple[str, ...]
+    capabilities: Path | None
+    dedicated: str | None
+    shared: str | None
+
+    def hosts(self) -> list[HostTopology]:
+        if self.capabilities is not None:
+            if self.names or self.fleet_path:
+                raise click.UsageError("give either --capabilities or --fleet/--host, not both")
+            from numa_migrate.adapters.capabilities import host_from_capabilities
+
+            dedicated = (
+                parse_cpu_spec(self.dedicated, field="--dedicated-set")
+                if (self.dedicated)
+                else None
+            )
+            shared = parse_cpu_spec(self.shared, field="--shared-set") if self.shared else None
+            return [
+                host_from_capabilities(
+                    self.capabilities.read_bytes(),
+                    name=self.capabilities.stem,
+                    cpu_dedicated_set=dedicated,
+                    cpu_shared_set=shared,
+                    source=str(self.capabilities),
+                )
+            ]
+        if self.dedicated or self.shared:
+            raise click.UsageError("--dedicated-set/--shared-set go with --capabilities")
+        fleet = load_fleet(self.fleet_path)
+        if self.names:
+            return [fleet.host(n) for n in self.names]
+        return list(fleet.hosts)
+
+
+host_options = _bundle(
+    [
+        click.option(
+            "--fleet",
+            "fleet_path",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Fleet file (JSON); default: the bundled sample fleet.",
+        ),
+        click.option(
+            "--host",
+            "host_names",
+            multiple=True,
+            metavar="NAME",
+            help="Host of the fleet (repeat for several; default: all).",
+        ),
+        click.option(
+            "--capabilities",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="A host from `virsh capabilities` XML instead of the fleet.",
+        ),
+        click.option(
+            "--dedicated-set",
+            metavar="CPUS",
+            help="With --capabilities: Nova [compute] cpu_dedicated_set.",
+        ),
+        click.option(
+            "--shared-set",
+            metavar="CPUS",
+            help="With --capabilities: Nova [compute] cpu_shared_set.",
+        ),
+    ],
+    HostSpec,
+    ("fleet_path", "host_names", "capabilities", "dedicated_set", "shared_set"),
+    "host_spec",
+)
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="numa-migrate")
+def cli() -> None:
+    """Plan, fit and explain NUMA-sensitive guests (pinned CPUs, guest NUMA cells, huge
+    pages) on KVM/libvirt hosts, with Nova's placement rules.
+
+    \b
+    Start with the bundled sample fleet:
+      numa-migrate fleet                       # hosts, cells, free CPUs and pages
+      numa-migrate explain --flavor-vcpus 8 --flavor-ram 8192 \\
+          --extra-spec hw:cpu_policy=dedicated --extra-spec hw:numa_nodes=2
+      numa-migrate fit --host cmp-intel-01 --flavor-vcpus 4 --flavor-ram 4096 \\
+          --extra-spec hw:cpu_policy=dedicated --extra-spec hw:mem_page_size=large
+      numa-migrate fit --batch < cases.jsonl   # fit-case format, one answer per line
+      numa-migrate demo                        # a guided tour
+    """
+
+
+@cli.command()
+@click.option(
+    "--batch",
+    is_flag=True,
+    help="Read fit cases (JSON Lines) on stdin, write one answer line per case.",
+)
+@guest_options
+@host_options
+@fit_options
+@json_option
+@handle_errors
+def fit(
+    batch: bool, guest_spec: GuestSpec, host_spec: HostSpec, fit_opts: FitOptions, as_json: bool
+) -> None:
+    """Fit one guest on one host: the placement (cells, pages, pins) or the reasons.
+
+    The host is a fleet host (--host NAME; default fleet: the bundled sample) or a
+    capabilities XML (--capabilities with --dedicated-set/--shared-set).
+    Exit 0 fits, 1 does not fit, 2 bad input.
+
+    With --batch, fit cases in the fit-case JSON format are read on stdin (one per
+    line) and one answer line per case is written on stdout; a bad case gets an
+    answer with "error", and the exit status is 0 unless no line was JSON at all.
+    """
+    if batch:
+        sys.exit(_fit_batch())
+    guest = guest_spec.guest()
+    if host_spec.capabilities is None and len(host_spec.names) != 1:
+        raise click.UsageError(
+            "name one host with --host NAME (or give --capabilities); "
+            "to compare hosts use `numa-migrate explain`"
+        )
+    (host,) = host_spec.hosts()
+    result = fit_guest(host, guest, fit_opts)
+    if as_json:
+        doc = {"guest": render.guest_json(guest), **render.fit_json(result)}
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        render.print_fit(_stdout(), result)
+    sys.exit(0 if result.fits else EXIT_NO_FIT)
+
+
+def _fit_batch() -> int:
+    """Answer every case line; exit 2 only when no line at all was JSON."""
+    lines = parsed = 0
+    out = sys.stdout
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        lines += 1
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            answer: dict[str, object] = {
+                "id": None,
+                "error": {"type": "InvalidCase", "message": f"line {lines}: not JSON ({exc.msg})"},
+            }
+        else:
+            parsed += 1
+            answer = answer_case(raw)
+        out.write(json.dumps(answer, separators=(",", ":")) + "\n")
+    out.flush()
+    if lines and not parsed:
+        click.echo("error: the input is not JSON Lines (no line parsed as JSON)", err=True)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+@cli.command()
+@guest_options
+@host_options
+@fit_options
+@json_option
+@handle_errors
+def explain(
+    guest_spec: GuestSpec, host_spec: HostSpec, fit_opts: FitOptions, as_json: bool
+) -> None:
+    """For one guest, every host and every host cell: fits, or exactly why not.
+
+    Prints a one-line summary ("1/3 hosts can take web-7 (...): 2 not enough free
+    dedicated CPUs, ...") and, per host, a grid of host cells x guest cells.
+    Exit 0 when at least one host can take the guest, 1 when none can.
+    """
+    exp = explain_guest(host_spec.hosts(), guest_spec.guest(), fit_opts)
+    if as_json:
+        click.echo(json.dumps(render.explanation_json(exp), indent=2))
+    else:
+        render.print_explanation(_stdout(), exp)
+    sys.exit(0 if exp.fitting_hosts else EXIT_NO_FIT)
+
+
+@cli.command()
+@click.option(
+    "--fleet",
+    "fleet_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Fleet file (JSON); default: the bundled sample fleet.",
+)
+@json_option
+@handle_errors
+def fleet(fleet_path: Path | None, as_json: bool) -> None:
+    """Show a fleet: hosts, NUMA cells, free dedicated CPUs, memory, huge pages, guests."""
+    loaded = load_fleet(fleet_path)
+    if as_json:
+        click.echo(json.dumps(render.fleet_json(loaded), indent=2))
+    else:
+        render.print_fleet(_stdout(), loaded)
+
+
+@cli.command()
+@handle_errors
+def demo() -> None:
+    """A guided tour on the bundled sample fleet: the fleet, a placement, a refusal."""
+    from numa_migrate.cli.demo import run_demo
+
+    run_demo(_stdout())
+
+
+fit.help = (fit.help or "") + GUEST_HELP
+explain.help = (explain.help or "") + GUEST_HELP
+
+
+def main() -> None:
+    cli(prog_name="numa-migrate")

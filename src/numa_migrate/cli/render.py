@@ -1,0 +1,237 @@
+"""Turning results into JSON documents and rich tables (no decisions are made here)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from numa_migrate.adapters.casefmt import placement_to_json
+from numa_migrate.adapters.fleet import Fleet
+from numa_migrate.cpuset import format_cpu_spec
+from numa_migrate.explain import Explanation, HostExplanation
+from numa_migrate.fit.fitter import FitResult
+from numa_migrate.model.guest import Guest, describe_page_size
+from numa_migrate.model.host import HostTopology
+from numa_migrate.model.placement import CellPlacement, Placement
+
+
+def guest_json(guest: Guest) -> dict[str, object]:
+    numa = guest.numa
+    out: dict[str, object] = {
+        "name": guest.name,
+        "vcpus": guest.vcpus,
+        "memory_mib": guest.memory_mib,
+        "numa": None,
+    }
+    if numa is not None:
+        out["numa"] = {
+            "description": numa.describe(),
+            "cpu_policy": numa.cpu_policy.value if numa.cpu_policy else None,
+            "thread_policy": numa.thread_policy.value if numa.thread_policy else None,
+            "emulator_threads_policy": numa.emulator_policy.value if numa.emulator_policy else None,
+            "page_size": str(numa.page_size) if numa.page_size else None,
+            "cells": [
+                {
+                    "cell": c.index,
+                    "dedicated_vcpus": sorted(c.dedicated_vcpus),
+                    "shared_vcpus": sorted(c.shared_vcpus),
+                    "memory_mib": c.memory_mib,
+                }
+                for c in numa.cells
+            ],
+        }
+    return out
+
+
+def fit_json(result: FitResult) -> dict[str, object]:
+    return {
+        "host": result.host,
+        "fits": result.fits,
+        "summary": result.summary,
+        "placement": placement_to_json(result.placement) if result.placement else None,
+        "reasons": [r.as_dict() for r in result.reasons],
+    }
+
+
+def explanation_json(exp: Explanation) -> dict[str, object]:
+    return {
+        "guest": guest_json(exp.guest),
+        "summary": exp.summary,
+        "fitting_hosts": list(exp.fitting_hosts),
+        "hosts": [
+            {
+                **fit_json(h.result),
+                "blocked_by": list(h.labels),
+                "cells": [
+                    {
+                        "guest_cell": v.guest_cell,
+                        "host_cell": v.host_cell,
+                        "fits": v.fit is not None,
+                        "pagesize_kib": v.fit.placement.pagesize_kib if v.fit else None,
+                        "pins": {str(a): b for a, b in v.fit.placement.pinning or ()}
+                        if v.fit
+                        else None,
+                        "reasons": [r.as_dict() for r in v.reasons],
+                    }
+                    for v in h.cells
+                ],
+            }
+            for h in exp.hosts
+        ],
+    }
+
+
+def _pins_text(cell: CellPlacement) -> str:
+    if not cell.pinning:
+        return "floating (shared CPUs)"
+    return " ".join(f"{v}→{p}" for v, p in cell.pinning)
+
+
+def placement_table(placement: Placement, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("Guest Cell", "Host Cell", "vCPUs", "Memory", "Pages", "Pins (vCPU→pCPU)"):
+        table.add_column(col)
+    for c in placement.cells:
+        table.add_row(
+            str(c.guest_cell),
+            str(c.host_cell),
+            format_cpu_spec(c.vcpus),
+            f"{c.memory_mib} MiB",
+            describe_page_size(c.pagesize_kib) if c.pagesize_kib else "default",
+            _pins_text(c),
+        )
+    if placement.emulator_pins:
+        table.caption = f"emulator threads pinned to {format_cpu_spec(placement.emulator_pins)}"
+    return table
+
+
+def print_fit(console: Console, result: FitResult) -> None:
+    if result.placement is not None:
+        console.print(f"[green]✔[/] {result.host}: {result.summary}")
+        if result.placement.cells:
+            console.print(placement_table(result.placement, "Placement"))
+        return
+    console.print(f"[red]✘[/] {result.host}: does not fit")
+    for part in result.summary.split("; "):
+        console.print(f"  {part}", highlight=False)
+
+
+def _host_cell_table(h: HostExplanation) -> Table:
+    table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
+    table.add_column("Host Cell")
+    guest_cells = sorted({v.guest_cell for v in h.cells})
+    for g in guest_cells:
+        table.add_column(f"Guest Cell {g}")
+    for host_cell in dict.fromkeys(v.host_cell for v in h.cells):
+        row: list[Text | str] = [str(host_cell)]
+        for g in guest_cells:
+            v = next(x for x in h.cells if x.host_cell == host_cell and x.guest_cell == g)
+            if v.fit is not None:
+                row.append(Text("fits", style="green"))
+            else:
+                row.append(Text("; ".join(r.message for r in v.reasons), style="red"))
+        table.add_row(*row)
+    return table
+
+
+def print_explanation(console: Console, exp: Explanation) -> None:
+    console.print(exp.summary, highlight=False)
+    for h in exp.hosts:
+        console.print()
+        if h.result.fits:
+            console.print(f"[green]✔ {h.result.host}[/] — {h.result.summary}", highlight=False)
+        else:
+            console.print(f"[red]✘ {h.result.host}[/] — {', '.join(h.labels)}", highlight=False)
+            if not h.cells:
+                console.print(f"  {h.result.summary}", highlight=False)
+        if h.cells:
+            console.print(_host_cell_table(h))
+        if not h.result.fits and any("can only use" in r.message for r in h.result.reasons):
+            console.print(f"  {h.result.summary}", highlight=False)
+
+
+def host_json(host: HostTopology) -> list[dict[str, object]]:
+    return [
+        {
+            "cell": c.id,
+            "dedicated_cpus": format_cpu_spec(c.pcpuset),
+            "shared_cpus": format_cpu_spec(c.cpuset),
+            "pinned_cpus": format_cpu_spec(c.pinned_cpus),
+            "free_dedicated": len(c.free_pcpus),
+            "memory_mib": c.memory_mib,
+            "memory_used_mib": c.memory_usage_mib,
+            "shared_vcpus_placed": c.cpu_usage,
+            "threads_per_core": c.threads_per_core,
+            "pages": [
+                {
+                    "size_kib": p.size_kib,
+                    "total": p.total,
+                    "used": p.used,
+                    "reserved": p.reserved,
+                    "free": p.free,
+                }
+                for p in c.mempages
+            ],
+        }
+        for c in host.cells
+    ]
+
+
+def fleet_json(fleet: Fleet) -> dict[str, object]:
+    return {
+        "source": fleet.source,
+        "hosts": [
+            {
+                "name": h.name,
+                "cells": host_json(h),
+                "guests": [
+                    {
+                        "name": g.name,
+                        **placement_to_json(g.placement),
+                        "description": g.guest.numa.describe() if g.guest.numa else "no NUMA",
+                    }
+                    for g in fleet.guests_on(h.name)
+                ],
+            }
+            for h in fleet.hosts
+        ],
+    }
+
+
+def print_fleet(console: Console, fleet: Fleet) -> None:
+    console.print(f"Fleet: {fleet.source}", highlight=False)
+    for host in fleet.hosts:
+        table = Table(title=host.name, title_justify="left")
+        for col in (
+            "Cell",
+            "Dedicated CPUs",
+            "Free",
+            "Shared CPUs",
+            "Memory Used MiB",
+            "Huge Pages Free",
+        ):
+            table.add_column(col, no_wrap=col != "Huge Pages Free")
+        for c in host.cells:
+            pages = (
+                " · ".join(
+                    f"{describe_page_size(p.size_kib).replace(' ', '')} {p.free}/{p.total}"
+                    for p in c.mempages[1:]
+                )
+                or "none"
+            )
+            table.add_row(
+                str(c.id),
+                format_cpu_spec(c.pcpuset) or "-",
+                f"{len(c.free_pcpus)}/{len(c.pcpuset)}",
+                format_cpu_spec(c.cpuset) or "-",
+                f"{c.memory_usage_mib}/{c.memory_mib}",
+                pages,
+            )
+        guests = fleet.guests_on(host.name)
+        if guests:
+            table.caption = "guests: " + ", ".join(
+                f"{g.name} ({g.guest.numa.describe() if g.guest.numa else 'no NUMA'})"
+                for g in guests
+            )
+        console.print(table)

@@ -1,0 +1,96 @@
+"""Explain, for one guest, every host and every host cell: fits, or why not.
+
+The one-line summary improves on Kubernetes' scheduler message: hosts that fit first, then
+the reasons sorted by how many hosts they stop, each host counted once per reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from numa_migrate.fit.cellfit import CellFit, fit_cell
+from numa_migrate.fit.fitter import FitOptions, FitResult, fit_guest
+from numa_migrate.fit.reasons import SUMMARY_LABEL, Code, Reason, summarize_counts
+from numa_migrate.model.guest import Guest
+from numa_migrate.model.host import HostTopology
+
+
+@dataclass(frozen=True)
+class CellVerdict:
+    guest_cell: int
+    host_cell: int
+    fit: CellFit | None
+    reasons: tuple[Reason, ...]
+
+
+@dataclass(frozen=True)
+class HostExplanation:
+    result: FitResult
+    cells: tuple[CellVerdict, ...]
+    """Every (guest cell, host cell) pair, host cells in the host's own order."""
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Distinct summary labels of what stops this host (empty when it fits)."""
+        if self.result.fits:
+            return ()
+        codes = [r.code for r in self.result.reasons]
+        if Code.NO_CELL_ASSIGNMENT in codes or Code.TOO_FEW_HOST_CELLS in codes:
+            codes = [c for c in codes if c in (Code.NO_CELL_ASSIGNMENT, Code.TOO_FEW_HOST_CELLS)]
+        return tuple(dict.fromkeys(SUMMARY_LABEL[c] for c in codes))
+
+
+@dataclass(frozen=True)
+class Explanation:
+    guest: Guest
+    hosts: tuple[HostExplanation, ...]
+    summary: str
+
+    @property
+    def fitting_hosts(self) -> tuple[str, ...]:
+        return tuple(h.result.host for h in self.hosts if h.result.fits)
+
+
+def _cell_verdicts(
+    host: HostTopology, guest: Guest, options: FitOptions
+) -> tuple[CellVerdict, ...]:
+    request = guest.numa
+    if request is None or len(host.cells) < len(request.cells):
+        return ()
+    out = []
+    for gcell in request.cells:
+        reserve = 1 if (gcell.index == 0 and request.emulator_isolated) else 0
+        for hcell in host.cells:
+            verdict = fit_cell(
+                hcell,
+                request,
+                gcell,
+                reserve=reserve,
+                limits=options.limits,
+                current_pagesize_kib=options.current_pagesize_kib,
+            )
+            if isinstance(verdict, CellFit):
+                out.append(CellVerdict(gcell.index, hcell.id, verdict, ()))
+            else:
+                out.append(CellVerdict(gcell.index, hcell.id, None, tuple(verdict)))
+    return tuple(out)
+
+
+def summary_line(guest: Guest, hosts: Sequence[HostExplanation]) -> str:
+    fitting = sum(1 for h in hosts if h.result.fits)
+    what = guest.numa.describe() if guest.numa else f"{guest.vcpus} vCPUs, no NUMA need"
+    head = f"{fitting}/{len(hosts)} hosts can take {guest.name} ({what})"
+    blocked = summarize_counts(label for h in hosts for label in h.labels)
+    return f"{head}: {blocked}" if blocked else f"{head}."
+
+
+def explain_guest(
+    hosts: Sequence[HostTopology], guest: Guest, options: FitOptions | None = None
+) -> Explanation:
+    options = options or FitOptions()
+    explained = tuple(
+        HostExplanation(fit_guest(h, guest, options), _cell_verdicts(h, guest, options))
+        for h in hosts
+    )
+    return Explanation(guest, explained, summary_line(guest, explained))

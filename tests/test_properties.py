@@ -1,0 +1,46 @@
+"""Properties: every placement is valid; "no fit" agrees with an exhaustive search."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+
+from numa_migrate.adapters.casefmt import answer_case
+from tests.strategies import fit_cases
+from tests.validity import exhaustive_fits, violations
+
+SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _answer(case: dict[str, Any]) -> dict[str, Any]:
+    answer = answer_case(case)
+    assert "error" not in answer, answer
+    return answer
+
+
+@SETTINGS
+@given(fit_cases())
+def test_every_placement_is_valid(case: dict[str, Any]) -> None:
+    answer = _answer(case)
+    if answer["fits"]:
+        assert violations(case, answer) == []
+
+
+@SETTINGS
+@given(fit_cases(max_host_cells=4))
+def test_no_fit_agrees_with_exhaustive_search(case: dict[str, Any]) -> None:
+    answer = _answer(case)
+    assert answer["fits"] == exhaustive_fits(case), answer.get("reason")
+
+
+@SETTINGS
+@given(fit_cases())
+def test_refusal_names_every_host_cell_or_the_competition(case: dict[str, Any]) -> None:
+    answer = _answer(case)
+    if not answer["fits"]:
+        reason = answer["reason"]
+        assert reason
+        if "host cells can take guest cell" in reason:
+            for cell in case["host"]["cells"]:
+                assert f"cell {cell['id']}:" in reason
