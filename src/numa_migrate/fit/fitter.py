@@ -189,7 +189,7 @@ def _no_fit_reasons(
         if adj[g]:
             continue
         per_cell = []
-        for h in range(n_host):
+        for h in sorted(range(n_host), key=lambda h: v.cells[h].id):
             verdict = v.get(g, h)
             assert not isinstance(verdict, CellFit)
             reasons.extend(verdict)
