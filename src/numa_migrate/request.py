@@ -87,9 +87,9 @@ def _image_enum(key: str, value: object, allowed: tuple[str, ...]) -> str:
     return str(value)
 
 
-def _indexed(props: Mapping[str, object], prefix: str, conv: Callable[[str, object], T]) -> (
-    tuple[T, ...] | None
-):
+def _indexed(
+    props: Mapping[str, object], prefix: str, conv: Callable[[str, object], T]
+) -> tuple[T, ...] | None:
     out: list[T] = []
     for cell in range(NUMA_NODES_MAX):
         key = f"{prefix}.{cell}"
@@ -147,8 +147,11 @@ def _cpu_policy(flavor: Flavor, image: ImageProps) -> CPUPolicy | None:
             key="hw:cpu_policy",
         )
     if fval in (CPUPolicy.MIXED, CPUPolicy.SHARED):
-        forbidden = (CPUPolicy.DEDICATED,) if fval == CPUPolicy.MIXED else (
-            CPUPolicy.MIXED, CPUPolicy.DEDICATED)
+        forbidden = (
+            (CPUPolicy.DEDICATED,)
+            if fval == CPUPolicy.MIXED
+            else (CPUPolicy.MIXED, CPUPolicy.DEDICATED)
+        )
         if ival in forbidden:
             raise InvalidRequestError(
                 "ImageCPUPinningForbidden",
@@ -361,9 +364,9 @@ def _page_size(flavor: Flavor, image: ImageProps) -> PageSizeRequest | None:
     return size
 
 
-def _flavor_indexed(flavor: Flavor, prefix: str, conv: Callable[[str, str], T]) -> (
-    tuple[T, ...] | None
-):
+def _flavor_indexed(
+    flavor: Flavor, prefix: str, conv: Callable[[str, str], T]
+) -> tuple[T, ...] | None:
     return _indexed(flavor.extra_specs, prefix, lambda k, v: conv(k, str(v)))
 
 
@@ -385,8 +388,7 @@ def _cell_lists(
     elif image.numa_cpus is not None:
         raise InvalidRequestError(
             "ImageNUMATopologyForbidden",
-            "image properties hw_numa_cpus.N may not be set when the flavor sets "
-            "hw:numa_cpus.N",
+            "image properties hw_numa_cpus.N may not be set when the flavor sets hw:numa_cpus.N",
             key="hw_numa_cpus",
         )
     mem = _flavor_indexed(flavor, "hw:numa_mem", _flavor_mem)
@@ -401,9 +403,7 @@ def _cell_lists(
     return cpus, mem
 
 
-def _auto_cells(
-    nodes: int, flavor: Flavor, pcpus: frozenset[int]
-) -> tuple[GuestCell, ...]:
+def _auto_cells(nodes: int, flavor: Flavor, pcpus: frozenset[int]) -> tuple[GuestCell, ...]:
     if flavor.vcpus % nodes or flavor.memory_mib % nodes:
         raise InvalidRequestError(
             "ImageNUMATopologyAsymmetric",
@@ -569,9 +569,7 @@ def guest_from_flavor(
     elif trait == "required":
         thread_policy = ThreadPolicy.REQUIRE
 
-    dedicated = _check_policy_combination(
-        cpu_policy, thread_policy, emulator, dedicated, realtime
-    )
+    dedicated = _check_policy_combination(cpu_policy, thread_policy, emulator, dedicated, realtime)
     nodes = _numa_nodes(flavor, image)
     page_size = _page_size(flavor, image)
 
@@ -599,8 +597,9 @@ def guest_from_flavor(
             )
         cells = _manual_cells(nodes, flavor, pcpus, cpu_list, mem_list)
     else:
-        given, missing = ("hw:numa_cpus", "hw:numa_mem") if cpu_list else (
-            "hw:numa_mem", "hw:numa_cpus")
+        given, missing = (
+            ("hw:numa_cpus", "hw:numa_mem") if cpu_list else ("hw:numa_mem", "hw:numa_cpus")
+        )
         raise InvalidRequestError(
             "ImageNUMATopologyIncomplete",
             f"{given}.N is set but {missing}.N is missing; give both for every guest cell",

@@ -60,9 +60,7 @@ def _cell_from_json(raw: object, where: str) -> HostCell:
     groups = raw.get("siblings") or []
     if not isinstance(groups, list) or not all(isinstance(g, list) for g in groups):
         raise InvalidCaseError(f"{where}.siblings must be a list of lists of CPU ids")
-    siblings = [
-        _int_list({"g": g}, "g", f"{where}.siblings[{i}]") for i, g in enumerate(groups)
-    ]
+    siblings = [_int_list({"g": g}, "g", f"{where}.siblings[{i}]") for i, g in enumerate(groups)]
     pools = []
     for i, page in enumerate(raw.get("mempages") or []):
         pw = f"{where}.mempages[{i}]"
@@ -113,8 +111,12 @@ def host_to_json(host: HostTopology) -> dict[str, object]:
                 "cpu_usage": c.cpu_usage,
                 "pinned_cpus": sorted(c.pinned_cpus),
                 "mempages": [
-                    {"size_kib": p.size_kib, "total": p.total, "used": p.used,
-                     "reserved": p.reserved}
+                    {
+                        "size_kib": p.size_kib,
+                        "total": p.total,
+                        "used": p.used,
+                        "reserved": p.reserved,
+                    }
                     for p in c.mempages
                 ],
             }
@@ -172,21 +174,25 @@ def placement_to_json(placement: Placement) -> dict[str, object]:
                 "vcpus": sorted(c.vcpus),
                 "memory_mib": c.memory_mib,
                 "pagesize_kib": c.pagesize_kib,
-                "cpu_pinning": None
-                if c.pinning is None
-                else {str(v): p for v, p in c.pinning},
+                "cpu_pinning": None if c.pinning is None else {str(v): p for v, p in c.pinning},
             }
             for c in placement.cells
         ],
-        "emulator_pins": None if placement.emulator_pins is None
+        "emulator_pins": None
+        if placement.emulator_pins is None
         else sorted(placement.emulator_pins),
     }
 
 
 def result_to_answer(case_id: object, result: FitResult) -> dict[str, object]:
     if result.placement is None:
-        return {"id": case_id, "fits": False, "cells": [], "emulator_pins": None,
-                "reason": result.summary}
+        return {
+            "id": case_id,
+            "fits": False,
+            "cells": [],
+            "emulator_pins": None,
+            "reason": result.summary,
+        }
     return {"id": case_id, "fits": True, **placement_to_json(result.placement), "reason": None}
 
 

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean clone: lint, types, unit/property/CLI tests and the
+# differential tests against Nova 34 (installed as a test-only oracle in its own venv).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$REPO"
+
+ensure_venv test
+log "setting up the Nova 34 test oracle"
+NOVA_ORACLE_PYTHON="$(bash tests/oracle/setup_oracle.sh | tail -n 1)"
+export NOVA_ORACLE_PYTHON
+
+log "ruff"
+ruff check src tests bench
+log "mypy (strict)"
+mypy
+log "pytest"
+# pytest exits 5 when no test ran: that is a failure here too (set -e).
+python -m pytest -q "$@"

@@ -1,0 +1,1 @@
+"""Adapters at the edges: libvirt XML parsers and other input/output formats."""

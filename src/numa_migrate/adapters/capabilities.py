@@ -1,0 +1,209 @@
+"""Host NUMA topology and host facts from libvirt capabilities XML (``virsh capabilities``).
+
+CPU pools follow Nova: with neither ``cpu_dedicated_set`` nor ``cpu_shared_set`` every CPU of
+a cell is in both pools (legacy ``vcpu_pin_set`` style); otherwise each pool is the cell's CPUs
+in the given set. SMT sibling groups are kept only for CPUs in a pool, as Nova does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from lxml import etree
+
+from numa_migrate.adapters.xmlsafe import XmlDoc, kib_to_mib
+from numa_migrate.cpuset import format_cpu_spec
+from numa_migrate.errors import ParseError
+from numa_migrate.model.host import HostCell, HostTopology, PagePool, normalise_siblings
+
+_EMPTY: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class CpuTopology:
+    """``<host><cpu><topology>``; libvirt reports ``sockets`` per NUMA node, not per host."""
+
+    sockets: int
+    dies: int
+    cores: int
+    threads: int
+
+
+@dataclass(frozen=True, slots=True)
+class HostFacts:
+    """What preflight and migration need to know about a host besides its NUMA cells."""
+
+    uuid: str
+    arch: str
+    cpu_model: str | None
+    cpu_vendor: str | None
+    cpu_topology: CpuTopology | None
+    migration_transports: tuple[str, ...]
+    security_models: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Cell:
+    """One ``<cell>`` as written, before CPU pools and reservations are applied."""
+
+    id: int
+    cpus: frozenset[int]
+    sibling_groups: tuple[frozenset[int], ...]
+    memory_mib: int
+    pages: tuple[tuple[int, int], ...]
+    """(page size in KiB, page count) per ``<pages>`` element."""
+
+
+def host_facts_from_capabilities(xml: str | bytes, *, source: str = "capabilities") -> HostFacts:
+    doc = XmlDoc.load(xml, source=source, root="capabilities")
+    host = doc.child(doc.root, "host")
+    cpu = doc.child(host, "cpu")
+    return HostFacts(
+        uuid=doc.text(doc.child(host, "uuid")),
+        arch=doc.text(doc.child(cpu, "arch")),
+        cpu_model=doc.opt_text(cpu, "model"),
+        cpu_vendor=doc.opt_text(cpu, "vendor"),
+        cpu_topology=_cpu_topology(doc, cpu.find("topology")),
+        migration_transports=tuple(
+            doc.text(el) for el in host.iterfind("migration_features/uri_transports/uri_transport")
+        ),
+        security_models=tuple(doc.text(el) for el in host.iterfind("secmodel/model")),
+    )
+
+
+def _cpu_topology(doc: XmlDoc, el: etree._Element | None) -> CpuTopology | None:
+    if el is None:
+        return None
+    return CpuTopology(
+        sockets=doc.int_attr(el, "sockets", minimum=1),
+        dies=doc.int_attr(el, "dies", default=1, minimum=1),
+        cores=doc.int_attr(el, "cores", minimum=1),
+        threads=doc.int_attr(el, "threads", minimum=1),
+    )
+
+
+def host_from_capabilities(
+    xml: str | bytes,
+    *,
+    name: str | None = None,
+    cpu_dedicated_set: frozenset[int] | None = None,
+    cpu_shared_set: frozenset[int] | None = None,
+    reserved_huge_pages: Mapping[tuple[int, int], int] | None = None,
+    source: str = "capabilities",
+) -> HostTopology:
+    """The host's NUMA cells with CPU pools, SMT siblings, memory and page pools.
+
+    ``name`` defaults to the host UUID; ``reserved_huge_pages`` maps (cell id, page size in
+    KiB) to a reserved page count (Nova's ``reserved_huge_pages``).
+    """
+    doc = XmlDoc.load(xml, source=source, root="capabilities")
+    host = doc.child(doc.root, "host")
+    cells = _read_cells(doc, host)
+    host_cpus = frozenset().union(*(c.cpus for c in cells))
+    shared, dedicated = _cpu_pools(host_cpus, cpu_dedicated_set, cpu_shared_set, source)
+    reserved = dict(reserved_huge_pages or {})
+    _check_reservations(cells, reserved, source)
+    return HostTopology(
+        name=name or doc.text(doc.child(host, "uuid")),
+        cells=tuple(_host_cell(cell, shared, dedicated, reserved) for cell in cells),
+    )
+
+
+def _read_cells(doc: XmlDoc, host: etree._Element) -> tuple[_Cell, ...]:
+    cells = tuple(_read_cell(doc, el) for el in host.iterfind("topology/cells/cell"))
+    if not cells:
+        raise doc.error(
+            host,
+            "the capabilities lack NUMA topology (no <topology><cells><cell>); the host's "
+            "cells cannot be derived from <cpu><topology> alone",
+        )
+    ids = [cell.id for cell in cells]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise doc.error(host, f"cell ids {duplicates} appear more than once")
+    return cells
+
+
+def _read_cell(doc: XmlDoc, el: etree._Element) -> _Cell:
+    cpu_elements = tuple(el.iterfind("cpus/cpu"))
+    return _Cell(
+        id=doc.int_attr(el, "id"),
+        cpus=frozenset(doc.int_attr(cpu, "id") for cpu in cpu_elements),
+        sibling_groups=tuple(
+            doc.cpus_attr(cpu, "siblings") for cpu in cpu_elements if cpu.get("siblings")
+        ),
+        memory_mib=kib_to_mib(doc.text_kib(doc.child(el, "memory")), round_up=False),
+        pages=tuple(
+            (doc.attr_kib(page, "size"), doc.int_text(page)) for page in el.iterfind("pages")
+        ),
+    )
+
+
+def _cpu_pools(
+    host_cpus: frozenset[int],
+    dedicated: frozenset[int] | None,
+    shared: frozenset[int] | None,
+    source: str,
+) -> tuple[frozenset[int], frozenset[int]]:
+    """(shared pool, dedicated pool) over the whole host, Nova's way."""
+    if dedicated is None and shared is None:
+        return host_cpus, host_cpus
+    for option, cpus in (("cpu_dedicated_set", dedicated), ("cpu_shared_set", shared)):
+        unknown = (cpus or _EMPTY) - host_cpus
+        if unknown:
+            raise ParseError(
+                f"{option}: CPUs {format_cpu_spec(unknown)} do not exist on this host "
+                f"(host CPUs: {format_cpu_spec(host_cpus)})",
+                source=source,
+            )
+    overlap = (dedicated or _EMPTY) & (shared or _EMPTY)
+    if overlap:
+        raise ParseError(
+            f"cpu_dedicated_set and cpu_shared_set overlap on CPUs {format_cpu_spec(overlap)}; "
+            "a CPU is either dedicated or shared",
+            source=source,
+        )
+    return shared or _EMPTY, dedicated or _EMPTY
+
+
+def _check_reservations(
+    cells: tuple[_Cell, ...], reserved: Mapping[tuple[int, int], int], source: str
+) -> None:
+    pools = {(cell.id, size) for cell in cells for size, _ in cell.pages}
+    for (cell_id, size_kib), count in sorted(reserved.items()):
+        if (cell_id, size_kib) not in pools:
+            known = ", ".join(f"cell {c} {s} KiB" for c, s in sorted(pools))
+            raise ParseError(
+                f"reserved_huge_pages: host has no {size_kib} KiB pages in cell {cell_id} "
+                f"(pools: {known})",
+                source=source,
+            )
+        if count < 0:
+            raise ParseError(
+                f"reserved_huge_pages: cell {cell_id} {size_kib} KiB: {count} is negative",
+                source=source,
+            )
+
+
+def _host_cell(
+    cell: _Cell,
+    shared: frozenset[int],
+    dedicated: frozenset[int],
+    reserved: Mapping[tuple[int, int], int],
+) -> HostCell:
+    cpuset = cell.cpus & shared
+    pcpuset = cell.cpus & dedicated
+    usable = cpuset | pcpuset
+    groups = sorted({group & usable for group in cell.sibling_groups if group & usable}, key=min)
+    return HostCell(
+        id=cell.id,
+        cpuset=cpuset,
+        pcpuset=pcpuset,
+        memory_mib=cell.memory_mib,
+        siblings=normalise_siblings(groups, usable),
+        mempages=tuple(
+            PagePool(size_kib=size, total=count, reserved=reserved.get((cell.id, size), 0))
+            for size, count in cell.pages
+        ),
+    )
