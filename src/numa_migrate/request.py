@@ -108,6 +108,8 @@ def _cpu_spec_or_invalid(key: str, value: object) -> frozenset[int]:
 
 def image_props_from_dict(props: Mapping[str, object]) -> ImageProps:
     """Type the image properties; a value the image model refuses raises ``ValueError``-type."""
+    if not props:
+        return _EMPTY_IMAGE
     return ImageProps(
         cpu_policy=_image_enum("hw_cpu_policy", props["hw_cpu_policy"], _POLICIES)
         if "hw_cpu_policy" in props
@@ -132,6 +134,9 @@ def image_props_from_dict(props: Mapping[str, object]) -> ImageProps:
             if k.startswith("trait:") and str(v) == "required"
         ),
     )
+
+
+_EMPTY_IMAGE = ImageProps()
 
 
 # --- individual constraints, in the order Nova evaluates them ------------------------------
@@ -264,6 +269,8 @@ def _dedicated_mask(flavor: Flavor) -> frozenset[int] | None:
 def _resource_counts(flavor: Flavor) -> tuple[int, int]:
     vcpu = pcpu = 0
     for key, val in flavor.extra_specs.items():
+        if not key.startswith("resources"):
+            continue
         for rc in ("VCPU", "PCPU"):
             if re.match(rf"resources([1-9][0-9]*)?:{rc}", key):
                 try:
@@ -279,7 +286,7 @@ def _resource_counts(flavor: Flavor) -> tuple[int, int]:
 
 def _hyperthreading_trait(flavor: Flavor, image: ImageProps) -> str | None:
     for key, val in flavor.extra_specs.items():
-        if re.match(r"trait([1-9][0-9]*)?:HW_CPU_HYPERTHREADING", key):
+        if key.startswith("trait") and re.match(r"trait([1-9][0-9]*)?:HW_CPU_HYPERTHREADING", key):
             return val
     return "required" if "HW_CPU_HYPERTHREADING" in image.traits_required else None
 

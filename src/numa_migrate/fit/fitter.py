@@ -42,8 +42,6 @@ class FitResult:
     placement: Placement | None
     reasons: tuple[Reason, ...]
     summary: str
-    verdicts: tuple[tuple[int, int, Verdict], ...] = ()
-    """(guest cell, host cell, verdict) for every pair that was evaluated."""
 
     @property
     def fits(self) -> bool:
@@ -232,12 +230,9 @@ def fit_request(
     if chosen is None:
         adj = [[h for h in range(n_host) if v.ok(g, h)] for g in range(n_guest)]
         chosen = _lexicographic_assignment(adj, n_guest)
-    verdicts = tuple(
-        (request.cells[g].index, cells[h].id, verdict) for (g, h), verdict in v.memo.items()
-    )
     if chosen is None:
         reasons, summary = _no_fit_reasons(v, n_guest, n_host, adj)
-        return FitResult(host.name, None, reasons, summary, verdicts)
+        return FitResult(host.name, None, reasons, summary)
     fits = [v.get(g, h) for g, h in enumerate(chosen)]
     assert all(isinstance(f, CellFit) for f in fits)
     cell_fits = [f for f in fits if isinstance(f, CellFit)]
@@ -248,7 +243,7 @@ def fit_request(
     where = ", ".join(
         f"guest cell {p.guest_cell} -> host cell {p.host_cell}" for p in placement.cells
     )
-    return FitResult(host.name, placement, (), f"fits: {where}", verdicts)
+    return FitResult(host.name, placement, (), f"fits: {where}")
 
 
 def fit_guest(host: HostTopology, guest: Guest, options: FitOptions | None = None) -> FitResult:
