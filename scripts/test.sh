@@ -8,7 +8,7 @@ cd "$REPO"
 ensure_venv test
 log "setting up the Nova 34 test oracle"
 NOVA_ORACLE_PYTHON="$(bash tests/oracle/setup_oracle.sh | tail -n 1)"
-export NOVA_ORACLE_PYTHON
+export NOVA_ORACLE_PYTHON NUMA_MIGRATE_REQUIRE_ORACLE=1
 
 log "ruff"
 ruff check src tests bench

@@ -182,7 +182,7 @@ def _pack(
         what = "the emulator threads" if reserve else "the isolate policy"
         return Reason(
             Code.EMULATOR_NO_SPARE if reserve else Code.ISOLATE_NO_FREE_CORES,
-            f"guest cell {cell.index} has no dedicated vCPU to anchor {what} (Nova refuses)",
+            f"a guest cell without dedicated vCPUs cannot anchor {what} (Nova refuses)",
             host.id,
             cell.index,
         )

@@ -17,11 +17,11 @@ the emulator-thread reservation), and the choice of host cells is a bipartite ma
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from numa_migrate.fit.cellfit import CellFit, Limits, fit_cell
 from numa_migrate.fit.reasons import Code, Reason
-from numa_migrate.model.guest import Guest, GuestRequest
+from numa_migrate.model.guest import Guest, GuestCell, GuestRequest
 from numa_migrate.model.host import HostCell, HostTopology
 from numa_migrate.model.placement import Placement
 
@@ -71,8 +71,29 @@ def order_host_cells(
     return tuple(c for _, c in sorted(indexed, key=key))
 
 
+def _relabel(verdict: Verdict, cell: GuestCell) -> Verdict:
+    """A verdict computed for another guest cell of the same shape, for ``cell``."""
+    if isinstance(verdict, CellFit):
+        placed = verdict.placement
+        pins = None
+        if placed.pinning is not None:
+            pins = tuple(
+                zip(sorted(cell.dedicated_vcpus), (p for _, p in placed.pinning), strict=True)
+            )
+        return CellFit(
+            replace(placed, guest_cell=cell.index, vcpus=cell.vcpus, pinning=pins),
+            verdict.emulator_pins,
+        )
+    return [replace(r, guest_cell=cell.index) for r in verdict]
+
+
 class _Verdicts:
-    """Memoised (guest cell position, host cell position) -> verdict."""
+    """(guest cell position, host cell position) -> verdict, memoised on the cell's shape.
+
+    A guest cell's verdict depends on its vCPU counts, memory and emulator reservation, not on
+    which vCPU ids it holds: same-shaped cells (all but cell 0 in an even split) share one
+    ``fit_cell`` call per host cell, relabelled for their own vCPUs.
+    """
 
     def __init__(
         self, cells: tuple[HostCell, ...], request: GuestRequest, options: FitOptions
@@ -81,20 +102,28 @@ class _Verdicts:
         self.request = request
         self.options = options
         self.memo: dict[tuple[int, int], Verdict] = {}
+        self.by_shape: dict[tuple[int, int, int, int, int], Verdict] = {}
 
     def get(self, g: int, h: int) -> Verdict:
         key = (g, h)
         verdict = self.memo.get(key)
         if verdict is None:
+            cell = self.request.cells[g]
             reserve = 1 if (g == 0 and self.request.emulator_isolated) else 0
-            verdict = fit_cell(
-                self.cells[h],
-                self.request,
-                self.request.cells[g],
-                reserve=reserve,
-                limits=self.options.limits,
-                current_pagesize_kib=self.options.current_pagesize_kib,
-            )
+            shape = (len(cell.dedicated_vcpus), len(cell.shared_vcpus), cell.memory_mib, reserve, h)
+            base = self.by_shape.get(shape)
+            if base is None:
+                verdict = fit_cell(
+                    self.cells[h],
+                    self.request,
+                    cell,
+                    reserve=reserve,
+                    limits=self.options.limits,
+                    current_pagesize_kib=self.options.current_pagesize_kib,
+                )
+                self.by_shape[shape] = verdict
+            else:
+                verdict = _relabel(base, cell)
             self.memo[key] = verdict
         return verdict
 

@@ -1,0 +1,125 @@
+"""Fit speed against Nova 34 on the same generated corpus, measured in the same run.
+
+Each case is timed on its own: numa-migrate's ``guest_from_flavor`` + ``fit_guest`` in this
+process, Nova's ``numa_get_constraints`` + ``numa_fit_instance_to_host`` in the oracle venv
+(tests/oracle/nova_driver.py; object construction from JSON excluded on both sides). Each
+figure is the median of ``--repeat`` runs of the case. Printed: the per-case medians, their
+ratio, the distribution of per-case ratios, and whether feasibility was identical.
+
+    python bench/fit_vs_nova.py --cases 2000 --seed 11          # the mixed corpus
+    python bench/fit_vs_nova.py --worst --nova-timeout 120      # 8/12/16-cell worst cases
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.casegen import generate_cases, worst_cases
+from tests.differential import run_oracle
+
+from numa_migrate.adapters.casefmt import FitCase, case_from_json
+from numa_migrate.errors import InvalidRequestError
+from numa_migrate.fit.fitter import fit_guest
+from numa_migrate.request import guest_from_flavor
+
+
+def _decide(case: FitCase) -> bool | None:
+    try:
+        guest = guest_from_flavor(case.flavor, case.image_properties)
+    except InvalidRequestError:
+        return None
+    return fit_guest(case.host, guest, case.options).fits
+
+
+def time_ours(raw: dict[str, Any], repeat: int) -> tuple[float, bool | None]:
+    case = case_from_json(raw)
+    times = []
+    decision: bool | None = None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        decision = _decide(case)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), decision
+
+
+def _fmt_us(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.1f} µs"
+
+
+def _quantiles(values: list[float]) -> str:
+    qs = statistics.quantiles(values, n=10) if len(values) >= 10 else values
+    return f"p10 {qs[0]:.1f}×  median {statistics.median(values):.1f}×  p90 {qs[-1]:.1f}×"
+
+
+def corpus(args: argparse.Namespace) -> int:
+    cases = generate_cases(args.cases, args.seed)
+    print(f"corpus: {len(cases)} cases, seed {args.seed}, repeat {args.repeat}", flush=True)
+    nova = run_oracle(cases, timeout_s=args.nova_timeout, repeat=args.repeat)
+    ours = [time_ours(c, args.repeat) for c in cases]
+    same = differ = timeouts = 0
+    ratios = []
+    for (t_ours, decision), n in zip(ours, nova, strict=True):
+        if n.get("timed_out"):
+            timeouts += 1
+            continue
+        if decision == n["fits"]:
+            same += 1
+        else:
+            differ += 1
+        ratios.append(n["seconds"] / t_ours)
+    nova_med = statistics.median(n["seconds"] for n in nova if not n.get("timed_out"))
+    ours_med = statistics.median(t for t, _ in ours)
+    print(f"Nova 34 median per case : {_fmt_us(nova_med)}")
+    print(f"numa-migrate median     : {_fmt_us(ours_med)}")
+    print(f"ratio of medians        : {nova_med / ours_med:.1f}×")
+    print(f"per-case ratios         : {_quantiles(ratios)}")
+    print(f"feasibility             : {same} same, {differ} differ, {timeouts} Nova timeouts")
+    return 0
+
+
+def worst(args: argparse.Namespace) -> int:
+    cases = worst_cases(args.seed)
+    print(f"worst cases: {len(cases)}, Nova timeout {args.nova_timeout:g} s", flush=True)
+    print(f"{'case':<28} {'host cells':>10} {'guest cells':>11} {'fits':>5} "
+          f"{'numa-migrate':>13} {'Nova 34':>12}")
+    slowest = 0.0
+    for case in cases:
+        (nova,) = run_oracle([case], timeout_s=args.nova_timeout, repeat=1)
+        t_ours, decision = time_ours(case, max(1, args.repeat))
+        slowest = max(slowest, t_ours)
+        nova_t = ("> " + _fmt_us(args.nova_timeout)) if nova.get("timed_out") else _fmt_us(
+            nova["seconds"])
+        nodes = case["flavor"]["extra_specs"].get("hw:numa_nodes", "1")
+        note = "" if nova.get("timed_out") or nova["fits"] == decision else (
+            f"  (Nova says fits={nova['fits']})")
+        print(f"{case['id']:<28} {len(case['host']['cells']):>10} {nodes:>11} "
+              f"{decision!s:>5} {_fmt_us(t_ours):>13} {nova_t:>12}{note}", flush=True)
+    print(f"slowest numa-migrate case: {_fmt_us(slowest)} (goal < 50 ms)")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--nova-timeout", type=float, default=30.0)
+    parser.add_argument("--worst", action="store_true", help="the 8/12/16-cell worst cases")
+    args = parser.parse_args()
+    return worst(args) if args.worst else corpus(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
