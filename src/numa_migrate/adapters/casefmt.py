@@ -97,34 +97,6 @@ def host_from_json(raw: object, name: str = "host", where: str = "host") -> Host
     )
 
 
-def host_to_json(host: HostTopology) -> dict[str, object]:
-    return {
-        "name": host.name,
-        "cells": [
-            {
-                "id": c.id,
-                "cpuset": sorted(c.cpuset),
-                "pcpuset": sorted(c.pcpuset),
-                "siblings": [sorted(g) for g in c.siblings if len(g) > 1],
-                "memory_mib": c.memory_mib,
-                "memory_usage_mib": c.memory_usage_mib,
-                "cpu_usage": c.cpu_usage,
-                "pinned_cpus": sorted(c.pinned_cpus),
-                "mempages": [
-                    {
-                        "size_kib": p.size_kib,
-                        "total": p.total,
-                        "used": p.used,
-                        "reserved": p.reserved,
-                    }
-                    for p in c.mempages
-                ],
-            }
-            for c in host.cells
-        ],
-    }
-
-
 def _limits(raw: object) -> Limits | None:
     if raw is None:
         return None

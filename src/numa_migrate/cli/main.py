@@ -250,14 +250,16 @@ class HostSpec:
         return list(fleet.hosts)
 
 
+fleet_option = click.option(
+    "--fleet",
+    "fleet_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Fleet file (JSON); default: the bundled sample fleet.",
+)
+
 host_options = _bundle(
     [
-        click.option(
-            "--fleet",
-            "fleet_path",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="Fleet file (JSON); default: the bundled sample fleet.",
-        ),
+        fleet_option,
         click.option(
             "--host",
             "host_names",
@@ -399,12 +401,7 @@ def explain(
 
 
 @cli.command()
-@click.option(
-    "--fleet",
-    "fleet_path",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Fleet file (JSON); default: the bundled sample fleet.",
-)
+@fleet_option
 @json_option
 @handle_errors
 def fleet(fleet_path: Path | None, as_json: bool) -> None:
