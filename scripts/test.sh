@@ -9,6 +9,8 @@ ensure_venv test
 log "setting up the Nova 34 test oracle"
 NOVA_ORACLE_PYTHON="$(bash tests/oracle/setup_oracle.sh | tail -n 1)"
 export NOVA_ORACLE_PYTHON NUMA_MIGRATE_REQUIRE_ORACLE=1
+# the claims tests start a real PostgreSQL server (installed with apt-get when missing)
+export NUMA_MIGRATE_REQUIRE_POSTGRES=1
 
 log "ruff"
 ruff check src tests bench

@@ -1,0 +1,1 @@
+"""Alembic environment of the claims store (run through ``ClaimStore.migrate()``)."""

@@ -1,0 +1,1 @@
+"""Schema revisions of the claims store, oldest first."""

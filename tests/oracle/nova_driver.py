@@ -1,0 +1,182 @@
+"""Nova 34 as a test oracle: answer fit cases (JSON Lines on stdin) with Nova's own code.
+
+Runs only inside the oracle venv made by tests/oracle/setup_oracle.sh, never in the same
+process as numa-migrate. For each case it builds Nova's objects (host NUMATopology, Flavor,
+ImageMeta), calls ``numa_get_constraints`` and ``numa_fit_instance_to_host`` exactly as the
+scheduler and the compute claim do, and prints one JSON line:
+
+    {"id", "fits", "error_type", "error_message", "placement", "seconds", "timed_out"}
+
+``seconds`` is the median over ``--repeat`` runs of the two Nova calls only (object
+construction excluded). ``--timeout`` bounds one call (SIGALRM); a case that takes longer is
+reported with ``timed_out: true``. A live-migration refit (``current_pagesize_kib``) is refused
+when Nova's chosen page size differs from the current one, as Nova's move claim does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import statistics
+import sys
+import time
+import warnings
+from typing import Any
+
+logging.disable(logging.CRITICAL)
+warnings.simplefilter("ignore")
+
+from nova import objects  # noqa: E402
+from nova.conf import CONF  # noqa: E402
+from nova.virt import hardware  # noqa: E402
+
+objects.register_all()
+
+
+class _Timeout(Exception):
+    pass
+
+
+def _alarm(_signum: int, _frame: object) -> None:
+    raise _Timeout
+
+
+def _host(raw: dict[str, Any]) -> Any:
+    cells = []
+    for c in raw["cells"]:
+        cpus = set(c.get("cpuset", [])) | set(c.get("pcpuset", []))
+        groups = [set(g) for g in c.get("siblings") or [] if g]
+        covered = set().union(*groups) if groups else set()
+        groups += [{cpu} for cpu in sorted(cpus - covered)]
+        cells.append(objects.NUMACell(
+            id=c["id"],
+            cpuset=set(c.get("cpuset", [])),
+            pcpuset=set(c.get("pcpuset", [])),
+            memory=c["memory_mib"],
+            cpu_usage=c.get("cpu_usage") or 0,
+            memory_usage=c.get("memory_usage_mib") or 0,
+            pinned_cpus=set(c.get("pinned_cpus") or []),
+            siblings=groups,
+            mempages=[objects.NUMAPagesTopology(
+                size_kb=p["size_kib"], total=p["total"], used=p.get("used") or 0,
+                reserved=p.get("reserved") or 0) for p in c.get("mempages") or []],
+            network_metadata=objects.NetworkMetadata(physnets=set(), tunneled=False),
+        ))
+    return objects.NUMATopology(cells=cells)
+
+
+def _limits(raw: dict[str, Any] | None) -> Any:
+    if raw is None:
+        return None
+    return objects.NUMATopologyLimits(
+        cpu_allocation_ratio=float(raw.get("cpu_allocation_ratio", 1.0)),
+        ram_allocation_ratio=float(raw.get("ram_allocation_ratio", 1.0)))
+
+
+def _placement(topology: Any) -> dict[str, Any]:
+    cells = []
+    emulator: set[int] = set()
+    for index, cell in enumerate(topology.cells):
+        pinning = cell.cpu_pinning if cell.obj_attr_is_set("cpu_pinning_raw") else None
+        pagesize = cell.pagesize if cell.obj_attr_is_set("pagesize") else None
+        if cell.obj_attr_is_set("cpuset_reserved") and cell.cpuset_reserved:
+            emulator |= set(cell.cpuset_reserved)
+        cells.append({
+            "guest_cell": index,
+            "host_cell": cell.id,
+            "vcpus": sorted(set(cell.cpuset) | set(cell.pcpuset)),
+            "memory_mib": cell.memory,
+            "pagesize_kib": pagesize,
+            "cpu_pinning": {str(k): v for k, v in sorted(pinning.items())}
+            if pinning else None,
+        })
+    return {"cells": cells, "emulator_pins": sorted(emulator) if emulator else None}
+
+
+def _run_once(case: dict[str, Any]) -> tuple[float, Any, Exception | None]:
+    """Build the objects, then time Nova's two calls: (seconds, topology or None, error)."""
+    host = _host(case["host"])
+    flavor_raw = case["flavor"]
+    flavor = objects.Flavor(vcpus=flavor_raw["vcpus"], memory_mb=flavor_raw["memory_mib"],
+                            extra_specs=dict(flavor_raw.get("extra_specs") or {}),
+                            name=flavor_raw.get("name", "flavor"))
+    limits = _limits(case.get("limits"))
+    start = time.perf_counter()
+    try:
+        # ImageMeta.from_dict is where Nova refuses unknown enum values (ValueError)
+        image = objects.ImageMeta.from_dict(
+            {"properties": dict(case.get("image_properties") or {})})
+        constraints = hardware.numa_get_constraints(flavor, image)
+        fitted = None
+        if constraints is not None:
+            fitted = hardware.numa_fit_instance_to_host(host, constraints, None, limits=limits)
+    except _Timeout:
+        raise
+    except Exception as exc:  # Nova's own exception type is the answer
+        return time.perf_counter() - start, None, exc
+    seconds = time.perf_counter() - start
+    return seconds, ("no-topology" if constraints is None else fitted), None
+
+
+def answer(case: dict[str, Any], timeout_s: float, repeat: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": case.get("id"), "fits": None, "error_type": None,
+                           "error_message": None, "placement": None, "seconds": None,
+                           "timed_out": False}
+    CONF.set_override("packing_host_numa_cells_allocation_strategy",
+                      bool(case.get("packing")), "compute")
+    times = []
+    result: Any = None
+    error: Exception | None = None
+    try:
+        for _ in range(max(1, repeat)):
+            signal.setitimer(signal.ITIMER_REAL, timeout_s)
+            try:
+                seconds, result, error = _run_once(case)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            times.append(seconds)
+    except _Timeout:
+        out["timed_out"] = True
+        out["seconds"] = timeout_s
+        return out
+    out["seconds"] = statistics.median(times)
+    if error is not None:
+        out["error_type"] = type(error).__name__
+        out["error_message"] = str(error)
+        return out
+    if result == "no-topology":
+        out["fits"] = True
+        out["placement"] = {"cells": [], "emulator_pins": None}
+        return out
+    if result is None:
+        out["fits"] = False
+        return out
+    placement = _placement(result)
+    current = case.get("current_pagesize_kib")
+    if current is not None and any(c["pagesize_kib"] != current for c in placement["cells"]):
+        out["fits"] = False  # the move claim refuses a different page size
+        return out
+    out["fits"] = True
+    out["placement"] = placement
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args()
+    signal.signal(signal.SIGALRM, _alarm)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        case = json.loads(line)
+        sys.stdout.write(json.dumps(answer(case, args.timeout, args.repeat)) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
