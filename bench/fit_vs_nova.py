@@ -6,7 +6,7 @@ process, Nova's ``numa_get_constraints`` + ``numa_fit_instance_to_host`` in the 
 figure is the median of ``--repeat`` runs of the case. Printed: the per-case medians, their
 ratio, the distribution of per-case ratios, and whether feasibility was identical.
 
-    python bench/fit_vs_nova.py --cases 2000 --seed 11          # the mixed corpus
+    python bench/fit_vs_nova.py --cases 2000 --seed 11          # mixed: 1-8 cells, 1-4 nodes
     python bench/fit_vs_nova.py --worst --nova-timeout 120      # 8/12/16-cell worst cases
 """
 
@@ -63,8 +63,11 @@ def _quantiles(values: list[float]) -> str:
 
 
 def corpus(args: argparse.Namespace) -> int:
-    cases = generate_cases(args.cases, args.seed)
-    print(f"corpus: {len(cases)} cases, seed {args.seed}, repeat {args.repeat}", flush=True)
+    cases = generate_cases(args.cases, args.seed, max_host_cells=args.max_host_cells,
+                           max_guest_nodes=args.max_guest_nodes)
+    print(f"corpus: {len(cases)} cases (1-{args.max_host_cells} host cells, "
+          f"1-{args.max_guest_nodes} guest nodes), seed {args.seed}, repeat {args.repeat}",
+          flush=True)
     nova = run_oracle(cases, timeout_s=args.nova_timeout, repeat=args.repeat)
     ours = [time_ours(c, args.repeat) for c in cases]
     same = differ = timeouts = 0
@@ -116,6 +119,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--nova-timeout", type=float, default=30.0)
+    parser.add_argument("--max-host-cells", type=int, default=8)
+    parser.add_argument("--max-guest-nodes", type=int, default=4)
     parser.add_argument("--worst", action="store_true", help="the 8/12/16-cell worst cases")
     args = parser.parse_args()
     return worst(args) if args.worst else corpus(args)
