@@ -6,6 +6,10 @@ source "$(dirname "$0")/lib.sh"
 cd "$REPO"
 
 ensure_venv test
+log "libvirt lab dependencies (packages, QEMU user, libvirt-python)"
+bash scripts/lab-deps.sh "$VENV"
+# the e2e tests run on the real two-daemon libvirt lab (root): they must not be skipped
+export NUMA_MIGRATE_REQUIRE_LAB=1
 log "setting up the Nova 34 test oracle"
 NOVA_ORACLE_PYTHON="$(bash tests/oracle/setup_oracle.sh | tail -n 1)"
 export NOVA_ORACLE_PYTHON NUMA_MIGRATE_REQUIRE_ORACLE=1

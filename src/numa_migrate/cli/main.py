@@ -21,6 +21,9 @@ from rich.console import Console
 from numa_migrate.adapters.casefmt import answer_case
 from numa_migrate.adapters.fleet import load_fleet
 from numa_migrate.cli import render
+from numa_migrate.cli.lab import lab as lab_group
+from numa_migrate.cli.migrate import migrate as migrate_cmd
+from numa_migrate.cli.migrate import recover_cmd
 from numa_migrate.cpuset import parse_cpu_spec
 from numa_migrate.errors import InvalidRequestError, NumaMigrateError
 from numa_migrate.explain import explain_guest
@@ -424,6 +427,10 @@ def demo() -> None:
 
 fit.help = (fit.help or "") + GUEST_HELP
 explain.help = (explain.help or "") + GUEST_HELP
+
+cli.add_command(lab_group)
+cli.add_command(migrate_cmd)
+cli.add_command(recover_cmd)
 
 
 def main() -> None:

@@ -1,0 +1,383 @@
+"""The hosts inventory: which libvirt hosts exist and how Nova would configure their CPUs.
+
+An inventory is a TOML file with one table per host::
+
+    [hosts.cmp-01]
+    uri = "qemu+ssh://root@cmp-01/system"    # any libvirt URI
+    cpu_dedicated_set = "2-19,^10"           # Nova [compute] cpu_dedicated_set (optional)
+    cpu_shared_set = "0-1"                   # Nova [compute] cpu_shared_set (optional)
+    reserved_huge_pages = ["node:0,size:2048,count:64", "node:1,size:1GB,count:1"]
+    reserved_host_memory_mb = 4096           # Nova [DEFAULT] reserved_host_memory_mb
+
+Libvirt's capabilities say which CPUs a host has, not which of them are for pinned guests;
+the CPU sets say it the way Nova's configuration does. Without either set every host CPU is
+usable by pinned and by floating guests (Nova's legacy behaviour with ``vcpu_pin_set``
+unset). Every mistake is an :class:`InventoryError` naming the file, the host, the field
+and what is allowed. Nothing here talks to libvirt (see
+:mod:`numa_migrate.adapters.inventory_live`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from numa_migrate.adapters.capabilities import host_from_capabilities
+from numa_migrate.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.errors import NumaMigrateError, ParseError, UnknownHostError
+from numa_migrate.model.host import HostTopology
+
+ENV_INVENTORY = "NUMA_MIGRATE_INVENTORY"
+DEFAULT_INVENTORY = Path("inventory.toml")
+HOST_KEYS = (
+    "uri",
+    "cpu_dedicated_set",
+    "cpu_shared_set",
+    "reserved_huge_pages",
+    "reserved_host_memory_mb",
+)
+TOP_LEVEL_KEYS = ("hosts",)
+URI_EXAMPLES = (
+    "qemu:///system, qemu+unix:///system?socket=/run/libvirt/virtqemud-sock, "
+    "qemu+ssh://root@host/system, test:///default"
+)
+RESERVED_PAGES_SYNTAX = "node:N,size:SIZE,count:N (SIZE in KiB, or with a unit: 2MB, 1GB)"
+
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S*")
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
+_PAGE_SIZE = re.compile(r"(\d+)\s*([KMGT])i?B", re.IGNORECASE)
+_UNIT_KIB = {"K": 1, "M": 1024, "G": 1024**2, "T": 1024**3}
+
+
+class InventoryError(NumaMigrateError):
+    """The inventory is missing or wrong; the message names the file, host and field."""
+
+
+class UnknownInventoryHostError(InventoryError, UnknownHostError):
+    """A host name that the inventory does not list."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReservedPages:
+    """One ``reserved_huge_pages`` entry: ``count`` pages of ``size_kib`` on host ``node``."""
+
+    node: int
+    size_kib: int
+    count: int
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    """One ``[hosts.NAME]`` table. ``source`` is the inventory file (for error messages).
+
+    ``cpu_dedicated_set``/``cpu_shared_set`` None means "not configured" (Nova's default);
+    ``reserved_host_memory_mb`` None means not given.
+    """
+
+    name: str
+    uri: str
+    source: str
+    cpu_dedicated_set: frozenset[int] | None = None
+    cpu_shared_set: frozenset[int] | None = None
+    reserved_huge_pages: tuple[ReservedPages, ...] = ()
+    reserved_host_memory_mb: int | None = None
+
+    @property
+    def legacy_cpus(self) -> bool:
+        """True when neither CPU set is given: every CPU serves pinned and floating guests."""
+        return self.cpu_dedicated_set is None and self.cpu_shared_set is None
+
+    def reserved_pages_map(self) -> Mapping[tuple[int, int], int]:
+        """(host node, page size KiB) -> reserved pages, as ``host_from_capabilities`` takes."""
+        return MappingProxyType({(r.node, r.size_kib): r.count for r in self.reserved_huge_pages})
+
+    def field(self, key: str) -> str:
+        """``FILE: hosts.NAME.key`` for messages."""
+        return f"{self.source}: hosts.{self.name}.{key}"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The hosts of one inventory file, in file order."""
+
+    path: Path
+    hosts: tuple[HostConfig, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(h.name for h in self.hosts)
+
+    def host(self, name: str) -> HostConfig:
+        for config in self.hosts:
+            if config.name == name:
+                return config
+        raise UnknownInventoryHostError(
+            f"{self.path}: no host {name!r} in the inventory (hosts: {', '.join(self.names)})"
+        )
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def default_inventory_path(
+    env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> Path:
+    """``$NUMA_MIGRATE_INVENTORY``, else ``./inventory.toml`` if it exists, else an error."""
+    environ = os.environ if env is None else env
+    given = environ.get(ENV_INVENTORY, "").strip()
+    if given:
+        return Path(given)
+    local = (cwd or Path.cwd()) / DEFAULT_INVENTORY
+    if local.is_file():
+        return local
+    raise InventoryError(
+        "no hosts inventory: give --hosts FILE, set NUMA_MIGRATE_INVENTORY=FILE, or create "
+        "./inventory.toml (TOML: [hosts.NAME] with uri = \"qemu:///system\")"
+    )
+
+
+def load_inventory(path: Path | str) -> Inventory:
+    """Read and check an inventory file (see the module documentation for the format)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InventoryError(f"{path}: hosts inventory not found") from None
+    except IsADirectoryError:
+        raise InventoryError(f"{path}: is a directory, not a hosts inventory file") from None
+    except UnicodeDecodeError as exc:
+        raise InventoryError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise InventoryError(f"{path}: cannot read the hosts inventory: {exc.strerror}") from None
+    return parse_inventory(text, path=path)
+
+
+def parse_inventory(text: str, *, path: Path | str = "inventory") -> Inventory:
+    """Parse inventory TOML ``text``; ``path`` names the file in messages."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InventoryError(f"{path}: not valid TOML: {_toml_message(str(exc))}") from None
+    unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise InventoryError(
+            f"{path}: unknown top-level key {_names(unknown)} (allowed: "
+            f"{', '.join(TOP_LEVEL_KEYS)}; each host is a [hosts.NAME] table)"
+        )
+    hosts = data.get("hosts")
+    if not isinstance(hosts, dict) or not hosts:
+        raise InventoryError(
+            f"{path}: no hosts: add a [hosts.NAME] table with uri = \"qemu:///system\" "
+            "(or another libvirt URI)"
+        )
+    return Inventory(path, tuple(_host(str(path), name, raw) for name, raw in hosts.items()))
+
+
+def _toml_message(message: str) -> str:
+    match = _TOML_POSITION.search(message)
+    if match:
+        return f"line {match[1]}, column {match[2]}: {message[: match.start()]}"
+    if _TOML_END.search(message):
+        return f"at the end of the file: {_TOML_END.sub('', message)}"
+    return message
+
+
+def _names(keys: list[str]) -> str:
+    return ", ".join(repr(k) for k in keys)
+
+
+def _host(source: str, name: str, raw: object) -> HostConfig:
+    where = f"{source}: hosts.{name}"
+    if not name.strip() or any(ch.isspace() for ch in name):
+        raise InventoryError(f"{where}: host names must be non-empty and without spaces")
+    if not isinstance(raw, dict):
+        raise InventoryError(
+            f"{where} must be a table ([hosts.{name}] with uri = ...), not a "
+            f"{type(raw).__name__}"
+        )
+    unknown = sorted(set(raw) - set(HOST_KEYS))
+    if unknown:
+        raise InventoryError(
+            f"{where}: unknown key {_names(unknown)} (allowed: {', '.join(HOST_KEYS)})"
+        )
+    if "uri" not in raw:
+        raise InventoryError(f"{where}.uri is missing: a libvirt URI such as {URI_EXAMPLES}")
+    uri = raw["uri"]
+    if not isinstance(uri, str) or not _URI.fullmatch(uri.strip()):
+        raise InventoryError(
+            f"{where}.uri: {uri!r} is not a libvirt URI (scheme://...; e.g. {URI_EXAMPLES})"
+        )
+    dedicated = _cpus(where, "cpu_dedicated_set", raw)
+    shared = _cpus(where, "cpu_shared_set", raw)
+    if dedicated is not None and shared is not None and dedicated & shared:
+        raise InventoryError(
+            f"{where}: cpu_dedicated_set and cpu_shared_set overlap on CPUs "
+            f"{format_cpu_spec(dedicated & shared)}; a CPU is either dedicated or shared"
+        )
+    return HostConfig(
+        name=name,
+        uri=uri.strip(),
+        source=source,
+        cpu_dedicated_set=dedicated,
+        cpu_shared_set=shared,
+        reserved_huge_pages=_reserved_pages(where, raw.get("reserved_huge_pages")),
+        reserved_host_memory_mb=_reserved_memory(where, raw.get("reserved_host_memory_mb")),
+    )
+
+
+def _cpus(where: str, key: str, raw: Mapping[str, object]) -> frozenset[int] | None:
+    if key not in raw:
+        return None
+    value = raw[key]
+    if not isinstance(value, str):
+        raise InventoryError(
+            f"{where}.{key}: must be a CPU list string in Nova's syntax, like \"2-7,^4,12\" "
+            f"(got {value!r})"
+        )
+    try:
+        cpus = parse_cpu_spec(value, field=f"{key}")
+    except ParseError as exc:
+        raise InventoryError(f"{where}.{key}: {exc}") from None
+    if not cpus:
+        raise InventoryError(
+            f"{where}.{key}: {value!r} names no CPU; leave the key out instead"
+        )
+    return cpus
+
+
+def _reserved_pages(where: str, value: object) -> tuple[ReservedPages, ...]:
+    field = f"{where}.reserved_huge_pages"
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InventoryError(
+            f"{field}: must be a list of strings like [\"node:0,size:2048,count:64\"] "
+            f"({RESERVED_PAGES_SYNTAX})"
+        )
+    out: dict[tuple[int, int], ReservedPages] = {}
+    for item in value:
+        entry = _reserved_entry(field, item)
+        key = (entry.node, entry.size_kib)
+        if key in out:
+            raise InventoryError(
+                f"{field}: node {entry.node} size {entry.size_kib} KiB is given twice"
+            )
+        out[key] = entry
+    return tuple(out[k] for k in sorted(out))
+
+
+def _reserved_entry(field: str, item: str) -> ReservedPages:
+    parts: dict[str, str] = {}
+    for part in item.split(","):
+        key, sep, text = part.partition(":")
+        key = key.strip()
+        if not sep or key not in ("node", "size", "count") or key in parts:
+            raise InventoryError(f"{field}: {item!r} is not {RESERVED_PAGES_SYNTAX}")
+        parts[key] = text.strip()
+    if set(parts) != {"node", "size", "count"}:
+        missing = sorted({"node", "size", "count"} - set(parts))
+        raise InventoryError(
+            f"{field}: {item!r} lacks {', '.join(missing)} ({RESERVED_PAGES_SYNTAX})"
+        )
+    node = _non_negative(field, item, "node", parts["node"])
+    count = _non_negative(field, item, "count", parts["count"])
+    size = _page_size_kib(field, item, parts["size"])
+    return ReservedPages(node=node, size_kib=size, count=count)
+
+
+def _non_negative(field: str, item: str, key: str, text: str) -> int:
+    if not text.isdigit():
+        raise InventoryError(
+            f"{field}: {item!r}: {key} {text!r} is not a non-negative integer"
+        )
+    return int(text)
+
+
+def _page_size_kib(field: str, item: str, text: str) -> int:
+    """Nova reads ``size`` as KiB, or as a size with a binary unit (``2MB`` = 2 MiB)."""
+    if text.isdigit():
+        size = int(text)
+    else:
+        match = _PAGE_SIZE.fullmatch(text)
+        if match is None:
+            raise InventoryError(
+                f"{field}: {item!r}: size {text!r} is not a page size in KiB or with a unit "
+                "(2048, 2MB, 1GB)"
+            )
+        size = int(match[1]) * _UNIT_KIB[match[2].upper()]
+    if size <= 0:
+        raise InventoryError(f"{field}: {item!r}: size must be more than 0 KiB")
+    return size
+
+
+def _reserved_memory(where: str, value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InventoryError(
+            f"{where}.reserved_host_memory_mb: must be a non-negative integer (MiB), "
+            f"got {value!r}"
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- the host
+
+
+def topology_for_host(config: HostConfig, capabilities_xml: str | bytes) -> HostTopology:
+    """The host's NUMA topology (no usage yet) with the configured CPU pools and reserved
+    pages, after checking that every configured CPU and page pool exists on the host."""
+    source = f"{config.name} capabilities ({config.uri})"
+    bare = host_from_capabilities(capabilities_xml, name=config.name, source=source)
+    host_cpus = frozenset().union(*(c.cpuset for c in bare.cells))
+    for key, cpus in (
+        ("cpu_dedicated_set", config.cpu_dedicated_set),
+        ("cpu_shared_set", config.cpu_shared_set),
+    ):
+        missing = (cpus or frozenset()) - host_cpus
+        if missing:
+            raise InventoryError(
+                f"{config.field(key)}: CPUs {format_cpu_spec(missing)} are not on the host "
+                f"(its CPUs: {format_cpu_spec(host_cpus)})"
+            )
+    for entry in config.reserved_huge_pages:
+        _check_reserved(config, bare, entry)
+    return host_from_capabilities(
+        capabilities_xml,
+        name=config.name,
+        cpu_dedicated_set=config.cpu_dedicated_set,
+        cpu_shared_set=config.cpu_shared_set,
+        reserved_huge_pages=config.reserved_pages_map() or None,
+        source=source,
+    )
+
+
+def _check_reserved(config: HostConfig, host: HostTopology, entry: ReservedPages) -> None:
+    field = config.field("reserved_huge_pages")
+    pools = ", ".join(
+        f"node {c.id}: {'/'.join(str(p.size_kib) for p in c.mempages) or 'none'} KiB"
+        for c in host.cells
+    )
+    try:
+        cell = host.cell(entry.node)
+    except KeyError:
+        raise InventoryError(
+            f"{field}: node {entry.node} is not a NUMA node of the host ({pools})"
+        ) from None
+    pool = cell.page_pool(entry.size_kib)
+    if pool is None:
+        raise InventoryError(
+            f"{field}: node {entry.node} has no {entry.size_kib} KiB pages ({pools})"
+        )
+    if entry.count > pool.total:
+        raise InventoryError(
+            f"{field}: node {entry.node} reserves {entry.count} pages of {entry.size_kib} KiB "
+            f"but has only {pool.total}"
+        )

@@ -1,0 +1,80 @@
+"""The ``--hosts`` inventory option and the live host access the commands share."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from numa_migrate.adapters.hostsfile import Inventory, InventoryError, load_inventory
+from numa_migrate.adapters.livehost import read_live_host
+from numa_migrate.migrate import virt
+from numa_migrate.migrate.run import HostRef
+from numa_migrate.model.host import HostTopology
+
+hosts_option = click.option(
+    "--hosts", "hosts_path", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+    help="Hosts inventory (TOML: [hosts.NAME] uri = ...). Default: $NUMA_MIGRATE_INVENTORY, "
+    "else ./inventory.toml, else the lab's (numa-migrate lab up writes it).",
+)
+
+LAB_INVENTORY = Path("/var/lib/numa-migrate/lab/inventory.toml")
+
+
+def default_inventory_path() -> Path:
+    env = os.environ.get("NUMA_MIGRATE_INVENTORY")
+    if env:
+        return Path(env)
+    local = Path("inventory.toml")
+    if local.exists():
+        return local
+    lab_dir = os.environ.get("NUMA_MIGRATE_LAB_DIR")
+    lab = Path(lab_dir) / "inventory.toml" if lab_dir else LAB_INVENTORY
+    if lab.exists():
+        return lab
+    raise InventoryError(
+        "no hosts inventory: give --hosts FILE (TOML with [hosts.NAME] uri = ...), set "
+        "NUMA_MIGRATE_INVENTORY, or run `numa-migrate lab up` to get the lab's"
+    )
+
+
+@dataclass(frozen=True)
+class Hosts:
+    inventory: Inventory
+
+    def ref(self, name: str) -> HostRef:
+        entry = self.inventory.host(name)
+        return HostRef(entry.name, entry.uri)
+
+    def read_host(self, conn: Any, ref: HostRef) -> HostTopology:
+        return read_live_host(conn, self.inventory.host(ref.name)).topology
+
+    def find_running(self, domain: str) -> HostRef:
+        """The one host where ``domain`` runs (hosts that cannot be reached are skipped)."""
+        found: list[HostRef] = []
+        unreachable: list[str] = []
+        for entry in self.inventory.hosts.values():
+            try:
+                conn = virt.connect(entry.uri, entry.name)
+            except virt.VirtError:
+                unreachable.append(entry.name)
+                continue
+            dom = virt.lookup(conn, domain, entry.name)
+            if dom is not None and dom.isActive():
+                found.append(HostRef(entry.name, entry.uri))
+            conn.close()
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            extra = f" ({', '.join(unreachable)} unreachable)" if unreachable else ""
+            raise InventoryError(f"domain {domain} runs on no host of "
+                                 f"{self.inventory.path}{extra}; give --from HOST")
+        raise InventoryError(f"domain {domain} runs on several hosts "
+                             f"({', '.join(r.name for r in found)}); give --from HOST")
+
+
+def load_hosts(path: Path | None) -> Hosts:
+    return Hosts(load_inventory(path or default_inventory_path()))

@@ -1,0 +1,326 @@
+"""``numa-migrate lab``: two real libvirt daemons on this machine, to migrate guests for real.
+
+Exit codes: 0 success; 1 ``lab status`` found the lab not (fully) up; 2 an error (one line on
+stderr: what failed and what to do). Progress goes to stderr, results to stdout.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from numa_migrate.errors import NumaMigrateError
+from numa_migrate.lab import (
+    HOST_NAMES,
+    SRC,
+    Lab,
+    LabError,
+    LabStatus,
+    counter_delta,
+    counter_guest_xml,
+    read_counter,
+    virt,
+    wait_until_counting,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_NOT_UP = 1
+EXIT_ERROR = 2
+
+
+def _progress(message: str) -> None:
+    click.echo(f"lab: {message}", err=True)
+
+
+def _errors(func: F) -> F:
+    """One clear line on stderr and exit code 2 instead of a traceback."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NumaMigrateError as exc:
+            message = str(exc)
+        except OSError as exc:
+            message = f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
+        except Exception as exc:
+            if type(exc).__name__ != "libvirtError":
+                raise
+            message = f"libvirt: {str(exc).strip()}"
+        click.echo(f"error: {' '.join(message.split())}", err=True)
+        sys.exit(EXIT_ERROR)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _lab() -> Lab:
+    return Lab.at()
+
+
+def _print_status(status: LabStatus) -> None:
+    state = "up" if status.up else "not up"
+    accel = "KVM" if status.domain_type == "kvm" else "TCG"
+    click.echo(f"lab {status.lab_dir}: {state}; guests use {accel} ({status.domain_type_reason})")
+    for host in status.hosts:
+        if host.running:
+            click.echo(
+                f"  {host.name}  running  pid {host.pid}  {host.accelerator}  "
+                f"{host.domains} domains ({host.running_domains} running)  "
+                f"uuid {host.host_uuid}"
+            )
+        else:
+            why = f" ({host.error})" if host.error else ""
+            click.echo(f"  {host.name}  not running{why}")
+        click.echo(f"      {host.uri}")
+    pages = status.hugepages
+    line = (
+        f"huge pages: {pages.reserved} x {pages.page_kib // 1024} MiB reserved by the lab "
+        f"({pages.requested} requested; kernel pool {pages.pool_now}"
+    )
+    if pages.pool_before is not None:
+        line += f", {pages.pool_before} before the lab"
+    click.echo(line + ")" + (f"; {pages.note}" if pages.note else ""))
+    click.echo(f"inventory: {status.inventory}")
+
+
+@click.group("lab")
+def lab() -> None:
+    """A real two-host libvirt lab on this machine: lab-src and lab-dst.
+
+    \b
+    Two libvirtd daemons run side by side, each in its own mount namespace with private
+    /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt
+    and a distinct host UUID, so that a real live migration can go from one to the
+    other. Guests use KVM when /dev/kvm works, else TCG (slow software emulation).
+    Needs root; missing Debian packages are installed with apt-get.
+
+    \b
+      numa-migrate lab up --hugepages 64     # start both daemons, reserve 64 x 2 MiB
+      numa-migrate lab status                # what runs, URIs, huge pages
+      numa-migrate lab guest start demo      # a counter guest on lab-src
+      virsh -c "$(numa-migrate lab status --json | jq -r '.hosts[0].uri')" list
+      numa-migrate lab down                  # stop everything, remove every trace
+
+    The state lives in /var/lib/numa-migrate/lab (or $NUMA_MIGRATE_LAB_DIR); `up`
+    writes the hosts' URIs to inventory.toml there.
+    """
+
+
+@lab.command("up")
+@click.option(
+    "--hugepages",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Reserve N huge pages of 2 MiB for the lab's guests (the two daemons share the "
+    "kernel's pool; a migrating guest holds its pages on both sides, so reserve twice its "
+    "size). 0 gives a reservation back; without the option it is kept as it is. A short "
+    "or refused reservation is reported, not an error.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON document.")
+@_errors
+def up_cmd(hugepages: int | None, as_json: bool) -> None:
+    """Start lab-src and lab-dst (running daemons are reused) and write the inventory.
+
+    Safe to run again: daemons that answer are kept, stale pid files and leftover
+    processes of a crashed lab are cleaned up first.
+    """
+    status = _lab().up(hugepages=hugepages, progress=_progress)
+    if as_json:
+        click.echo(json.dumps(status.to_json(), indent=2))
+    else:
+        _print_status(status)
+
+
+@lab.command("down")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+@_errors
+def down_cmd(as_json: bool) -> None:
+    """Stop both daemons and their guests and remove everything `up` made.
+
+    The daemons and every QEMU they started are killed (their namespaces and private
+    mounts go with them), the huge page pool goes back to its size before `up`, and the
+    lab directory (and any system mount-point directory `up` had to create) is removed.
+    """
+    report = _lab().down(progress=_progress)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(
+            f"lab {report.lab_dir} is down: {len(report.stopped)} processes stopped"
+            + (
+                f", huge page pool back to {report.hugepages_restored_to}"
+                if report.hugepages_restored_to is not None
+                else ""
+            )
+        )
+        for note in report.notes:
+            click.echo(f"note: {note}", err=True)
+
+
+@lab.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON document.")
+@_errors
+def status_cmd(as_json: bool) -> None:
+    """Show both hosts (running, pid, URI, domains, KVM or TCG) and the huge pages.
+
+    Exit 0 when both daemons answer, 1 when the lab is not (fully) up.
+    """
+    status = _lab().status()
+    if as_json:
+        click.echo(json.dumps(status.to_json(), indent=2))
+    else:
+        _print_status(status)
+    sys.exit(0 if status.up else EXIT_NOT_UP)
+
+
+@lab.group("guest")
+def guest() -> None:
+    """Counter guests for demos: a 512-byte boot sector that counts at address 0x500.
+
+    The counter proves a guest is alive: read it with `numa-migrate lab guest counter
+    NAME` or `virsh qemu-monitor-command NAME --hmp 'xp /1wx 0x500'`.
+    """
+
+
+def _pins(values: tuple[str, ...]) -> dict[int, str]:
+    pins: dict[int, str] = {}
+    for item in values:
+        vcpu, sep, cpus = item.partition("=")
+        if not sep or not vcpu.strip().isdigit() or not cpus.strip():
+            raise click.BadParameter(f"{item!r} is not VCPU=CPUS (e.g. 0=1)", param_hint="--pin")
+        pins[int(vcpu)] = cpus.strip()
+    return pins
+
+
+def _find(lab_: Lab, name: str) -> tuple[str, Any, Any] | None:
+    """(host, connection, domain) of the first lab host that has domain ``name``."""
+    lv = virt.libvirt()
+    for host in HOST_NAMES:
+        conn = virt.open_connection(lab_.uri(host))
+        try:
+            return host, conn, conn.lookupByName(name)
+        except lv.libvirtError:
+            conn.close()
+    return None
+
+
+@guest.command("start")
+@click.argument("name")
+@click.option("--host", type=click.Choice(HOST_NAMES), default=SRC, show_default=True)
+@click.option("--vcpus", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--memory", "memory_mib", type=click.IntRange(min=16), default=64,
+              show_default=True, help="Memory in MiB.")
+@click.option("--pin", "pins", multiple=True, metavar="VCPU=CPUS",
+              help="Pin a vCPU (<vcpupin>), e.g. --pin 0=0 --pin 1=1.")
+@click.option("--emulator-pin", metavar="CPUS", help="CPUs of QEMU's other threads.")
+@click.option("--cells", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Guest NUMA cells (vCPUs and memory split evenly; memory on host node 0).")
+@click.option("--hugepages", is_flag=True, help="Back the memory with 2 MiB huge pages.")
+@_errors
+def guest_start(
+    *,
+    name: str,
+    host: str,
+    vcpus: int,
+    memory_mib: int,
+    pins: tuple[str, ...],
+    emulator_pin: str | None,
+    cells: int,
+    hugepages: bool,
+) -> None:
+    """Define and start counter guest NAME and wait until its counter moves."""
+    lab_ = _lab()
+    if not lab_.status().host(host).running:
+        raise LabError(f"{host} is not running: run `numa-migrate lab up` first")
+    if cells > vcpus or memory_mib % cells or (hugepages and (memory_mib // cells) % 2):
+        raise click.BadParameter(
+            f"{cells} cells need at least {cells} vCPUs and memory divisible into equal cells"
+            + (" of whole 2 MiB pages" if hugepages else ""),
+            param_hint="--cells",
+        )
+    cell_list: list[tuple[str | int, int]] = []
+    if cells > 1:
+        per = vcpus // cells
+        for i in range(cells):
+            last = vcpus - 1 if i == cells - 1 else (i + 1) * per - 1
+            cpus = f"{i * per}-{last}" if last > i * per else str(i * per)
+            cell_list.append((cpus, memory_mib // cells))
+    xml = counter_guest_xml(
+        name,
+        image=lab_.counter_image,
+        vcpus=vcpus,
+        memory_mib=memory_mib,
+        vcpu_pins=_pins(pins) or None,
+        emulator_pin=emulator_pin,
+        cells=cell_list,
+        nodeset="0" if cells > 1 else None,
+        memnodes={i: "0" for i in range(len(cell_list))} or None,
+        hugepage_kib=2048 if hugepages else None,
+        domain_type=lab_.domain_type(),
+    )
+    with virt.connection(lab_.uri(host)) as conn:
+        dom = conn.defineXML(xml)
+        _progress(f"{name}: defined on {host}, starting")
+        dom.create()
+        value = wait_until_counting(dom)
+    click.echo(f"{name} runs on {host}; counter {value:#010x} and moving")
+
+
+@guest.command("counter")
+@click.argument("name")
+@click.option("--samples", type=click.IntRange(min=2), default=3, show_default=True)
+@_errors
+def guest_counter(name: str, samples: int) -> None:
+    """Read the counter of guest NAME a few times (0.5 s apart): is it alive?
+
+    Exit 0 when it moved between every two readings, 1 when it did not.
+    """
+    found = _find(_lab(), name)
+    if found is None:
+        raise LabError(f"no guest {name!r} on {' or '.join(HOST_NAMES)}")
+    host, conn, dom = found
+    try:
+        values = [read_counter(dom)]
+        for _ in range(samples - 1):
+            time.sleep(0.5)
+            values.append(read_counter(dom))
+    finally:
+        conn.close()
+    moving = all(counter_delta(a, b) for a, b in itertools.pairwise(values))
+    click.echo(
+        f"{name} on {host}: " + " ".join(f"{v:#010x}" for v in values)
+        + ("  (alive)" if moving else "  (NOT moving)")
+    )
+    sys.exit(0 if moving else 1)
+
+
+@guest.command("stop")
+@click.argument("name")
+@_errors
+def guest_stop(name: str) -> None:
+    """Destroy and undefine guest NAME on whichever lab host has it."""
+    lab_ = _lab()
+    lv = virt.libvirt()
+    gone = []
+    for host in HOST_NAMES:
+        with virt.connection(lab_.uri(host)) as conn:
+            try:
+                dom = conn.lookupByName(name)
+            except lv.libvirtError:
+                continue
+            if dom.isActive():
+                dom.destroy()
+            if dom.isPersistent():
+                dom.undefine()
+            gone.append(host)
+    if not gone:
+        raise LabError(f"no guest {name!r} on {' or '.join(HOST_NAMES)}")
+    click.echo(f"{name} stopped and undefined on {', '.join(gone)}")
+

@@ -1,0 +1,288 @@
+"""``numa-migrate migrate`` and ``numa-migrate recover``.
+
+Exit codes: 0 migrated (or the dry run planned it); 1 the destination has no room (nothing
+moved; the reasons are printed); 2 bad input (unknown host or domain, unreachable URI, a
+domain we must not move); 3 the migration failed and was rolled back (the guest still runs
+on the source).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from numa_migrate.claims import ClaimStore, default_url
+from numa_migrate.cli.hosts import Hosts, hosts_option, load_hosts
+from numa_migrate.cpuset import format_cpu_spec
+from numa_migrate.errors import NumaMigrateError
+from numa_migrate.migrate import virt
+from numa_migrate.migrate.plan import MigrationPlan, NoRoom
+from numa_migrate.migrate.recovery import Recovery, recover
+from numa_migrate.migrate.run import HostRef, Migration, MigrationFailed, Outcome
+
+EXIT_NO_ROOM = 1
+EXIT_BAD_INPUT = 2
+EXIT_ROLLED_BACK = 3
+
+db_option = click.option(
+    "--db", "db_url", metavar="URL", envvar="NUMA_MIGRATE_DB",
+    help="Claims store: an SQLAlchemy URL, e.g. postgresql+psycopg://user@db/numa for several "
+    "operators at once. Default: SQLite in $XDG_STATE_HOME/numa-migrate/claims.db "
+    "(env NUMA_MIGRATE_DB).",
+)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _open_store(db_url: str | None) -> ClaimStore:
+    return ClaimStore.open(db_url or default_url())
+
+
+def _auto_recover(store: ClaimStore, console: Console) -> list[Recovery]:
+    done = recover(store)
+    for r in done:
+        console.print(f"[yellow]recovered[/] interrupted migration {r.migration_id} of "
+                      f"{r.domain}: {r.outcome}; {r.detail}")
+    return done
+
+
+def _pins_text(pins: dict[int, list[int]]) -> dict[int, str]:
+    return {v: format_cpu_spec(c) for v, c in pins.items()}
+
+
+def _plan_json(plan: MigrationPlan) -> dict[str, Any]:
+    dest = plan.dest_plan
+    return {
+        "domain": plan.domain, "uuid": plan.uuid, "source": plan.source,
+        "destination": plan.destination, "inferred_request": plan.inference,
+        "page_size_kib": plan.current_pagesize_kib,
+        "vcpu_pins": {} if dest is None else {
+            str(v): sorted(c) for v, c in sorted(dest.vcpu_pins.items())},
+        "emulator_pins": [] if dest is None else sorted(dest.emulator_pins),
+        "cell_nodes": {} if dest is None else {
+            str(g): n for g, n in sorted(dest.cell_nodes.items())},
+        "source_pins": {str(v): sorted(c) for v, c in plan.source_info.vcpupin},
+    }
+
+
+def _outcome_json(out: Outcome) -> dict[str, Any]:
+    return {
+        "migrated": True, "migration_id": out.migration_id, "claim_id": out.claim_id,
+        "plan": _plan_json(out.plan), "seconds": round(out.seconds, 3),
+        "downtime_ms": out.downtime_ms, "data_transferred": out.data_transferred,
+        "pins": {
+            "source": {str(k): v for k, v in out.source_pins.items()},
+            "destination_live": {str(k): v for k, v in out.dest_pins.items()},
+            "destination_persistent": {str(k): v for k, v in out.dest_persistent_pins.items()},
+        },
+        "timings": {k: round(v, 4) for k, v in out.timings.items()},
+    }
+
+
+def _pin_table(title: str, out: Outcome) -> Table:
+    table = Table(title=title)
+    for col in ("vCPU", f"before ({out.plan.source})", f"after, live ({out.plan.destination})",
+                "after, persistent"):
+        table.add_column(col)
+    before, live, pers = (_pins_text(p) for p in (out.source_pins, out.dest_pins,
+                                                  out.dest_persistent_pins))
+    for vcpu in sorted(set(before) | set(live)):
+        table.add_row(str(vcpu), before.get(vcpu, "-"), live.get(vcpu, "-"), pers.get(vcpu, "-"))
+    return table
+
+
+class _Bar:
+    """A rich progress bar on stderr fed from the migration job's statistics."""
+
+    def __init__(self, console: Console, label: str) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+            TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=False,
+        )
+        self.task: TaskID | None = None
+        self.label = label
+
+    def __call__(self, p: virt.JobProgress) -> None:
+        if self.task is None:
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=p.data_total or None)
+        self.progress.update(self.task, total=p.data_total or None,
+                             completed=p.data_processed or 0)
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.progress.stop()
+
+
+@click.command()
+@click.argument("domain")
+@click.option("--to", "to_host", required=True, metavar="HOST",
+              help="Destination host (a name in the inventory).")
+@click.option("--from", "from_host", metavar="HOST",
+              help="Source host; default: the one inventory host where DOMAIN runs.")
+@hosts_option
+@db_option
+@click.option("--dry-run", is_flag=True,
+              help="Plan only: print the destination pins and the XML diff; change nothing.")
+@click.option("--auto-converge", is_flag=True, help="Throttle the guest's vCPUs if it dirties "
+              "memory faster than the link copies it (VIR_MIGRATE_AUTO_CONVERGE).")
+@click.option("--post-copy", is_flag=True, help="Allow switching to post-copy "
+              "(VIR_MIGRATE_POSTCOPY); a failure after the switch loses the guest.")
+@click.option("--bandwidth", type=click.IntRange(min=1), metavar="MiB/s",
+              help="Limit the migration bandwidth.")
+@click.option("--ttl", "ttl_s", type=click.FloatRange(min=10), default=600.0, show_default=True,
+              help="Seconds before an unrenewed claim counts as abandoned.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def migrate(  # noqa: PLR0917 (click passes every option)
+            domain: str, to_host: str, from_host: str | None, hosts_path: Path | None,
+            db_url: str | None, dry_run: bool, auto_converge: bool, post_copy: bool,
+            bandwidth: int | None, ttl_s: float, as_json: bool) -> None:
+    """Live-migrate a running DOMAIN to another host with NUMA-correct pins.
+
+    \b
+    Steps (each journalled in the claims store before it happens):
+      1. read the destination live and subtract what other operators' claims hold,
+      2. fit the guest there (keeping its page size), rewrite its live and persistent XML
+         (vcpupin, emulatorpin, numatune, <vcpu cpuset>, huge pages),
+      3. claim the CPUs, memory and pages atomically,
+      4. libvirt migrate3 with the rewritten XML (progress on stderr),
+      5. confirm and release the claim (the destination's live usage now shows the guest).
+    On failure the guest stays on the source and the claim is rolled back. An interrupted
+    run is repaired by `numa-migrate recover` (also run at the start of this command).
+
+    \b
+    Examples:
+      numa-migrate migrate web-1 --to cmp-02 --dry-run
+      numa-migrate migrate web-1 --to cmp-02 --bandwidth 200 --json
+    """
+    if auto_converge and post_copy:
+        raise click.UsageError("--auto-converge and --post-copy are alternatives; pick one")
+    console = _err()
+    try:
+        inventory = load_hosts(hosts_path)
+        dest = inventory.ref(to_host)
+        source = inventory.ref(from_host) if from_host else inventory.find_running(domain)
+        if source.name == dest.name:
+            raise NumaMigrateError(f"{domain} already runs on {dest.name}")
+        store = _open_store(db_url)
+    except NumaMigrateError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    with store:
+        _run(store, console, inventory=inventory, domain=domain, source=source, dest=dest,
+             dry_run=dry_run, as_json=as_json,
+             ttl_s=ttl_s, options=virt.MigrateOptions(
+                 auto_converge=auto_converge, post_copy=post_copy, bandwidth_mib_s=bandwidth))
+
+
+def _run(store: ClaimStore, console: Console, *, inventory: Hosts, domain: str,
+         source: HostRef, dest: HostRef,
+         dry_run: bool, as_json: bool, ttl_s: float, options: virt.MigrateOptions) -> None:
+    bar = _Bar(console, f"{domain} → {dest.name}")
+
+    def phase(name: str, message: str) -> None:
+        console.print(f"[dim]{name:>9}[/] {message}")
+
+    job = Migration(store=store, source=source, destination=dest, domain=domain,
+                    read_host=inventory.read_host, options=options, ttl_s=ttl_s,
+                    on_progress=bar, on_phase=None if as_json else phase)
+    try:
+        _auto_recover(store, console)
+        if dry_run:
+            *_, plan, _live = job.plan()
+            _print_plan(plan, as_json)
+            sys.exit(EXIT_NO_ROOM if isinstance(plan, NoRoom) else 0)
+        result = job.run()
+    except MigrationFailed as exc:
+        bar.stop()
+        click.echo(f"error: {exc}", err=True)
+        if as_json:
+            click.echo(json.dumps({"migrated": False, "error": str(exc)}))
+        sys.exit(EXIT_ROLLED_BACK)
+    except NumaMigrateError as exc:
+        bar.stop()
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    bar.stop()
+    if isinstance(result, NoRoom):
+        _print_plan(result, as_json)
+        sys.exit(EXIT_NO_ROOM)
+    if as_json:
+        click.echo(json.dumps(_outcome_json(result), indent=2))
+        return
+    out = Console(highlight=False)
+    out.print(_pin_table(f"{domain}: {source.name} → {dest.name}", result))
+    out.print(f"migrated in {result.seconds:.2f} s, downtime "
+              f"{result.downtime_ms if result.downtime_ms is not None else '?'} ms; "
+              f"claim {result.claim_id} released; check it with "
+              f"`numa-migrate validate {domain} --host {dest.name}`")
+
+
+def _print_plan(plan: MigrationPlan | NoRoom, as_json: bool) -> None:
+    if isinstance(plan, NoRoom):
+        if as_json:
+            click.echo(json.dumps({"fits": False, "domain": plan.domain,
+                                   "destination": plan.destination, "summary": plan.summary,
+                                   "reasons": list(plan.reasons)}, indent=2))
+        else:
+            click.echo(f"{plan.domain} does not fit on {plan.destination}: {plan.summary}")
+        return
+    if as_json:
+        click.echo(json.dumps({"fits": True, "dry_run": True, **_plan_json(plan),
+                               "diff": plan.diff()}, indent=2))
+        return
+    out = Console(highlight=False)
+    out.print(plan.summary())
+    out.print(f"[dim]{plan.inference}[/]")
+    out.print(plan.diff() or "(the XML does not change)", markup=False)
+
+
+@click.command(name="recover")
+@hosts_option
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def recover_cmd(hosts_path: Path | None, db_url: str | None, as_json: bool) -> None:
+    """Repair migrations interrupted by a crash or a kill.
+
+    \b
+    For every claim whose owner process is gone (or whose claim expired), both hosts are
+    inspected: if the guest runs on the destination the migration is completed (stale
+    source definition removed, claim released); if it is alive on the source it is rolled
+    back (guest resumed, destination leftovers removed, claim rolled back). A guest found on
+    both hosts or on neither is left alone and reported. Safe to run at any time.
+    """
+    del hosts_path  # the journal records both hosts' URIs
+    try:
+        store = _open_store(db_url)
+    except NumaMigrateError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    with store:
+        done = recover(store)
+    if as_json:
+        click.echo(json.dumps({"recovered": [r.as_dict() for r in done]}, indent=2))
+    elif not done:
+        click.echo("nothing to recover: no interrupted migration")
+    for r in [] if as_json else done:
+        click.echo(f"{r.migration_id} {r.domain}: {r.outcome} — {r.detail}")
+        for action in r.actions:
+            click.echo(f"  - {action}")
+    if any(r.outcome in ("needs attention", "skipped") for r in done):
+        sys.exit(EXIT_ROLLED_BACK)

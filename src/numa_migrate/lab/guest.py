@@ -1,0 +1,256 @@
+"""The counter guest: a 512-byte boot sector whose liveness can be proven from outside.
+
+The boot sector (real mode, loaded by the BIOS at 0x7c00) is::
+
+    31 C0           xor  ax, ax
+    8E D8           mov  ds, ax
+    66 FF 06 00 05  inc  dword [0x0500]
+    EB F9           jmp  short -7        ; back to the inc
+
+padded with zeros to 510 bytes and ended by the boot signature ``55 AA``. It sits at the start
+of a 1.44 MB floppy image attached *read-only* (a read-only disk also lets libvirt migrate
+without shared storage). Once it runs, the 32-bit word at guest-physical 0x500 changes all
+the time; :func:`read_counter` reads it with the HMP command ``xp /1wx 0x500``. Under KVM it
+counts fast enough to wrap around every few seconds: compare readings with
+:func:`counter_delta`, which is modulo 2**32.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from numa_migrate.lab import virt
+from numa_migrate.lab.errors import LabError
+
+BOOT_CODE = bytes.fromhex("31C08ED866FF060005EBF9")
+COUNTER_ADDRESS = 0x500
+BOOT_ADDRESS = 0x7C00
+FLOPPY_SIZE = 1_474_560  # 1.44 MB: 80 tracks x 2 heads x 18 sectors x 512 bytes
+DOMAIN_TYPES = ("kvm", "qemu")
+
+
+def boot_sector() -> bytes:
+    """The 512-byte boot sector: the counting loop, zeros, and ``55 AA`` at offset 510."""
+    return BOOT_CODE + bytes(510 - len(BOOT_CODE)) + b"\x55\xaa"
+
+
+def floppy_image() -> bytes:
+    """A 1.44 MB floppy image whose first sector is :func:`boot_sector`."""
+    return boot_sector() + bytes(FLOPPY_SIZE - 512)
+
+
+def write_floppy_image(path: Path) -> Path:
+    """Write the floppy image to ``path`` (only when it is missing or different)."""
+    data = floppy_image()
+    try:
+        if path.read_bytes() == data:
+            return path
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
+
+
+Cell = tuple[str | int, int]
+
+
+def counter_guest_xml(
+    name: str,
+    *,
+    image: Path | str,
+    vcpus: int = 1,
+    memory_mib: int = 64,
+    vcpu_pins: Mapping[int, int | str] | None = None,
+    emulator_pin: str | None = None,
+    cells: Sequence[Cell] = (),
+    nodeset: str | None = None,
+    memnodes: Mapping[int, str] | None = None,
+    hugepage_kib: int | None = None,
+    domain_type: str = "kvm",
+) -> str:
+    """The domain XML of a counter guest.
+
+    ``vcpu_pins`` maps vCPU ids to a host CPU or CPU list (``{0: 0, 1: "1"}``);
+    ``emulator_pin`` is a CPU list for QEMU's other threads; ``cells`` are guest NUMA cells
+    as (vCPU list, memory MiB), in cell-id order, whose memory must add up to
+    ``memory_mib``; ``nodeset`` is the host NUMA nodes of ``<numatune><memory mode='strict'>``
+    and ``memnodes`` maps guest cell ids to host nodes (``<memnode mode='strict'>``);
+    ``hugepage_kib`` backs the guest with huge pages of that size; ``domain_type`` is
+    ``"kvm"`` or ``"qemu"`` (TCG, when /dev/kvm cannot be used).
+    """
+    _check(
+        name,
+        vcpus=vcpus,
+        memory_mib=memory_mib,
+        vcpu_pins=vcpu_pins,
+        cells=cells,
+        memnodes=memnodes,
+        hugepage_kib=hugepage_kib,
+        domain_type=domain_type,
+    )
+    dom = ET.Element("domain", type=domain_type)
+    ET.SubElement(dom, "name").text = name
+    ET.SubElement(dom, "memory", unit="MiB").text = str(memory_mib)
+    ET.SubElement(dom, "currentMemory", unit="MiB").text = str(memory_mib)
+    if hugepage_kib is not None:
+        backing = ET.SubElement(dom, "memoryBacking")
+        pages = ET.SubElement(backing, "hugepages")
+        ET.SubElement(pages, "page", size=str(hugepage_kib), unit="KiB")
+    ET.SubElement(dom, "vcpu", placement="static").text = str(vcpus)
+    if vcpu_pins or emulator_pin:
+        tune = ET.SubElement(dom, "cputune")
+        for vcpu, cpus in sorted((vcpu_pins or {}).items()):
+            ET.SubElement(tune, "vcpupin", vcpu=str(vcpu), cpuset=str(cpus))
+        if emulator_pin:
+            ET.SubElement(tune, "emulatorpin", cpuset=emulator_pin)
+    if nodeset is not None or memnodes:
+        numatune = ET.SubElement(dom, "numatune")
+        if nodeset is not None:
+            ET.SubElement(numatune, "memory", mode="strict", nodeset=nodeset)
+        for cell_id, nodes in sorted((memnodes or {}).items()):
+            ET.SubElement(numatune, "memnode", cellid=str(cell_id), mode="strict", nodeset=nodes)
+    os_el = ET.SubElement(dom, "os")
+    ET.SubElement(os_el, "type", arch="x86_64", machine="pc").text = "hvm"
+    ET.SubElement(os_el, "boot", dev="fd")
+    if cells:
+        # no CPU model: a custom model (qemu64) or host-passthrough is refused on nested KVM
+        numa = ET.SubElement(ET.SubElement(dom, "cpu"), "numa")
+        for cell_id, (cpus, mem) in enumerate(cells):
+            ET.SubElement(
+                numa, "cell", id=str(cell_id), cpus=str(cpus), memory=str(mem), unit="MiB"
+            )
+    clock = ET.SubElement(dom, "clock", offset="utc")
+    # KVM's in-kernel PIT re-injects lost ticks by default, waiting for each tick's ack; on
+    # nested KVM (PVM) an ack gets lost when the CPUs are busy and the BIOS then waits for a
+    # timer tick forever. Dropping late ticks instead lets guests boot next to busy ones.
+    ET.SubElement(clock, "timer", name="pit", tickpolicy="discard")
+    ET.SubElement(dom, "on_poweroff").text = "destroy"
+    ET.SubElement(dom, "on_reboot").text = "restart"
+    ET.SubElement(dom, "on_crash").text = "destroy"
+    devices = ET.SubElement(dom, "devices")
+    disk = ET.SubElement(devices, "disk", type="file", device="floppy")
+    ET.SubElement(disk, "driver", name="qemu", type="raw")
+    ET.SubElement(disk, "source", file=str(image))
+    ET.SubElement(disk, "target", dev="fda", bus="fdc")
+    ET.SubElement(disk, "readonly")
+    ET.SubElement(devices, "controller", type="usb", model="none")
+    ET.SubElement(devices, "memballoon", model="none")
+    ET.indent(dom, space="  ")
+    return ET.tostring(dom, encoding="unicode") + "\n"
+
+
+def _check(
+    name: str,
+    *,
+    vcpus: int,
+    memory_mib: int,
+    vcpu_pins: Mapping[int, int | str] | None,
+    cells: Sequence[Cell],
+    memnodes: Mapping[int, str] | None,
+    hugepage_kib: int | None,
+    domain_type: str,
+) -> None:
+    def fail(message: str) -> LabError:
+        return LabError(f"counter guest {name!r}: {message}")
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):
+        raise fail("the name may only use letters, digits and _ . + - (not first)")
+    if domain_type not in DOMAIN_TYPES:
+        raise fail(f"domain type {domain_type!r} is not 'kvm' or 'qemu' (TCG)")
+    if vcpus < 1:
+        raise fail(f"vcpus must be at least 1, not {vcpus}")
+    if memory_mib < 1:
+        raise fail(f"memory must be at least 1 MiB, not {memory_mib}")
+    bad = sorted(v for v in (vcpu_pins or {}) if not 0 <= v < vcpus)
+    if bad:
+        raise fail(f"vcpu_pins names vCPU {bad[0]}, but the guest has vCPUs 0-{vcpus - 1}")
+    if cells and sum(mem for _cpus, mem in cells) != memory_mib:
+        total = sum(mem for _cpus, mem in cells)
+        raise fail(f"the NUMA cells hold {total} MiB, the guest has {memory_mib} MiB")
+    bad = sorted(c for c in (memnodes or {}) if not 0 <= c < len(cells))
+    if bad:
+        raise fail(f"memnodes names guest cell {bad[0]}, but the guest has {len(cells)} cells")
+    if hugepage_kib is not None:
+        if hugepage_kib <= 0:
+            raise fail(f"hugepage size must be positive, not {hugepage_kib} KiB")
+        for size in [memory_mib, *(mem for _cpus, mem in cells)]:
+            if size * 1024 % hugepage_kib:
+                raise fail(f"{size} MiB is not a whole number of {hugepage_kib} KiB pages")
+
+
+_XP_RE = re.compile(r":\s*0x([0-9a-fA-F]+)")
+
+
+def _hmp(dom: Any, command: str) -> str:
+    qemu = virt.libvirt_qemu()
+    try:
+        out: str = qemu.qemuMonitorCommand(
+            dom, command, qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP
+        )
+    except virt.libvirt_error() as exc:
+        raise LabError(f"HMP {command!r} on {dom.name()}: {exc}") from None
+    return out
+
+
+def read_counter(dom: Any) -> int:
+    """The guest's counter: the 32-bit word at guest-physical 0x500 (``xp /1wx 0x500``)."""
+    out = _hmp(dom, f"xp /1wx {COUNTER_ADDRESS:#x}")
+    match = _XP_RE.search(out)
+    if match is None:
+        raise LabError(f"unexpected answer to 'xp /1wx 0x500' from {dom.name()}: {out!r}")
+    return int(match.group(1), 16)
+
+
+def boot_sector_loaded(dom: Any) -> bool:
+    """True once the BIOS has loaded the counter boot sector at 0x7c00."""
+    out = _hmp(dom, f"xp /{len(BOOT_CODE)}xb {BOOT_ADDRESS:#x}")
+    found = bytes(int(h, 16) for h in re.findall(r"0x([0-9a-fA-F]{2})\b", out))
+    return found == BOOT_CODE
+
+
+def counter_delta(before: int, after: int) -> int:
+    """How far the counter moved from ``before`` to ``after`` (it wraps at 2**32)."""
+    return (after - before) % (1 << 32)
+
+
+def wait_until_counting(dom: Any, *, timeout: float = 60.0, interval: float = 0.1) -> int:
+    """Wait until the boot sector runs and the counter moves; its latest value.
+
+    A guest normally reaches the boot sector within about 4 s under KVM (nested) and 0.2 s
+    under TCG; guests that spin next to it make that longer (they share two CPUs).
+    Raises :class:`LabError` when it does not count within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    previous: int | None = None
+    while True:
+        if boot_sector_loaded(dom):
+            value = read_counter(dom)
+            if previous is not None and counter_delta(previous, value):
+                return value
+            previous = value
+        if time.monotonic() >= deadline:
+            state = "boot sector loaded" if previous is not None else "boot sector not loaded"
+            raise LabError(
+                f"the counter of {dom.name()} did not move within {timeout:.0f} s ({state})"
+            )
+        time.sleep(interval)
+
+
+def counter_advances(dom: Any, *, samples: int = 3, interval: float = 0.1) -> bool:
+    """True when every one of ``samples`` successive readings differs from the one before."""
+    value = read_counter(dom)
+    for _ in range(samples):
+        time.sleep(interval)
+        nxt = read_counter(dom)
+        if not counter_delta(value, nxt):
+            return False
+        value = nxt
+    return True

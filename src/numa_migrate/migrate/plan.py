@@ -1,0 +1,156 @@
+"""Plan one live migration (pure, no I/O): where a running domain goes on the destination.
+
+Input: the domain's live (migratable) and persistent XML on the source, and the destination's
+live topology with its usage *minus what claims of other operators hold*. Output: a
+:class:`MigrationPlan` (request inferred from the domain, placement, destination plan, and
+both rewritten XML documents) or :class:`NoRoom` with the fitter's reasons.
+
+The destination keeps the guest's current page size (a live migration cannot change the
+page size under a running guest), as Nova's move claim insists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from numa_migrate.adapters.domain import DomainInfo, domain_from_xml, guest_request_from_domain
+from numa_migrate.adapters.rewrite import (
+    DestinationPlan,
+    plan_from_placement,
+    rewrite_domain_xml,
+    xml_diff,
+)
+from numa_migrate.cpuset import format_cpu_spec
+from numa_migrate.errors import NumaMigrateError
+from numa_migrate.fit.fitter import FitOptions, fit_request
+from numa_migrate.model.guest import GuestRequest
+from numa_migrate.model.host import HostTopology
+from numa_migrate.model.placement import Placement
+
+
+class MigrationRefused(NumaMigrateError):
+    """The migration must not start; the message says why and what to do instead."""
+
+
+@dataclass(frozen=True)
+class NoRoom:
+    """The destination cannot take the guest; ``summary`` and ``reasons`` say why."""
+
+    domain: str
+    destination: str
+    summary: str
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MigrationPlan:
+    domain: str
+    uuid: str
+    source: str
+    destination: str
+    request: GuestRequest | None
+    """The NUMA request inferred from the domain; None: the guest has no NUMA need."""
+    inference: str
+    placement: Placement
+    dest_plan: DestinationPlan | None
+    """None when the guest has no NUMA need: its XML moves unchanged."""
+    source_info: DomainInfo
+    live_xml: str
+    persistent_xml: str | None
+    current_pagesize_kib: int | None
+    source_live_xml: str = ""
+
+    def diff(self) -> str:
+        """Unified diff of the live XML, source -> destination (empty: unchanged)."""
+        if not self.source_live_xml or self.source_live_xml == self.live_xml:
+            return ""
+        return xml_diff(self.source_live_xml, self.live_xml,
+                        before_name=f"{self.source}/{self.domain}",
+                        after_name=f"{self.destination}/{self.domain}")
+
+    def summary(self) -> str:
+        if self.dest_plan is None:
+            return f"{self.domain}: no NUMA need, XML moves unchanged"
+        pins = ", ".join(
+            f"{v}->{_cpus(c)}" for v, c in sorted(self.dest_plan.vcpu_pins.items())
+        )
+        cells = ", ".join(f"{g}->{n}" for g, n in sorted(self.dest_plan.cell_nodes.items()))
+        return (f"{self.domain}: {self.source} -> {self.destination}; vCPU pins {pins}; "
+                f"guest cell -> host node {cells}")
+
+
+def _cpus(cpus: frozenset[int]) -> str:
+    return format_cpu_spec(cpus)
+
+
+def current_pagesize_kib(info: DomainInfo, default_huge_kib: int = 2048) -> int | None:
+    """The huge page size the guest runs with; None when it runs on ordinary pages (its
+    request then names no page size, and the destination keeps ordinary pages too).
+    ``<hugepages/>`` without a size means the host's default huge page size
+    (``default_huge_kib``: 2 MiB on x86-64)."""
+    sizes = {default_huge_kib if p.size_kib is None else p.size_kib for p in info.hugepages}
+    if len(sizes) == 1:
+        return sizes.pop()
+    if len(sizes) > 1:
+        raise MigrationRefused(
+            f"{info.name} mixes huge page sizes across guest cells "
+            f"({', '.join(str(s) for s in sorted(sizes))} KiB); numa-migrate keeps one size "
+            "per guest and cannot plan this domain"
+        )
+    return None
+
+
+def refuse_nova_managed(info: DomainInfo) -> None:
+    if info.nova_managed:
+        instance = info.nova.instance_name if info.nova is not None else None
+        raise MigrationRefused(
+            f"{info.name} is managed by OpenStack Nova"
+            + (f" (instance {instance})" if instance else "")
+            + ": migrating it behind Nova's back would leave Nova's database and placement "
+            "allocations wrong. Use `openstack server migrate --live-migration` (with "
+            "numa-migrate's fit/explain to choose the host), or the OpenStack mode of "
+            "numa-migrate when it is configured for this cloud."
+        )
+
+
+def plan_migration(
+    *,
+    live_xml: str,
+    persistent_xml: str | None,
+    source: str,
+    destination: HostTopology,
+    shared_cpus: frozenset[int] | None = None,
+    hostdev_map: dict[str, str] | None = None,
+) -> MigrationPlan | NoRoom:
+    """Plan the move of the domain described by ``live_xml`` onto ``destination``.
+
+    ``destination`` must already be the live topology minus other claims' holdings.
+    """
+    info = domain_from_xml(live_xml, source=f"{source}: live XML")
+    refuse_nova_managed(info)
+    request, inference = guest_request_from_domain(info)
+    if request is None:
+        return MigrationPlan(
+            domain=info.name, uuid=info.uuid, source=source, destination=destination.name,
+            request=None, inference=inference, placement=Placement(()), dest_plan=None,
+            source_info=info, live_xml=live_xml, persistent_xml=persistent_xml,
+            current_pagesize_kib=None,
+        )
+    page = current_pagesize_kib(info)
+    result = fit_request(destination, request, FitOptions(current_pagesize_kib=page))
+    if result.placement is None:
+        return NoRoom(info.name, destination.name, result.summary,
+                      tuple(r.message for r in result.reasons))
+    plan = plan_from_placement(info, result.placement, destination, shared_cpus=shared_cpus,
+                               hostdev_map=hostdev_map)
+    new_live = rewrite_domain_xml(live_xml, plan, source=f"{info.name} (live)")
+    new_persistent = (
+        None if persistent_xml is None
+        else rewrite_domain_xml(persistent_xml, plan, source=f"{info.name} (persistent)")
+    )
+    return MigrationPlan(
+        domain=info.name, uuid=info.uuid, source=source, destination=destination.name,
+        request=request, inference=inference, placement=result.placement, dest_plan=plan,
+        source_info=info, live_xml=new_live, persistent_xml=new_persistent,
+        current_pagesize_kib=page, source_live_xml=live_xml,
+    )

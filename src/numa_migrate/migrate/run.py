@@ -1,0 +1,298 @@
+"""Run one live migration: plan, claim, migrate, confirm — every step journalled first.
+
+Phases, each written to the claims store's journal *before* it happens:
+
+``planned`` (payload: domain, both hosts and URIs, the plan and the rewritten persistent
+XML) → ``claimed`` (the destination claim's id) → ``migrating`` → ``migrated`` (job
+statistics) → ``done``; or ``rolled_back`` with the error. A process killed between two
+phases leaves a live claim owned by a dead process: ``numa-migrate recover`` (and the start
+of the next command) finds it and makes claims and domains consistent again
+(:mod:`numa_migrate.migrate.recovery`).
+
+On any failure before the guest runs on the destination: the guest stays (or is resumed)
+on the source, anything the migration left on the destination is removed, the claim is
+rolled back, and :class:`MigrationFailed` says what happened and what to do.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from numa_migrate.adapters.domain import domain_from_xml
+from numa_migrate.claims import ClaimConflict, ClaimStore, subtract_holdings
+from numa_migrate.claims.model import ClaimState
+from numa_migrate.errors import NumaMigrateError
+from numa_migrate.migrate import virt
+from numa_migrate.migrate.plan import MigrationPlan, NoRoom, plan_migration
+from numa_migrate.model.host import HostTopology
+
+PHASES = ("planned", "claimed", "migrating", "migrated", "done")
+FINAL_PHASES = frozenset({"done", "rolled_back", "recovered"})
+PAUSE_ENV = "NUMA_MIGRATE_TEST_PAUSE_AT"
+"""Test hook: ``phase:marker-file``; at that phase the command writes the marker file and
+waits (so that a test can kill -9 it exactly there). ``transferring`` is the moment the
+migration job is running."""
+
+
+class MigrationFailed(NumaMigrateError):
+    """The migration did not happen; the guest still runs on the source."""
+
+
+@dataclass(frozen=True)
+class HostRef:
+    name: str
+    uri: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    migration_id: str
+    plan: MigrationPlan
+    claim_id: int | None
+    seconds: float
+    downtime_ms: int | None
+    data_transferred: int | None
+    source_pins: dict[int, list[int]]
+    dest_pins: dict[int, list[int]]
+    dest_persistent_pins: dict[int, list[int]]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+HostReader = Callable[[Any, HostRef], HostTopology]
+"""Reads a host's live topology with current usage from an open libvirt connection."""
+
+
+def owner_id() -> str:
+    """``user@hostname/pid``: lets recovery tell a crashed local owner from a live one."""
+    return f"{getpass.getuser()}@{socket.gethostname()}/{os.getpid()}"
+
+
+def owner_alive(owner: str) -> bool | None:
+    """True/False for an owner on this machine; None when it is elsewhere (unknown)."""
+    try:
+        who, pid = owner.rsplit("/", 1)
+        hostname = who.split("@", 1)[1]
+    except (ValueError, IndexError):
+        return None
+    if hostname != socket.gethostname() or not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def pause_point(phase: str) -> None:
+    spec = os.environ.get(PAUSE_ENV, "")
+    if not spec or ":" not in spec:
+        return
+    wanted, marker = spec.split(":", 1)
+    if wanted != phase:
+        return
+    Path(marker).write_text(f"{os.getpid()} {phase}\n")
+    while True:  # the test kills us here
+        time.sleep(1)
+
+
+def _pins(xml: str | None) -> dict[int, list[int]]:
+    if xml is None:
+        return {}
+    info = domain_from_xml(xml)
+    return {v: sorted(c) for v, c in info.vcpupin}
+
+
+@dataclass
+class Migration:
+    """One migration of ``domain`` from ``source`` to ``destination`` (see module doc)."""
+
+    store: ClaimStore
+    source: HostRef
+    destination: HostRef
+    domain: str
+    read_host: HostReader
+    options: virt.MigrateOptions = field(default_factory=virt.MigrateOptions)
+    owner: str = field(default_factory=owner_id)
+    ttl_s: float = 600.0
+    on_progress: Callable[[virt.JobProgress], None] | None = None
+    on_phase: Callable[[str, str], None] | None = None
+    migration_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    _timings: dict[str, float] = field(default_factory=dict)
+
+    def _say(self, phase: str, message: str) -> None:
+        if self.on_phase is not None:
+            self.on_phase(phase, message)
+
+    # ----------------------------------------------------------------- planning
+
+    def plan(self) -> tuple[Any, Any, Any, MigrationPlan | NoRoom, HostTopology]:
+        """Connect, read the destination live, subtract other claims, plan (no changes)."""
+        t0 = time.monotonic()
+        src = virt.connect(self.source.uri, self.source.name)
+        dst = virt.connect(self.destination.uri, self.destination.name)
+        dom = virt.lookup(src, self.domain, self.source.name)
+        if dom is None or not virt.is_running(dom):
+            where = "not there" if dom is None else virt.state_name(dom)
+            raise MigrationFailed(
+                f"domain {self.domain} is not running on {self.source.name} ({where}); "
+                "nothing was changed"
+            )
+        if virt.lookup(dst, dom.UUIDString(), self.destination.name) is not None:
+            other = virt.lookup(dst, dom.UUIDString(), self.destination.name)
+            raise MigrationFailed(
+                f"{self.destination.name} already has a domain with the UUID of "
+                f"{self.domain} ({virt.state_name(other)}); remove that stale definition "
+                "first (`numa-migrate recover` does it for an interrupted migration)"
+            )
+        live_host = self.read_host(dst, self.destination)
+        holdings = self.store.held_by_others(self.destination.name)
+        view = subtract_holdings(live_host, holdings)
+        plan = plan_migration(
+            live_xml=virt.migratable_xml(dom),
+            persistent_xml=virt.persistent_xml(dom),
+            source=self.source.name,
+            destination=view,
+        )
+        self._timings["plan_s"] = time.monotonic() - t0
+        return src, dst, dom, plan, live_host
+
+    # ------------------------------------------------------------------ running
+
+    def run(self) -> Outcome | NoRoom:
+        src, dst, dom, plan, live_host = self.plan()
+        if isinstance(plan, NoRoom):
+            return plan
+        journal = self.store.journal
+        mid = self.migration_id
+        journal(mid, "planned", {
+            "domain": plan.domain, "uuid": plan.uuid,
+            "source": {"name": self.source.name, "uri": self.source.uri},
+            "destination": {"name": self.destination.name, "uri": self.destination.uri},
+            "owner": self.owner, "summary": plan.summary(),
+            "persistent_xml": plan.persistent_xml,
+        })
+        self._say("planned", plan.summary())
+        pause_point("planned")
+        claim_id: int | None = None
+        if plan.request is not None:
+            t0 = time.monotonic()
+            try:
+                claim = self.store.claim(
+                    live_host, plan.request, plan.placement, domain=plan.domain,
+                    owner=self.owner, ttl_s=self.ttl_s, migration_id=mid,
+                )
+            except ClaimConflict as exc:
+                journal(mid, "rolled_back", {"error": str(exc)})
+                raise MigrationFailed(
+                    f"another operator claimed the same resources on {self.destination.name} "
+                    f"first: {exc}. Nothing was changed; run the command again to re-plan."
+                ) from None
+            claim_id = claim.id
+            self._timings["claim_s"] = time.monotonic() - t0
+            journal(mid, "claimed", {"claim_id": claim_id})
+            self._say("claimed", f"claim {claim_id} on {self.destination.name}")
+            pause_point("claimed")
+            self.store.set_state(claim_id, ClaimState.MIGRATING)
+        journal(mid, "migrating", {"claim_id": claim_id})
+        self._say("migrating", f"{plan.domain}: {self.source.name} -> {self.destination.name}")
+        pause_point("migrating")
+        source_pins = {v: sorted(c) for v, c in plan.source_info.vcpupin}
+        paused_once = False
+        renewed = time.monotonic()
+
+        def progress(p: virt.JobProgress) -> None:
+            nonlocal paused_once, renewed
+            if self.on_progress is not None:
+                self.on_progress(p)
+            if claim_id is not None and time.monotonic() - renewed > self.ttl_s / 4:
+                renewed = time.monotonic()
+                self.store.renew(claim_id, self.ttl_s)
+            if not paused_once and (p.data_processed or 0) > 0:
+                paused_once = True
+                pause_point("transferring")
+
+        try:
+            new_dom, result = virt.migrate3(
+                dom, dst, live_xml=plan.live_xml, persistent_xml=plan.persistent_xml,
+                options=self.options, on_progress=progress,
+            )
+        except virt.VirtError as exc:
+            self._roll_back(src, dst, plan, claim_id, str(exc))
+        journal(mid, "migrated", {"seconds": result.seconds, "downtime_ms": result.downtime_ms,
+                                  "data_transferred": result.data_transferred})
+        self._say("migrated", f"{result.seconds:.2f} s, downtime {result.downtime_ms} ms")
+        pause_point("migrated")
+        if claim_id is not None:
+            self.store.set_state(claim_id, ClaimState.ACTIVE)
+            # the destination's live usage now shows the guest: the claim's job is done
+            self.store.release(claim_id)
+        journal(mid, "done", {"claim_id": claim_id})
+        dest_live = str(new_dom.XMLDesc(0))
+        dest_persistent = virt.persistent_xml(new_dom)
+        return Outcome(
+            migration_id=mid, plan=plan, claim_id=claim_id, seconds=result.seconds,
+            downtime_ms=result.downtime_ms, data_transferred=result.data_transferred,
+            source_pins=source_pins, dest_pins=_pins(dest_live),
+            dest_persistent_pins=_pins(dest_persistent), timings=dict(self._timings),
+        )
+
+    def _roll_back(self, src: Any, dst: Any, plan: MigrationPlan, claim_id: int | None,
+                   error: str) -> NoReturn:
+        """The guest must run on the source, nothing left on the destination, claim freed."""
+        notes = cleanup_after_failed_migration(src, dst, plan.uuid, self.source.name,
+                                                self.destination.name)
+        if claim_id is not None:
+            claim = self.store.get(claim_id)
+            if claim.state.live:
+                self.store.rollback(claim_id)
+        self.store.journal(self.migration_id, "rolled_back", {"error": error, "notes": notes})
+        src_dom = virt.lookup(src, plan.uuid, self.source.name)
+        state = "gone" if src_dom is None else virt.state_name(src_dom)
+        raise MigrationFailed(
+            f"{plan.domain} was not migrated to {self.destination.name}: {error}. "
+            f"The guest on {self.source.name} is {state}; the claim was rolled back"
+            + (f"; {'; '.join(notes)}" if notes else "")
+            + ". Check the destination's libvirtd log, then retry or choose another host "
+            "(`numa-migrate explain`)."
+        )
+
+
+def cleanup_after_failed_migration(src: Any, dst: Any, dom_uuid: str, src_name: str,
+                                   dst_name: str) -> list[str]:
+    """After a failed migration: resume a paused source, remove destination leftovers.
+
+    Only when the guest is alive on the source; returns what was done, as sentences.
+    """
+    lib = virt.lv()
+    notes: list[str] = []
+    src_dom = virt.lookup(src, dom_uuid, src_name)
+    if src_dom is None or not src_dom.isActive():
+        return notes
+    if src_dom.state()[0] == lib.VIR_DOMAIN_PAUSED:
+        try:
+            src_dom.resume()
+            notes.append(f"resumed the paused guest on {src_name}")
+        except lib.libvirtError as exc:
+            notes.append(f"could not resume the guest on {src_name}: {exc}")
+    left = virt.lookup(dst, dom_uuid, dst_name)
+    if left is not None:
+        try:
+            if left.isActive():
+                left.destroy()
+                notes.append(f"destroyed the half-migrated copy on {dst_name}")
+            if left.isPersistent():
+                left.undefine()
+                notes.append(f"removed the stale definition on {dst_name}")
+        except lib.libvirtError as exc:
+            notes.append(f"could not clean {dst_name}: {exc}")
+    return notes

@@ -1,0 +1,1 @@
+"""End-to-end tests on the real two-daemon libvirt lab (``pytest -m lab``)."""
