@@ -67,7 +67,8 @@ def _lab() -> Lab:
 def _print_status(status: LabStatus) -> None:
     state = "up" if status.up else "not up"
     accel = "KVM" if status.domain_type == "kvm" else "TCG"
-    click.echo(f"lab {status.lab_dir}: {state}; guests use {accel} ({status.domain_type_reason})")
+    click.echo(f"lab {status.lab_dir}: {state}")
+    click.echo(f"guests use {accel}: {status.domain_type_reason}")
     for host in status.hosts:
         if host.running:
             click.echo(

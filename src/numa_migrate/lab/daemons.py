@@ -274,35 +274,38 @@ def seed_capabilities_cache(host: HostPaths, others: list[HostPaths]) -> bool:
     return False
 
 
-def lab_processes(host: HostPaths, namespaces: list[int]) -> set[int]:
-    """This host's libvirtd and every libvirtd/QEMU process in its mount namespaces.
+def belongs_to(pid: int, host: HostPaths) -> bool:
+    """True when ``pid`` lives in a mount namespace of this lab host: its /run/libvirt is
+    the host's private run directory (a mount only the host's namespaces have)."""
+    source = processes.mount_source(pid, "/run/libvirt")
+    # the source is relative to its file system's root: /var/lib/.../run on /, or
+    # /lab/hosts/x/run for a lab directory /tmp/lab on a tmpfs mounted at /tmp
+    return bool(source) and source != "/" and str(host.run_dir).endswith(str(source))
+
+
+def lab_processes(host: HostPaths) -> set[int]:
+    """This host's libvirtd and the QEMUs of its guests: every live libvirtd or QEMU process
+    whose mount namespace is one of this host's (see :func:`belongs_to`).
 
     QEMU daemonises away from libvirtd, so killing the daemon alone would leave the guests
-    running. Only libvirtd and QEMU processes are taken (a namespace inode could be reused
-    once the namespace is gone); QEMUs named in the daemon's pid files are added too.
+    running; guests of a daemon that crashed are found the same way. Only libvirtd and
+    QEMU processes are taken.
     """
     targets = set(stray_daemons(host))
-    pid = running_pid(host)
-    if pid is not None:
-        targets.add(pid)
-    for ns in {*namespaces, *(n for n in map(processes.mount_ns, targets) if n is not None)}:
-        for candidate in processes.pids_in_mount_ns(ns):
-            name = processes.exe_name(candidate)
-            if name == "libvirtd" or name.startswith("qemu-system-"):
-                targets.add(candidate)
-    for pid_file in sorted((host.run_dir / "qemu").glob("*.pid")):
-        try:
-            qemu = int(pid_file.read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if processes.is_alive(qemu) and processes.exe_name(qemu).startswith("qemu-system-"):
-            targets.add(qemu)
+    for pid in processes.all_pids():
+        name = processes.exe_name(pid)
+        if (
+            (name == "libvirtd" or name.startswith("qemu-system-"))
+            and processes.is_alive(pid)
+            and belongs_to(pid, host)
+        ):
+            targets.add(pid)
     return targets
 
 
-def stop(host: HostPaths, namespaces: list[int]) -> list[int]:
+def stop(host: HostPaths) -> list[int]:
     """Kill this host's libvirtd and its guests' QEMUs; the pids that would not die."""
-    targets = lab_processes(host, namespaces)
+    targets = lab_processes(host)
     survivors = processes.terminate(sorted(targets)) if targets else []
     if not survivors:
         host.pid_file.unlink(missing_ok=True)

@@ -48,15 +48,50 @@ def mount_ns(pid: int | str) -> int | None:
         return None
 
 
+def mount_source(pid: int, mount_point: str) -> str | None:
+    """The path inside its file system that is mounted at ``mount_point`` in the mount
+    namespace of ``pid`` (the "root" field of /proc/<pid>/mountinfo), if anything is."""
+    try:
+        lines = (_PROC / str(pid) / "mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    found = None
+    for line in lines:
+        parts = line.split()
+        if len(parts) > 4 and unescape(parts[4]) == mount_point:
+            found = unescape(parts[3])  # the last mount on a path is the visible one
+    return found
+
+
+def mounted_anywhere(path: str) -> bool:
+    """True when some live process has a mount on ``path`` (in any mount namespace)."""
+    seen: set[int] = set()
+    for pid in all_pids():
+        ns = mount_ns(pid)
+        if ns is None or ns in seen:
+            continue
+        seen.add(ns)
+        if mount_source(pid, path) is not None:
+            return True
+    return False
+
+
+def unescape(field: str) -> str:
+    """Undo the octal escapes of /proc/*/mountinfo (``\\040`` for a space...)."""
+    out = []
+    i = 0
+    while i < len(field):
+        if field[i] == "\\" and i + 4 <= len(field) and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
 def all_pids() -> list[int]:
     return [int(p.name) for p in _PROC.iterdir() if p.name.isdigit()]
-
-
-def pids_in_mount_ns(ns: int) -> list[int]:
-    """Live processes in the mount namespace ``ns`` (never this process's own namespace)."""
-    if ns == mount_ns("self"):
-        return []
-    return [pid for pid in all_pids() if mount_ns(pid) == ns and is_alive(pid)]
 
 
 def terminate(pids: Iterable[int], *, timeout: float = 10.0) -> list[int]:

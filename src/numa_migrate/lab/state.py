@@ -1,8 +1,12 @@
 """The lab as a whole: ``up`` (idempotent), ``down`` (removes everything), ``status``.
 
-What ``up`` changed on the machine is recorded in ``<lab dir>/state.json`` (the huge page
-pool before, the system mount-point directories it had to create, each daemon's mount
-namespace), so that ``down`` -- even from another process -- can undo exactly that.
+What ``up`` changed on the machine is recorded in ``<lab dir>/state.json`` (the huge pages
+it added to the pool, the system mount-point directories it had to create), so that ``down``
+-- even from another process -- can undo exactly that. A lab's processes are found by what
+they see, not by what was recorded: every libvirtd or QEMU whose /run/libvirt is the lab
+host's private run directory belongs to that host (see :func:`daemons.belongs_to`), which
+also finds the guests of a daemon that crashed. Several labs (different lab directories)
+can run at the same time; up/down of labs in one parent directory take turns.
 """
 
 from __future__ import annotations
@@ -144,7 +148,6 @@ class _State:
     hugepages_requested: int = 0
     hugepages_note: str | None = None
     made_dirs: list[str] = field(default_factory=list)
-    mount_ns: dict[str, list[int]] = field(default_factory=dict)
     domain_type: str | None = None
     domain_type_reason: str = ""
 
@@ -195,20 +198,6 @@ def _hugetlbfs_supported() -> bool:
         return False
 
 
-def _unescape(field_: str) -> str:
-    """Undo the octal escapes of /proc/*/mountinfo (``\\040`` for a space...)."""
-    out = []
-    i = 0
-    while i < len(field_):
-        if field_[i] == "\\" and i + 4 <= len(field_) and field_[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field_[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field_[i])
-            i += 1
-    return "".join(out)
-
-
 def lab_mounts(lab_dir: Path) -> list[str]:
     """Mount points in *this* mount namespace that belong to the lab (normally none: the
     lab's mounts live only in the daemons' namespaces)."""
@@ -222,7 +211,7 @@ def lab_mounts(lab_dir: Path) -> list[str]:
         parts = line.split()
         if len(parts) < 5:
             continue
-        fs_root, mount_point = _unescape(parts[3]), _unescape(parts[4])
+        fs_root, mount_point = processes.unescape(parts[3]), processes.unescape(parts[4])
         source = parts[parts.index("-") + 2] if "-" in parts else ""
         if (
             mount_point == root
@@ -232,6 +221,31 @@ def lab_mounts(lab_dir: Path) -> list[str]:
         ):
             found.append(mount_point)
     return found
+
+
+def _hand_over(directory: str, own: Path) -> Path | None:
+    """Record ``directory`` in the state of another running lab that mounts on it, so that
+    the last lab down removes it; that lab's directory (None when there is none)."""
+    for pid in processes.all_pids():
+        args = processes.cmdline(pid)
+        if not args or Path(args[0]).name != "libvirtd" or "--pid-file" not in args:
+            continue
+        index = args.index("--pid-file") + 1
+        if index >= len(args) or processes.mount_source(pid, directory) is None:
+            continue
+        other = Path(args[index]).parent.parent.parent  # <lab>/hosts/<name>/libvirtd.pid
+        state_file = LabPaths(other).state_file if other != own else None
+        if state_file is None or not state_file.exists():
+            continue
+        try:
+            state = _State.load(state_file)
+        except LabError:
+            continue
+        if directory not in state.made_dirs:
+            state.made_dirs.insert(0, directory)
+            state.save(state_file)
+        return other
+    return None
 
 
 @contextlib.contextmanager
@@ -267,17 +281,25 @@ def _probe(host: HostPaths) -> HostStatus:
     base = HostStatus(host.name, running=False, pid=pid, uri=host.uri, run_dir=host.run_dir)
     if pid is None:
         return base
+    if not daemons.belongs_to(pid, host):
+        # someone removed a mount point (e.g. /run/libvirt) the daemon's private directory
+        # was mounted on: it now writes to the machine's own directories
+        return HostStatus(
+            host.name, False, pid, host.uri, host.run_dir,
+            error=f"libvirtd {pid} lost its private /run/libvirt mount",
+        )
     try:
         with virt.connection(host.uri) as conn:
             caps = ET.fromstring(conn.getCapabilities())
             hostname = str(conn.getHostname())
             domains = len(conn.listAllDomains(0))
             running = int(conn.numOfDomains())
+            cells = max(1, len(caps.findall("./host/topology/cells/cell")))
             free: int | None
             try:
                 free = sum(
                     int(pages.get(hugepages.PAGE_KIB, 0))
-                    for pages in conn.getFreePages([hugepages.PAGE_KIB], 0, 1).values()
+                    for pages in conn.getFreePages([hugepages.PAGE_KIB], 0, cells).values()
                 )
             except virt.libvirt_error():
                 free = None
@@ -398,10 +420,6 @@ class Lab:
         if pid is not None:
             probe = _probe(host)
             if probe.running:
-                ns = processes.mount_ns(pid)
-                known = state.mount_ns.setdefault(host.name, [])
-                if ns is not None and ns not in known:
-                    known.append(ns)
                 progress(f"{host.name}: libvirtd {pid} already running, reused ({host.uri})")
                 return
             progress(f"{host.name}: libvirtd {pid} does not answer ({probe.error}); restarting")
@@ -413,16 +431,11 @@ class Lab:
         if strays and processes.terminate(strays):
             raise LabError(f"{host.name}: cannot stop the old libvirtd {strays}")
         host.pid_file.unlink(missing_ok=True)
-        # forget namespaces nothing runs in any more; keep those of surviving guests for down
-        state.mount_ns[host.name] = [
-            ns for ns in state.mount_ns.get(host.name, []) if processes.pids_in_mount_ns(ns)
-        ]
         daemons.write_config(host, hugetlbfs=hugetlbfs)
         others = [h for h in self.paths.hosts if h != host]
         if daemons.seed_capabilities_cache(host, others):
             progress(f"{host.name}: QEMU capabilities cache copied from {others[0].name}")
         started = daemons.start(host, hugetlbfs=hugetlbfs)
-        state.mount_ns[host.name].append(started.mount_ns)
         progress(f"{host.name}: libvirtd {started.pid} started ({host.uri})")
         took = daemons.probe_qemu(host)
         if took > 1:
@@ -499,7 +512,7 @@ class Lab:
         restored: int | None = None
         if not self.lab_dir.exists():
             # nothing recorded; still stop daemons that were started with this lab dir
-            stopped = self._stop_hosts({}, notes)
+            stopped = self._stop_hosts(notes)
             if notes:
                 raise LabError("; ".join(notes))
             return DownReport(self.lab_dir, tuple(stopped), None, (), ())
@@ -509,7 +522,7 @@ class Lab:
             except LabError as exc:
                 notes.append(str(exc))
                 state = _State()
-            stopped = self._stop_hosts(state.mount_ns, notes)
+            stopped = self._stop_hosts(notes)
             progress(f"stopped {', '.join(HOST_NAMES)} ({len(stopped)} processes)")
             if notes:
                 raise LabError("; ".join(notes) + f" (state kept in {self.lab_dir})")
@@ -526,17 +539,23 @@ class Lab:
             shutil.rmtree(self.lab_dir)
             removed.append(self.lab_dir)
             for directory in reversed(state.made_dirs):
+                # never remove a directory another lab's daemons have a mount on: removing
+                # a mount point detaches its mounts in every namespace
+                if processes.mounted_anywhere(directory):
+                    heir = _hand_over(directory, self.lab_dir)
+                    notes.append(f"kept {directory}: lab {heir or '?'} still mounts on it")
+                    continue
                 with contextlib.suppress(OSError):
                     os.rmdir(directory)  # only when empty
                     removed.append(Path(directory))
             progress(f"removed {self.lab_dir}")
         return DownReport(self.lab_dir, tuple(stopped), restored, tuple(removed), tuple(notes))
 
-    def _stop_hosts(self, namespaces: dict[str, list[int]], notes: list[str]) -> list[int]:
+    def _stop_hosts(self, notes: list[str]) -> list[int]:
         """Stop both daemons and their QEMUs at once; the pids stopped."""
         targets: set[int] = set()
         for host in self.paths.hosts:
-            targets |= daemons.lab_processes(host, namespaces.get(host.name, []))
+            targets |= daemons.lab_processes(host)
         survivors = processes.terminate(sorted(targets)) if targets else []
         if survivors:
             notes.append(f"processes {survivors} would not die")
