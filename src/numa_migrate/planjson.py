@@ -22,10 +22,10 @@ read too. Every mistake is a :class:`PlanFormatError` naming the field.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from numa_migrate.adapters.rewrite import DestinationPlan, RewriteError
 from numa_migrate.cpuset import format_cpu_spec, parse_cpu_spec
@@ -52,6 +52,10 @@ REQUIRED = ("vcpu_pins", "emulator_pins", "memory_nodes", "cell_nodes")
 
 class PlanFormatError(ParseError):
     """A plan document that does not follow the plan JSON format."""
+
+
+_Fail = Callable[[str], PlanFormatError]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,11 @@ def plan_from_json(data: object, *, source: str = "plan") -> PlanDocument:
             hostdev_map=_str_map(data.get("hostdev_map", {}), fail),
         )
     except RewriteError as exc:
-        raise fail(f"{exc.element}: {exc}") from None
+        raise fail(str(exc).removeprefix(f"{exc.source}: ")) from None
+    for cell, node in plan.cell_nodes.items():
+        if node not in plan.memory_nodes:
+            raise fail(f"cell_nodes: guest cell {cell} on host node {node}, outside "
+                       f"memory_nodes {format_cpu_spec(plan.memory_nodes) or 'none'}")
     return PlanDocument(plan, data.get("domain"), data.get("host"))
 
 
@@ -145,7 +153,7 @@ def load_plan(path: Path | str) -> PlanDocument:
     return plan_from_json(data, source=str(path))
 
 
-def _cpu_value(value: object, where: str, fail: Any) -> frozenset[int]:
+def _cpu_value(value: object, where: str, fail: _Fail) -> frozenset[int]:
     if isinstance(value, str):
         try:
             return parse_cpu_spec(value, field=where)
@@ -158,16 +166,18 @@ def _cpu_value(value: object, where: str, fail: Any) -> frozenset[int]:
     raise fail(f"{where}: {value!r} is not a CPU list (\"2-3,6\" or [2, 3, 6])")
 
 
-def _int_value(value: object, where: str, fail: Any) -> int:
+def _int_value(value: object, where: str, fail: _Fail) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     raise fail(f"{where}: {value!r} is not a non-negative integer")
 
 
-def _map(value: object, where: str, fail: Any, read: Any) -> dict[int, Any]:
+def _map(
+    value: object, where: str, fail: _Fail, read: Callable[[object, str, _Fail], _T]
+) -> dict[int, _T]:
     if not isinstance(value, Mapping):
         raise fail(f"{where} must be an object with integer keys (got {type(value).__name__})")
-    out: dict[int, Any] = {}
+    out: dict[int, _T] = {}
     for key, item in value.items():
         if not isinstance(key, str) or not key.isdigit():
             raise fail(f"{where}: key {key!r} is not a non-negative integer")
@@ -175,7 +185,7 @@ def _map(value: object, where: str, fail: Any, read: Any) -> dict[int, Any]:
     return out
 
 
-def _str_map(value: object, fail: Any) -> dict[str, str]:
+def _str_map(value: object, fail: _Fail) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):

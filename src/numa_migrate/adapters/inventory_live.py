@@ -13,21 +13,18 @@ says which, and why.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from types import ModuleType
 from typing import Any
 
 from numa_migrate.adapters.domain import DomainInfo, domain_from_xml
 from numa_migrate.adapters.inventory import HostConfig, InventoryError, topology_for_host
 from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
+from numa_migrate.adapters.virt import lv as libvirt_module
 from numa_migrate.domainusage import HostUsage, host_usage
 from numa_migrate.errors import NumaMigrateError, ParseError
 from numa_migrate.model.host import HostCell, HostTopology, PagePool
-
-_silenced: list[bool] = []
 
 SOURCE_KERNEL = "kernel free counts (libvirt virNodeGetFreePages)"
 SOURCE_DOMAINS = "running domains' XML"
@@ -98,21 +95,6 @@ class LiveHost:
         return {a: n for a, n in self.usage.devices_in_use.items() if a in vfs}
 
 
-def libvirt_module() -> ModuleType:
-    """libvirt-python, with its default print-every-error handler silenced."""
-    try:
-        module = importlib.import_module("libvirt")
-    except ImportError as exc:
-        raise LiveHostError(
-            f"libvirt-python is not installed ({exc}); install the libvirt-python that matches "
-            "the system libvirt (pip install libvirt-python==$(pkg-config --modversion libvirt))"
-        ) from None
-    if not _silenced:
-        module.registerErrorHandler(lambda _ctx, _err: None, None)
-        _silenced.append(True)
-    return module
-
-
 def _message(exc: Exception) -> str:
     get = getattr(exc, "get_error_message", None)
     text = get() if callable(get) else None
@@ -169,7 +151,8 @@ def read_live_host(config: HostConfig, *, conn: Any | None = None) -> LiveHost:
     notes.extend(usage.notes)
     notes.extend(f"conflict: {c}" for c in usage.conflicts)
     cells, source = _kernel_pages(conn, usage.topology, notes)
-    pci = _read_pci(conn, config, notes)
+    pci, pci_notes = read_pci_functions(conn, config)
+    notes.extend(pci_notes)
     return LiveHost(
         name=config.name,
         uri=config.uri,
@@ -245,13 +228,16 @@ def _read_domains(
     return tuple(found), tuple(unreadable)
 
 
-def _read_pci(conn: Any, config: HostConfig, notes: list[str]) -> tuple[PciFunction, ...]:
+def read_pci_functions(
+    conn: Any, config: HostConfig
+) -> tuple[tuple[PciFunction, ...], tuple[str, ...]]:
+    """The host's PCI functions (PFs, VFs with their NUMA node) and notes on what failed."""
     lib = libvirt_module()
+    notes: list[str] = []
     try:
         devices = conn.listAllDevices(lib.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV)
     except lib.libvirtError as exc:
-        notes.append(f"no PCI device inventory from {config.uri}: {_message(exc)}")
-        return ()
+        return (), (f"no PCI device inventory from {config.uri}: {_message(exc)}",)
     out: list[PciFunction] = []
     for dev in devices:
         try:
@@ -265,7 +251,7 @@ def _read_pci(conn: Any, config: HostConfig, notes: list[str]) -> tuple[PciFunct
             notes.append(f"PCI device {name} not understood, left out: {exc}")
     if not out:
         notes.append(f"{config.uri} lists no PCI devices: VF NUMA nodes cannot be checked")
-    return tuple(sorted(out, key=lambda f: f.address))
+    return tuple(sorted(out, key=lambda f: f.address)), tuple(notes)
 
 
 def _kernel_pages(
@@ -326,3 +312,21 @@ def _kernel_pages(
         source = SOURCE_KERNEL
     notes.append(f"huge pages in use: {source}")
     return tuple(cells), source
+
+
+def vcpu_affinity(conn: Any, domain: str) -> dict[int, frozenset[int]]:
+    """vCPU -> host CPUs from ``virDomainGetVcpus``. The QEMU driver answers with each vCPU
+    thread's real affinity (``sched_getaffinity``), also on a remote host."""
+    lib = libvirt_module()
+    try:
+        try:
+            dom = conn.lookupByName(domain)
+        except lib.libvirtError:
+            dom = conn.lookupByUUIDString(domain)
+        info, cpumaps = dom.vcpus()
+    except lib.libvirtError as exc:
+        raise LiveHostError(f"cannot read the vCPU affinity of {domain}: {_message(exc)}") from None
+    return {
+        int(vcpu[0]): frozenset(i for i, allowed in enumerate(cpumap) if allowed)
+        for vcpu, cpumap in zip(info, cpumaps, strict=True)
+    }

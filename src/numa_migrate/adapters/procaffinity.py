@@ -172,10 +172,27 @@ def find_qemu_pid(run_dir: Path, domain: str, *, proc: Path = PROC) -> int:
         cmdline = (proc / str(pid) / "cmdline").read_bytes().split(b"\0")
     except OSError:
         raise AffinityError(f"pid {pid} from {path} is not running (stale pid file)") from None
-    name = f"guest={domain.replace(',', ',,')}".encode()
-    if not any(arg == name or arg.startswith(name + b",") for arg in cmdline):
+    if domain not in (_guest_name(arg) for arg in cmdline):
         raise AffinityError(
             f"pid {pid} from {path} is not the QEMU of {domain} (its command line has no "
             f"-name guest={domain})"
         )
     return pid
+
+
+def _guest_name(arg: bytes) -> str | None:
+    """NAME of QEMU's ``-name guest=NAME,...`` argument (``,,`` is an escaped comma)."""
+    text = arg.decode("utf-8", errors="replace")
+    if not text.startswith("guest="):
+        return None
+    out: list[str] = []
+    rest = text[len("guest="):]
+    i = 0
+    while i < len(rest):
+        if rest[i] == ",":
+            if rest[i + 1 : i + 2] != ",":
+                break
+            i += 1
+        out.append(rest[i])
+        i += 1
+    return "".join(out)

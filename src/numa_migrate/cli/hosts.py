@@ -9,9 +9,16 @@ from typing import Any
 
 import click
 
-from numa_migrate.adapters.hostsfile import Inventory, InventoryError, load_inventory
-from numa_migrate.adapters.livehost import read_live_host
-from numa_migrate.migrate import virt
+from numa_migrate.adapters import virt
+from numa_migrate.adapters.inventory import (
+    Inventory,
+    InventoryError,
+    load_inventory,
+)
+from numa_migrate.adapters.inventory import (
+    default_inventory_path as configured_inventory_path,
+)
+from numa_migrate.adapters.inventory_live import read_live_host
 from numa_migrate.migrate.run import HostRef
 from numa_migrate.model.host import HostTopology
 
@@ -25,20 +32,18 @@ LAB_INVENTORY = Path("/var/lib/numa-migrate/lab/inventory.toml")
 
 
 def default_inventory_path() -> Path:
-    env = os.environ.get("NUMA_MIGRATE_INVENTORY")
-    if env:
-        return Path(env)
-    local = Path("inventory.toml")
-    if local.exists():
-        return local
-    lab_dir = os.environ.get("NUMA_MIGRATE_LAB_DIR")
-    lab = Path(lab_dir) / "inventory.toml" if lab_dir else LAB_INVENTORY
-    if lab.exists():
-        return lab
-    raise InventoryError(
-        "no hosts inventory: give --hosts FILE (TOML with [hosts.NAME] uri = ...), set "
-        "NUMA_MIGRATE_INVENTORY, or run `numa-migrate lab up` to get the lab's"
-    )
+    """The configured inventory (env or ./inventory.toml), else the lab's, else an error."""
+    try:
+        return configured_inventory_path()
+    except InventoryError:
+        lab_dir = os.environ.get("NUMA_MIGRATE_LAB_DIR")
+        lab = Path(lab_dir) / "inventory.toml" if lab_dir else LAB_INVENTORY
+        if lab.exists():
+            return lab
+        raise InventoryError(
+            "no hosts inventory: give --hosts FILE (TOML with [hosts.NAME] uri = ...), set "
+            "NUMA_MIGRATE_INVENTORY, or run `numa-migrate lab up` to get the lab's"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -50,13 +55,13 @@ class Hosts:
         return HostRef(entry.name, entry.uri)
 
     def read_host(self, conn: Any, ref: HostRef) -> HostTopology:
-        return read_live_host(conn, self.inventory.host(ref.name)).topology
+        return read_live_host(self.inventory.host(ref.name), conn=conn).topology
 
     def find_running(self, domain: str) -> HostRef:
         """The one host where ``domain`` runs (hosts that cannot be reached are skipped)."""
         found: list[HostRef] = []
         unreachable: list[str] = []
-        for entry in self.inventory.hosts.values():
+        for entry in self.inventory.hosts:
             try:
                 conn = virt.connect(entry.uri, entry.name)
             except virt.VirtError:

@@ -14,13 +14,14 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
+from numa_migrate.adapters.virt import lv
 from numa_migrate.lab.errors import LabError, LabUnavailableError
 
 
 @functools.cache
 def _silence_libvirt() -> None:
     """libvirt prints every error on stderr by default; they are raised as exceptions anyway."""
-    importlib.import_module("libvirt").registerErrorHandler(lambda _ctx, _err: None, None)
+    lv()
 
 
 def _import(name: str) -> ModuleType:

@@ -21,9 +21,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from numa_migrate.adapters import virt
 from numa_migrate.claims import ClaimStore
 from numa_migrate.claims.model import Claim, ClaimState, JournalEntry
-from numa_migrate.migrate import virt
 from numa_migrate.migrate.run import FINAL_PHASES, cleanup_after_failed_migration, owner_alive
 
 

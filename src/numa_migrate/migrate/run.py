@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from numa_migrate.adapters import virt
 from numa_migrate.adapters.domain import domain_from_xml
 from numa_migrate.claims import ClaimConflict, ClaimStore, subtract_holdings
 from numa_migrate.claims.model import ClaimState
 from numa_migrate.errors import NumaMigrateError
-from numa_migrate.migrate import virt
 from numa_migrate.migrate.plan import MigrationPlan, NoRoom, plan_migration
 from numa_migrate.model.host import HostTopology
 
