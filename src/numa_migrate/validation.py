@@ -575,12 +575,21 @@ def _emulator_affinity(ctx: _Context) -> Check:
         return _skip(name, title, "the domain has no <emulatorpin>")
     problems = []
     kernel: list[str] = []
+    contexts: list[str] = []
+    memory_cpus = _memory_node_cpus(ctx)
     (main_label, main_cpus), *rest = affinity.emulator
     if main_cpus != emulator:
         problems.append(f"main thread {main_label} on {_cpus(main_cpus)}")
     for label, cpus in rest:
         if label.split(" (")[0].startswith("kvm"):
             kernel.append(label)  # kernel-made KVM helpers (kvm-nx-lpage-recovery, ...)
+        elif label.startswith("TC "):
+            # QEMU thread contexts that preallocate guest memory: libvirt binds them to the
+            # CPUs of the memory's host nodes, not to <emulatorpin> (seen on the lab)
+            if memory_cpus is not None and not cpus <= memory_cpus:
+                problems.append(f"memory thread context {label} on {_cpus(cpus)}, outside "
+                                f"the CPUs of its host nodes ({_cpus(memory_cpus)})")
+            contexts.append(label)
         elif not cpus <= emulator:
             problems.append(f"thread {label} on {_cpus(cpus)}")
     io_pins = dict(ctx.live.iothreadpins)
@@ -591,9 +600,27 @@ def _emulator_affinity(ctx: _Context) -> Check:
     note = f"read from {affinity.source}"
     if kernel:
         note += f"; kernel KVM helper threads not compared: {', '.join(kernel)}"
+    if contexts:
+        note += ("; memory thread contexts checked against their host nodes' CPUs"
+                 if memory_cpus is not None else
+                 "; memory thread contexts not compared (host or nodeset unknown)")
+        note += f": {', '.join(contexts)}"
     return _verdict(name, title, f"emulator threads on {_cpus(emulator)}",
                     f"main thread on {_cpus(main_cpus)}; {len(rest)} other thread(s)",
                     problems, ok=note)
+
+
+def _memory_node_cpus(ctx: _Context) -> frozenset[int] | None:
+    """All CPUs of the host nodes the domain's memory is bound to; None when unknown."""
+    tune = ctx.live.numatune
+    if ctx.host is None or tune is None:
+        return None
+    nodes = set(tune.nodeset or ()) | {n for m in tune.memnodes for n in m.nodeset}
+    if not nodes:
+        return None
+    cells = [c for c in ctx.host.cells if c.id in nodes]
+    return frozenset().union(
+        *(c.cpuset | c.pcpuset | frozenset().union(*c.siblings) for c in cells))
 
 
 def _floating_avoids_pinned(ctx: _Context) -> Check:

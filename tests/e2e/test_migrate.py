@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 
+from numa_migrate.adapters.virt import MigrateOptions, lookup
 from numa_migrate.claims import ClaimStore
 from numa_migrate.lab import Lab, counter_advances, counter_guest_xml, wait_until_counting
 from numa_migrate.migrate.run import HostRef, Migration, MigrationFailed
-from numa_migrate.migrate.virt import MigrateOptions, lookup
 from numa_migrate.model.host import HostTopology
 from tests.e2e.conftest import LabSession
 
@@ -136,6 +136,8 @@ def test_round_trip_with_new_pins_everywhere(world: dict[str, Any]) -> None:
         affinity = lab.affinity(dest, GUEST)
         assert affinity.vcpus == {0: frozenset(live_cpus)}, "real vCPU thread affinity"
         assert affinity.main.cpus == frozenset(live_cpus), "emulator threads follow the pins"
+        checked = cli(world, "validate", GUEST, "--host", dest, "--json")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
         timings[f"{source}->{dest} libvirt"] = report["seconds"]
         timings[f"{source}->{dest} downtime_ms"] = report["downtime_ms"] or -1
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from numa_migrate.cli import render
 from numa_migrate.cli.lab import lab as lab_group
 from numa_migrate.cli.migrate import migrate as migrate_cmd
 from numa_migrate.cli.migrate import recover_cmd
+from numa_migrate.cli.validate import validate_cmd
 from numa_migrate.cpuset import parse_cpu_spec
 from numa_migrate.errors import InvalidRequestError, NumaMigrateError
 from numa_migrate.explain import explain_guest
@@ -431,6 +432,7 @@ explain.help = (explain.help or "") + GUEST_HELP
 cli.add_command(lab_group)
 cli.add_command(migrate_cmd)
 cli.add_command(recover_cmd)
+cli.add_command(validate_cmd)
 
 
 def main() -> None:

@@ -1,0 +1,231 @@
+"""``numa-migrate validate DOMAIN --host HOST``: prove a domain is placed as planned.
+
+Exit codes: 0 every check passed (skipped checks are listed with their reason); 1 at least
+one check failed; 2 bad input (unknown host or domain, unreachable URI, bad inventory or
+plan file), with one line on stderr and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from numa_migrate.adapters.inventory import (
+    HostConfig,
+    InventoryError,
+    default_inventory_path,
+    load_inventory,
+)
+from numa_migrate.adapters.inventory_live import (
+    LiveDomain,
+    LiveHost,
+    LiveHostError,
+    open_connection,
+    read_live_host,
+    vcpu_affinity,
+)
+from numa_migrate.adapters.procaffinity import (
+    AffinityError,
+    find_qemu_pid,
+    is_local_qemu,
+    local_run_dir,
+    process_affinity,
+)
+from numa_migrate.errors import NumaMigrateError
+from numa_migrate.planjson import PlanDocument, load_plan
+from numa_migrate.validation import Status, ThreadAffinities, ValidationReport, validate
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+_STYLE = {Status.PASSED: "green", Status.FAILED: "bold red", Status.SKIPPED: "yellow"}
+
+
+def _bad_input(func: F) -> F:
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NumaMigrateError as exc:
+            click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _console() -> Console:
+    console = Console(highlight=False)
+    return console if console.is_terminal else Console(highlight=False, width=160)
+
+
+def _find_domain(live: LiveHost, name: str) -> LiveDomain:
+    dom = live.domain(name)
+    if dom is not None:
+        if not dom.active:
+            raise InventoryError(
+                f"domain {dom.name} is defined on host {live.name} but not running: there is "
+                "no placement to validate"
+            )
+        return dom
+    for unreadable, reason in live.unreadable:
+        if unreadable == name:
+            raise InventoryError(f"domain {name} on host {live.name}: {reason}")
+    known = ", ".join(d.name for d in live.domains) or "none"
+    raise InventoryError(f"host {live.name} ({live.uri}) has no domain {name!r} "
+                         f"(domains: {known})")
+
+
+def _check_plan_names(doc: PlanDocument, dom: LiveDomain, host: str, path: Path) -> None:
+    if doc.domain is not None and doc.domain not in (dom.name, dom.uuid):
+        raise InventoryError(f"{path}: the plan is for domain {doc.domain}, not {dom.name}")
+    if doc.host is not None and doc.host != host:
+        raise InventoryError(f"{path}: the plan is for host {doc.host}, not {host}")
+
+
+def read_affinities(
+    conn: Any, live: LiveHost, dom: LiveDomain
+) -> tuple[ThreadAffinities | None, str]:
+    """The real thread affinities of ``dom``, or None and why they cannot be had.
+
+    A local QEMU daemon: /proc of the QEMU process (pid file in the daemon's run dir). A
+    remote QEMU daemon (or a local one without a usable pid file): virDomainGetVcpus, whose
+    QEMU implementation reads each vCPU thread's kernel affinity (vCPUs only).
+    """
+    if live.driver.upper() != "QEMU":
+        return None, (f"{live.uri} is libvirt's {live.driver} driver: there is no QEMU "
+                      "process whose threads could be read")
+    reasons: list[str] = []
+    if is_local_qemu(live.uri):
+        run_dir = local_run_dir(live.uri)
+        if run_dir is None:
+            reasons.append(f"no known run directory for {live.uri}")
+        else:
+            try:
+                pid = find_qemu_pid(run_dir, dom.name)
+                proc = process_affinity(pid)
+            except AffinityError as exc:
+                reasons.append(str(exc))
+            else:
+                return ThreadAffinities(
+                    source=f"/proc/{pid}/task (QEMU of {dom.name})",
+                    vcpus=proc.vcpus,
+                    emulator=tuple((f"{t.name} ({t.tid})", t.cpus)
+                                   for t in proc.emulator_threads),
+                    iothreads=proc.iothreads,
+                ), ""
+    else:
+        reasons.append(f"{live.uri} is remote: /proc cannot be read")
+    try:
+        vcpus = vcpu_affinity(conn, dom.uuid)
+    except LiveHostError as exc:
+        reasons.append(str(exc))
+        return None, "; ".join(reasons)
+    return ThreadAffinities(
+        source=f"virDomainGetVcpus on {live.uri} ({'; '.join(reasons)})", vcpus=vcpus
+    ), ""
+
+
+def run_validation(
+    config: HostConfig, domain: str, plan_doc: PlanDocument | None, plan_path: Path | None
+) -> tuple[ValidationReport, LiveHost, str]:
+    """Read the host, find the domain and check it; (report, host, affinity source)."""
+    with open_connection(config) as conn:
+        live = read_live_host(config, conn=conn)
+        dom = _find_domain(live, domain)
+        if plan_doc is not None and plan_path is not None:
+            _check_plan_names(plan_doc, dom, config.name, plan_path)
+        affinity, reason = read_affinities(conn, live, dom)
+    report = validate(
+        dom.info,
+        dom.persistent,
+        plan=None if plan_doc is None else plan_doc.plan,
+        host=live.capacity,
+        others=[d.info for d in live.active_domains if d.uuid != dom.uuid],
+        pci_functions=live.pci_functions if live.pci_functions else None,
+        affinity=affinity,
+        affinity_skip_reason=reason,
+        host_name=config.name,
+    )
+    return report, live, affinity.source if affinity else f"none: {reason}"
+
+
+def _print(console: Console, report: ValidationReport, live: LiveHost, affinity: str) -> None:
+    table = Table(title=f"{report.domain} on {report.host} ({live.uri})")
+    for column in ("check", "result", "expected", "actual"):
+        table.add_column(column, overflow="fold")
+    for check in report.checks:
+        style = _STYLE[check.status]
+        table.add_row(check.title, f"[{style}]{check.status.value}[/]",
+                      check.expected or "-", check.actual or "-")
+    console.print(table)
+    for check in report.checks:
+        if check.failed:
+            console.print(f"[bold red]FAILED[/] {check.name}: {check.detail}")
+    for check in report.checks:
+        if check.skipped:
+            console.print(f"[yellow]skipped[/] {check.name}: {check.detail}")
+    for conflict in live.usage.conflicts:
+        console.print(f"[bold red]host conflict[/]: {conflict}")
+    counts = {s: sum(1 for c in report.checks if c.status is s) for s in Status}
+    verdict = "[green]placed as checked[/]" if report.passed else "[bold red]NOT as planned[/]"
+    console.print(
+        f"{report.domain}: {verdict}: {counts[Status.PASSED]} passed, "
+        f"{counts[Status.FAILED]} failed, {counts[Status.SKIPPED]} skipped "
+        f"(thread affinity: {affinity})"
+    )
+
+
+@click.command("validate")
+@click.argument("domain")
+@click.option("--host", "host_name", required=True, metavar="HOST",
+              help="The inventory host the domain runs on (after its migration).")
+@click.option("--hosts", "hosts_path", type=click.Path(path_type=Path, dir_okay=False),
+              metavar="INVENTORY",
+              help="Hosts inventory (TOML, [hosts.NAME] uri = ...). Default: "
+              "$NUMA_MIGRATE_INVENTORY, else ./inventory.toml.")
+@click.option("--plan", "plan_path", type=click.Path(path_type=Path, dir_okay=False),
+              metavar="PLAN.json",
+              help="The destination plan that was applied (JSON); without it only the "
+              "plan-independent checks are made.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@_bad_input
+def validate_cmd(
+    domain: str, host_name: str, hosts_path: Path | None, plan_path: Path | None, as_json: bool
+) -> None:
+    """Prove that running DOMAIN is placed as planned on HOST.
+
+    Reads HOST live through libvirt and checks the domain's pins, emulator pins, NUMA
+    memory binding, huge pages and PCI devices against the plan; that its persistent
+    definition says the same as the live one (a persistent XML that keeps the source's pins
+    is the CVE-2020-17376 class of bug); that no dedicated CPU is shared with another guest;
+    and, for a local QEMU, the real thread affinities from /proc. A check that cannot be
+    made is listed as skipped with its reason.
+
+    Exit 0 all checks passed, 1 a check failed, 2 bad input.
+    """
+    inventory = load_inventory(hosts_path or default_inventory_path())
+    config = inventory.host(host_name)
+    plan_doc = None if plan_path is None else load_plan(plan_path)
+    report, live, affinity = run_validation(config, domain, plan_doc, plan_path)
+    if as_json:
+        doc = report.to_json() | {
+            "uri": live.uri,
+            "driver": live.driver,
+            "plan": None if plan_path is None else str(plan_path),
+            "affinity_source": affinity,
+            "host_conflicts": list(live.usage.conflicts),
+            "host_notes": list(live.notes),
+        }
+        click.echo(json.dumps(doc, indent=2))
+    else:
+        _print(_console(), report, live, affinity)
+    sys.exit(0 if report.passed else EXIT_FAILED)
+
