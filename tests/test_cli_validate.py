@@ -206,6 +206,7 @@ def test_no_inventory_says_how_to_give_one(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NUMA_MIGRATE_INVENTORY", raising=False)
+    monkeypatch.setenv("NUMA_MIGRATE_LAB_DIR", str(tmp_path / "no-lab"))
     line = one_error_line(run("db", "--host", "lab"))
     assert "no hosts inventory: give --hosts FILE, set NUMA_MIGRATE_INVENTORY" in line
 

@@ -41,8 +41,9 @@ def default_inventory_path() -> Path:
         if lab.exists():
             return lab
         raise InventoryError(
-            "no hosts inventory: give --hosts FILE (TOML with [hosts.NAME] uri = ...), set "
-            "NUMA_MIGRATE_INVENTORY, or run `numa-migrate lab up` to get the lab's"
+            "no hosts inventory: give --hosts FILE, set NUMA_MIGRATE_INVENTORY=FILE, create "
+            "./inventory.toml (TOML: [hosts.NAME] with uri = \"qemu:///system\"), or run "
+            "`numa-migrate lab up` to get the lab's"
         ) from None
 
 

@@ -21,7 +21,6 @@ from rich.table import Table
 from numa_migrate.adapters.inventory import (
     HostConfig,
     InventoryError,
-    default_inventory_path,
     load_inventory,
 )
 from numa_migrate.adapters.inventory_live import (
@@ -39,6 +38,7 @@ from numa_migrate.adapters.procaffinity import (
     local_run_dir,
     process_affinity,
 )
+from numa_migrate.cli.hosts import default_inventory_path, hosts_option
 from numa_migrate.errors import NumaMigrateError
 from numa_migrate.planjson import PlanDocument, load_plan
 from numa_migrate.validation import Status, ThreadAffinities, ValidationReport, validate
@@ -187,10 +187,7 @@ def _print(console: Console, report: ValidationReport, live: LiveHost, affinity:
 @click.argument("domain")
 @click.option("--host", "host_name", required=True, metavar="HOST",
               help="The inventory host the domain runs on (after its migration).")
-@click.option("--hosts", "hosts_path", type=click.Path(path_type=Path, dir_okay=False),
-              metavar="INVENTORY",
-              help="Hosts inventory (TOML, [hosts.NAME] uri = ...). Default: "
-              "$NUMA_MIGRATE_INVENTORY, else ./inventory.toml.")
+@hosts_option
 @click.option("--plan", "plan_path", type=click.Path(path_type=Path, dir_okay=False),
               metavar="PLAN.json",
               help="The destination plan that was applied (JSON); without it only the "
