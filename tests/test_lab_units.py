@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from numa_migrate.adapters.inventory import load_inventory
 from numa_migrate.cli.main import cli
 from numa_migrate.errors import NumaMigrateError
 from numa_migrate.lab import (
@@ -192,6 +193,32 @@ def test_inventory_is_toml_with_one_uri_per_host(tmp_path: Path) -> None:
     lab = Lab.at(tmp_path / 'we"ird')
     doc = tomllib.loads(inventory_text(lab.uris))
     assert doc == {"hosts": {SRC: {"uri": lab.uri(SRC)}, DST: {"uri": lab.uri(DST)}}}
+
+
+@pytest.mark.parametrize(("cpus", "src", "dst"), [
+    ((0, 1), ("1", "0"), ("0", "1")),
+    ((0, 1, 2, 3), ("2-3", "0-1"), ("0-1", "2-3")),
+    ((0, 1, 2), ("1-2", "0"), ("0", "1-2")),
+    ((4, 6, 5, 7), ("6-7", "4-5"), ("4-5", "6-7")),
+])
+def test_lab_hosts_get_opposite_cpu_sets(
+    tmp_path: Path, cpus: tuple[int, ...], src: tuple[str, str], dst: tuple[str, str]
+) -> None:
+    lab = Lab.at(tmp_path / "lab")
+    doc = tomllib.loads(inventory_text(lab.uris, cpus))
+    for name, (dedicated, shared) in ((SRC, src), (DST, dst)):
+        assert doc["hosts"][name] == {"uri": lab.uri(name), "cpu_dedicated_set": dedicated,
+                                      "cpu_shared_set": shared}
+    # and the inventory reader accepts what the lab writes
+    path = tmp_path / "inventory.toml"
+    path.write_text(inventory_text(lab.uris, cpus))
+    assert [h.name for h in load_inventory(path).hosts] == [SRC, DST]
+
+
+def test_one_cpu_lab_has_no_cpu_sets(tmp_path: Path) -> None:
+    lab = Lab.at(tmp_path / "lab")
+    doc = tomllib.loads(inventory_text(lab.uris, (0,)))
+    assert "cpu_dedicated_set" not in doc["hosts"][SRC]
 
 
 def test_daemon_configuration_files(tmp_path: Path) -> None:

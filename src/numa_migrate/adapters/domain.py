@@ -12,6 +12,7 @@ from lxml import etree
 
 from numa_migrate.adapters.xmlsafe import XmlDoc, kib_to_mib
 from numa_migrate.cpuset import format_cpu_spec
+from numa_migrate.errors import InvalidRequestError, ParseError
 from numa_migrate.model.guest import (
     CPUPolicy,
     EmulatorPolicy,
@@ -21,8 +22,14 @@ from numa_migrate.model.guest import (
     PageSizeRequest,
     describe_page_size,
 )
+from numa_migrate.request import Flavor, guest_from_flavor
 
 NOVA_NAMESPACE_PREFIX = "http://openstack.org/xmlns/libvirt/nova/"
+NM_NAMESPACE = "urn:numa-migrate:guest:1"
+"""``<metadata><nm:guest xmlns:nm=NM_NAMESPACE><nm:spec key='hw:...'>value</nm:spec>``: the
+Nova-style extra specs a guest was created from (numa-migrate writes them when it defines a
+guest), so that what a domain XML cannot say (thread policy, emulator-thread policy) travels
+with the guest and its migrations keep honouring it."""
 MEMORY_MODES = ("strict", "preferred", "interleave", "restrictive")
 SCHEDULERS = ("batch", "idle", "fifo", "rr")
 REALTIME_SCHEDULERS = frozenset({"fifo", "rr"})
@@ -115,6 +122,8 @@ class DomainInfo:
     nova: NovaMetadata | None
     cpu_mode: str | None
     cpu_model: str | None
+    declared_specs: tuple[tuple[str, str], ...] | None = None
+    """The extra specs of numa-migrate's metadata (see NM_NAMESPACE); None: there is none."""
 
     @property
     def nova_managed(self) -> bool:
@@ -152,6 +161,7 @@ def domain_from_xml(xml: str | bytes, *, source: str = "domain") -> DomainInfo:
         nova=_nova_metadata(doc, root.find("metadata")),
         cpu_mode=None if cpu is None else cpu.get("mode", "custom"),
         cpu_model=None if cpu is None else doc.opt_text(cpu, "model"),
+        declared_specs=_declared_specs(doc, root.find("metadata")),
     )
 
 
@@ -336,6 +346,31 @@ def _nova_metadata(doc: XmlDoc, metadata: etree._Element | None) -> NovaMetadata
     )
 
 
+def _declared_specs(
+    doc: XmlDoc, metadata: etree._Element | None
+) -> tuple[tuple[str, str], ...] | None:
+    guest = None if metadata is None else metadata.find(f"{{{NM_NAMESPACE}}}guest")
+    if guest is None:
+        return None
+    specs: dict[str, str] = {}
+    for el in guest.iterfind(f"{{{NM_NAMESPACE}}}spec"):
+        key = el.get("key")
+        if not key:
+            raise doc.error(el, "numa-migrate metadata: <spec> needs a key='hw:...' attribute")
+        if key in specs:
+            raise doc.error(el, f"numa-migrate metadata: extra spec {key} appears twice")
+        specs[key] = (el.text or "").strip()
+    return tuple(sorted(specs.items()))
+
+
+def declared_specs_xml(specs: dict[str, str] | tuple[tuple[str, str], ...]) -> str:
+    """The ``<nm:guest>`` metadata element holding ``specs`` (to put in ``<metadata>``)."""
+    guest = etree.Element(f"{{{NM_NAMESPACE}}}guest", nsmap={"nm": NM_NAMESPACE})
+    for key, value in sorted(dict(specs).items()):
+        etree.SubElement(guest, f"{{{NM_NAMESPACE}}}spec", key=key).text = value
+    return etree.tostring(guest, encoding="unicode")
+
+
 def _nova_instance(metadata: etree._Element) -> etree._Element | None:
     for el in metadata:
         qname = etree.QName(el)
@@ -350,7 +385,11 @@ def guest_request_from_domain(info: DomainInfo) -> tuple[GuestRequest | None, st
     """The NUMA request the domain runs as, and how it was inferred (None: no NUMA need).
 
     A vCPU pinned to exactly one host CPU counts as dedicated, any other vCPU as shared.
+    A domain with numa-migrate's metadata (:data:`NM_NAMESPACE`) runs as the request of the
+    extra specs it declares, which must agree with its guest NUMA cells.
     """
+    if info.declared_specs is not None:
+        return _declared_request(info)
     if not (info.vcpupin or info.numa_cells or info.hugepages):
         return None, (
             f"{info.name}: no NUMA need (no <vcpupin>, no guest NUMA cells, no huge pages)"
@@ -375,6 +414,32 @@ def guest_request_from_domain(info: DomainInfo) -> tuple[GuestRequest | None, st
         realtime_vcpus=realtime or None,
     )
     return request, f"{info.name}: " + "; ".join(notes)
+
+
+def _declared_request(info: DomainInfo) -> tuple[GuestRequest | None, str]:
+    specs = dict(info.declared_specs or ())
+    flavor = Flavor(info.vcpus, info.memory_mib, specs, f"{info.name} (numa-migrate metadata)")
+    listed = ", ".join(f"{k}={v}" for k, v in sorted(specs.items())) or "no extra specs"
+    try:
+        request = guest_from_flavor(flavor).numa
+    except InvalidRequestError as exc:
+        raise ParseError(f"the extra specs of its numa-migrate metadata: {exc}",
+                         source=f"{info.name}: metadata/guest") from None
+    if request is None:
+        return None, f"{info.name}: no NUMA need, per its numa-migrate metadata ({listed})"
+    declared = [(c.vcpus, c.memory_mib) for c in request.cells]
+    actual = [(c.cpus, c.memory_mib) for c in info.numa_cells]
+    if actual and declared != actual:
+        def show(cells: list[tuple[frozenset[int], int]]) -> str:
+            return ", ".join(f"vCPUs {format_cpu_spec(v)} {m} MiB" for v, m in cells)
+
+        raise ParseError(
+            f"{info.name}: the extra specs of its numa-migrate metadata ask for guest cells "
+            f"[{show(declared)}] but its <cpu><numa> has [{show(actual)}]; fix the metadata "
+            "or remove it (the request is then inferred from the XML)",
+            source=f"{info.name}: metadata/guest",
+        )
+    return request, f"{info.name}: request from its numa-migrate metadata ({listed})"
 
 
 def _guest_cells(

@@ -18,30 +18,13 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from numa_migrate.adapters.inventory import (
-    HostConfig,
-    InventoryError,
-    load_inventory,
-)
-from numa_migrate.adapters.inventory_live import (
-    LiveDomain,
-    LiveHost,
-    LiveHostError,
-    open_connection,
-    read_live_host,
-    vcpu_affinity,
-)
-from numa_migrate.adapters.procaffinity import (
-    AffinityError,
-    find_qemu_pid,
-    is_local_qemu,
-    local_run_dir,
-    process_affinity,
-)
+from numa_migrate.adapters.inventory import load_inventory
+from numa_migrate.adapters.inventory_live import LiveHost
+from numa_migrate.adapters.validate_live import validate_on_host
 from numa_migrate.cli.hosts import default_inventory_path, hosts_option
 from numa_migrate.errors import NumaMigrateError
-from numa_migrate.planjson import PlanDocument, load_plan
-from numa_migrate.validation import Status, ThreadAffinities, ValidationReport, validate
+from numa_migrate.planjson import load_plan
+from numa_migrate.validation import Status, ValidationReport
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_FAILED = 1
@@ -64,97 +47,6 @@ def _bad_input(func: F) -> F:
 def _console() -> Console:
     console = Console(highlight=False)
     return console if console.is_terminal else Console(highlight=False, width=160)
-
-
-def _find_domain(live: LiveHost, name: str) -> LiveDomain:
-    dom = live.domain(name)
-    if dom is not None:
-        if not dom.active:
-            raise InventoryError(
-                f"domain {dom.name} is defined on host {live.name} but not running: there is "
-                "no placement to validate"
-            )
-        return dom
-    for unreadable, reason in live.unreadable:
-        if unreadable == name:
-            raise InventoryError(f"domain {name} on host {live.name}: {reason}")
-    known = ", ".join(d.name for d in live.domains) or "none"
-    raise InventoryError(f"host {live.name} ({live.uri}) has no domain {name!r} "
-                         f"(domains: {known})")
-
-
-def _check_plan_names(doc: PlanDocument, dom: LiveDomain, host: str, path: Path) -> None:
-    if doc.domain is not None and doc.domain not in (dom.name, dom.uuid):
-        raise InventoryError(f"{path}: the plan is for domain {doc.domain}, not {dom.name}")
-    if doc.host is not None and doc.host != host:
-        raise InventoryError(f"{path}: the plan is for host {doc.host}, not {host}")
-
-
-def read_affinities(
-    conn: Any, live: LiveHost, dom: LiveDomain
-) -> tuple[ThreadAffinities | None, str]:
-    """The real thread affinities of ``dom``, or None and why they cannot be had.
-
-    A local QEMU daemon: /proc of the QEMU process (pid file in the daemon's run dir). A
-    remote QEMU daemon (or a local one without a usable pid file): virDomainGetVcpus, whose
-    QEMU implementation reads each vCPU thread's kernel affinity (vCPUs only).
-    """
-    if live.driver.upper() != "QEMU":
-        return None, (f"{live.uri} is libvirt's {live.driver} driver: there is no QEMU "
-                      "process whose threads could be read")
-    reasons: list[str] = []
-    if is_local_qemu(live.uri):
-        run_dir = local_run_dir(live.uri)
-        if run_dir is None:
-            reasons.append(f"no known run directory for {live.uri}")
-        else:
-            try:
-                pid = find_qemu_pid(run_dir, dom.name)
-                proc = process_affinity(pid)
-            except AffinityError as exc:
-                reasons.append(str(exc))
-            else:
-                return ThreadAffinities(
-                    source=f"/proc/{pid}/task (QEMU of {dom.name})",
-                    vcpus=proc.vcpus,
-                    emulator=tuple((f"{t.name} ({t.tid})", t.cpus)
-                                   for t in proc.emulator_threads),
-                    iothreads=proc.iothreads,
-                ), ""
-    else:
-        reasons.append(f"{live.uri} is remote: /proc cannot be read")
-    try:
-        vcpus = vcpu_affinity(conn, dom.uuid)
-    except LiveHostError as exc:
-        reasons.append(str(exc))
-        return None, "; ".join(reasons)
-    return ThreadAffinities(
-        source=f"virDomainGetVcpus on {live.uri} ({'; '.join(reasons)})", vcpus=vcpus
-    ), ""
-
-
-def run_validation(
-    config: HostConfig, domain: str, plan_doc: PlanDocument | None, plan_path: Path | None
-) -> tuple[ValidationReport, LiveHost, str]:
-    """Read the host, find the domain and check it; (report, host, affinity source)."""
-    with open_connection(config) as conn:
-        live = read_live_host(config, conn=conn)
-        dom = _find_domain(live, domain)
-        if plan_doc is not None and plan_path is not None:
-            _check_plan_names(plan_doc, dom, config.name, plan_path)
-        affinity, reason = read_affinities(conn, live, dom)
-    report = validate(
-        dom.info,
-        dom.persistent,
-        plan=None if plan_doc is None else plan_doc.plan,
-        host=live.capacity,
-        others=[d.info for d in live.active_domains if d.uuid != dom.uuid],
-        pci_functions=live.pci_functions if live.pci_functions else None,
-        affinity=affinity,
-        affinity_skip_reason=reason,
-        host_name=config.name,
-    )
-    return report, live, affinity.source if affinity else f"none: {reason}"
 
 
 def _print(console: Console, report: ValidationReport, live: LiveHost, affinity: str) -> None:
@@ -211,7 +103,8 @@ def validate_cmd(
     inventory = load_inventory(hosts_path or default_inventory_path())
     config = inventory.host(host_name)
     plan_doc = None if plan_path is None else load_plan(plan_path)
-    report, live, affinity = run_validation(config, domain, plan_doc, plan_path)
+    checked = validate_on_host(config, domain, plan_doc=plan_doc, plan_path=plan_path)
+    report, live, affinity = checked.report, checked.live, checked.affinity_source
     if as_json:
         doc = report.to_json() | {
             "uri": live.uri,

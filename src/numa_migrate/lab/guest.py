@@ -75,6 +75,7 @@ def counter_guest_xml(
     memnodes: Mapping[int, str] | None = None,
     hugepage_kib: int | None = None,
     domain_type: str = "kvm",
+    vcpu_cpuset: str | None = None,
 ) -> str:
     """The domain XML of a counter guest.
 
@@ -84,7 +85,8 @@ def counter_guest_xml(
     ``memory_mib``; ``nodeset`` is the host NUMA nodes of ``<numatune><memory mode='strict'>``
     and ``memnodes`` maps guest cell ids to host nodes (``<memnode mode='strict'>``);
     ``hugepage_kib`` backs the guest with huge pages of that size; ``domain_type`` is
-    ``"kvm"`` or ``"qemu"`` (TCG, when /dev/kvm cannot be used).
+    ``"kvm"`` or ``"qemu"`` (TCG, when /dev/kvm cannot be used); ``vcpu_cpuset`` is the
+    ``<vcpu cpuset>`` of a floating guest (the host CPUs its vCPUs may run on).
     """
     _check(
         name,
@@ -104,7 +106,10 @@ def counter_guest_xml(
         backing = ET.SubElement(dom, "memoryBacking")
         pages = ET.SubElement(backing, "hugepages")
         ET.SubElement(pages, "page", size=str(hugepage_kib), unit="KiB")
-    ET.SubElement(dom, "vcpu", placement="static").text = str(vcpus)
+    vcpu_el = ET.SubElement(dom, "vcpu", placement="static")
+    if vcpu_cpuset is not None:
+        vcpu_el.set("cpuset", vcpu_cpuset)
+    vcpu_el.text = str(vcpus)
     if vcpu_pins or emulator_pin:
         tune = ET.SubElement(dom, "cputune")
         for vcpu, cpus in sorted((vcpu_pins or {}).items()):

@@ -18,11 +18,12 @@ import os
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from numa_migrate.cpuset import format_cpu_spec
 from numa_migrate.lab import daemons, hugepages, packages, processes, virt
 from numa_migrate.lab.affinity import DomainAffinity, domain_affinity
 from numa_migrate.lab.errors import LabError
@@ -268,11 +269,40 @@ def _toml_string(value: str) -> str:
     return f'"{escaped}"'
 
 
-def inventory_text(uris: dict[str, str]) -> str:
+def lab_cpu_sets(cpus: Sequence[int]) -> dict[str, tuple[str, str]]:
+    """Nova-style (cpu_dedicated_set, cpu_shared_set) of each lab host.
+
+    Both lab hosts are the same machine; what tells them apart is their configuration, as
+    on two real computes: lab-src pins on the upper half of the CPUs and floats on the
+    lower half, lab-dst the other way round. So every migration must re-choose the pins
+    (on two CPUs: a guest pinned to CPU 1 on lab-src comes out pinned to CPU 0 on lab-dst).
+    One CPU cannot be split: no sets (every CPU serves both kinds of guest).
+    """
+    ordered = sorted(set(cpus))
+    if len(ordered) < 2:
+        return {}
+    half = len(ordered) // 2
+    low, high = format_cpu_spec(ordered[:half]), format_cpu_spec(ordered[half:])
+    return {"lab-src": (high, low), "lab-dst": (low, high)}
+
+
+def inventory_text(uris: dict[str, str], cpus: Sequence[int] = ()) -> str:
     lines = ["# numa-migrate lab inventory (written by `numa-migrate lab up`)"]
+    sets = lab_cpu_sets(cpus)
+    if sets:
+        lines.append("# Both hosts are this machine; their Nova-style CPU sets tell them apart.")
     for name, uri in uris.items():
         lines += ["", f"[hosts.{name}]", f"uri = {_toml_string(uri)}"]
+        if name in sets:
+            dedicated, shared = sets[name]
+            lines += [f"cpu_dedicated_set = {_toml_string(dedicated)}",
+                      f"cpu_shared_set = {_toml_string(shared)}"]
     return "\n".join(lines) + "\n"
+
+
+def online_cpus() -> tuple[int, ...]:
+    """The CPUs this process may run on (the lab's guests run on them)."""
+    return tuple(sorted(os.sched_getaffinity(0)))
 
 
 def _probe(host: HostPaths) -> HostStatus:
@@ -410,7 +440,7 @@ class Lab:
             if hugepages is not None:
                 self._reserve(state, hugepages, progress)
             state.save(self.paths.state_file)
-            self.paths.inventory.write_text(inventory_text(self.uris))
+            self.paths.inventory.write_text(inventory_text(self.uris, online_cpus()))
         return self.status()
 
     def _host_up(
