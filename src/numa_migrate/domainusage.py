@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from numa_migrate.adapters.domain import DomainInfo
+from numa_migrate.adapters.domain import DomainInfo, declared_dedicated_vcpus
 from numa_migrate.cpuset import format_cpu_spec
 from numa_migrate.model.host import HostCell, HostTopology
 
@@ -123,17 +123,21 @@ def cells_of_cpus(host: HostTopology, cpus: Iterable[int]) -> frozenset[int]:
 
 
 def dedicated_vcpus(info: DomainInfo) -> dict[int, int]:
-    """vCPU -> host CPU for every vCPU pinned to exactly one host CPU."""
-    return {vcpu: next(iter(cpus)) for vcpu, cpus in info.vcpupin if len(cpus) == 1}
+    """vCPU -> host CPU for every dedicated vCPU: pinned to exactly one host CPU and, when
+    the domain's numa-migrate metadata declares its request, declared dedicated by it."""
+    declared = declared_dedicated_vcpus(info)
+    return {vcpu: next(iter(cpus)) for vcpu, cpus in info.vcpupin
+            if len(cpus) == 1 and (declared is None or vcpu in declared)}
 
 
 def floating_vcpus(info: DomainInfo) -> dict[int, frozenset[int] | None]:
     """vCPU -> allowed host CPUs for every vCPU that is not dedicated (None: anywhere)."""
     pins = dict(info.vcpupin)
+    dedicated = dedicated_vcpus(info)
     out: dict[int, frozenset[int] | None] = {}
     for vcpu in range(info.vcpus):
         cpus = pins.get(vcpu)
-        if cpus is not None and len(cpus) == 1:
+        if vcpu in dedicated:
             continue
         out[vcpu] = cpus if cpus is not None else info.vcpu_cpuset
     return out

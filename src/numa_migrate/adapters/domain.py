@@ -7,6 +7,7 @@ element; :func:`guest_request_from_domain` infers the Nova-style request the dom
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from lxml import etree
 
@@ -414,6 +415,31 @@ def guest_request_from_domain(info: DomainInfo) -> tuple[GuestRequest | None, st
         realtime_vcpus=realtime or None,
     )
     return request, f"{info.name}: " + "; ".join(notes)
+
+
+def declared_dedicated_vcpus(info: DomainInfo) -> frozenset[int] | None:
+    """The vCPUs the domain's numa-migrate metadata declares dedicated; None without
+    metadata (or with metadata Nova's rules refuse: the caller then infers from the pins).
+
+    A pin to exactly one host CPU does not prove a vCPU dedicated: a floating vCPU on a
+    one-CPU shared set is pinned to one CPU too. The declared request settles it.
+    """
+    if info.declared_specs is None:
+        return None
+    return _declared_dedicated(info.declared_specs, info.vcpus, info.memory_mib)
+
+
+@lru_cache(maxsize=1024)
+def _declared_dedicated(
+    specs: tuple[tuple[str, str], ...], vcpus: int, memory_mib: int
+) -> frozenset[int] | None:
+    try:
+        request = guest_from_flavor(Flavor(vcpus, memory_mib, dict(specs))).numa
+    except InvalidRequestError:
+        return None
+    if request is None:
+        return frozenset()
+    return frozenset().union(*(c.dedicated_vcpus for c in request.cells))
 
 
 def _declared_request(info: DomainInfo) -> tuple[GuestRequest | None, str]:

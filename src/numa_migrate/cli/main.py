@@ -22,6 +22,7 @@ from numa_migrate.adapters.casefmt import answer_case
 from numa_migrate.adapters.fleet import load_fleet
 from numa_migrate.cli import render
 from numa_migrate.cli.lab import lab as lab_group
+from numa_migrate.cli.matrix import validate_matrix_cmd
 from numa_migrate.cli.migrate import migrate as migrate_cmd
 from numa_migrate.cli.migrate import recover_cmd
 from numa_migrate.cli.validate import validate_cmd
@@ -418,12 +419,27 @@ def fleet(fleet_path: Path | None, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--no-lab", is_flag=True, help="Only the sample-fleet tour, no live migration.")
+@click.option("--keep-lab", is_flag=True,
+              help="Leave the lab up afterwards even when the demo brought it up.")
 @handle_errors
-def demo() -> None:
-    """A guided tour on the bundled sample fleet: the fleet, a placement, a refusal."""
+def demo(no_lab: bool, keep_lab: bool) -> None:
+    """A guided tour: the bundled sample fleet (a placement, a refusal explained per NUMA
+    cell), then a real pinned guest live-migrated on the two-daemon lab and back, with its
+    pins before and after and `validate` after each move.
+
+    The lab part needs root (it brings the lab up when it is down, and down again
+    afterwards); without root it says so and stops after the fleet tour.
+    """
     from numa_migrate.cli.demo import run_demo
 
-    run_demo(_stdout())
+    console = _stdout()
+    run_demo(console)
+    if not no_lab:
+        from numa_migrate.cli.demo_lab import run_lab_demo
+
+        if run_lab_demo(console, keep_lab=keep_lab) == "failed":
+            sys.exit(1)
 
 
 fit.help = (fit.help or "") + GUEST_HELP
@@ -433,6 +449,7 @@ cli.add_command(lab_group)
 cli.add_command(migrate_cmd)
 cli.add_command(recover_cmd)
 cli.add_command(validate_cmd)
+cli.add_command(validate_matrix_cmd)
 
 
 def main() -> None:

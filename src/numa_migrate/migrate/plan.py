@@ -11,7 +11,7 @@ page size under a running guest), as Nova's move claim insists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from numa_migrate.adapters.domain import DomainInfo, domain_from_xml, guest_request_from_domain
 from numa_migrate.adapters.rewrite import (
@@ -71,6 +71,9 @@ class MigrationPlan:
     def summary(self) -> str:
         if self.dest_plan is None:
             return f"{self.domain}: no NUMA need, XML moves unchanged"
+        if self.request is None:
+            return (f"{self.domain}: no NUMA need; floats on {self.destination}'s shared CPUs "
+                    f"{_cpus(self.dest_plan.shared_cpuset or frozenset())}")
         pins = ", ".join(
             f"{v}->{_cpus(c)}" for v, c in sorted(self.dest_plan.vcpu_pins.items())
         )
@@ -113,6 +116,37 @@ def refuse_nova_managed(info: DomainInfo) -> None:
         )
 
 
+def _plan_floating(info: DomainInfo, inference: str, live_xml: str, *,
+                   persistent_xml: str | None, source: str,
+                   destination: HostTopology) -> MigrationPlan | NoRoom:
+    """A guest with no NUMA need. Its XML moves unchanged unless it names host CPUs
+    (``<vcpu cpuset>``, ``<emulatorpin>``): those become the destination's shared CPUs, so
+    that it never floats onto CPUs the destination dedicates to pinned guests."""
+    unchanged = MigrationPlan(
+        domain=info.name, uuid=info.uuid, source=source, destination=destination.name,
+        request=None, inference=inference, placement=Placement(()), dest_plan=None,
+        source_info=info, live_xml=live_xml, persistent_xml=persistent_xml,
+        current_pagesize_kib=None,
+    )
+    if info.vcpu_cpuset is None and info.emulatorpin is None:
+        return unchanged
+    shared = frozenset().union(*(c.cpuset for c in destination.cells))
+    if not shared:
+        return NoRoom(info.name, destination.name,
+                      "no shared CPUs for a floating guest",
+                      (f"{info.name} floats on host CPUs (<vcpu cpuset>) and {destination.name} "
+                       "has no shared CPUs (every CPU is in cpu_dedicated_set)",))
+    plan = plan_from_placement(info, Placement(()), destination, shared_cpus=shared)
+    plan = replace(plan, emulator_pins=shared if info.emulatorpin is not None else frozenset())
+    return replace(
+        unchanged, dest_plan=plan,
+        live_xml=rewrite_domain_xml(live_xml, plan, source=f"{info.name} (live)"),
+        persistent_xml=None if persistent_xml is None
+        else rewrite_domain_xml(persistent_xml, plan, source=f"{info.name} (persistent)"),
+        source_live_xml=live_xml,
+    )
+
+
 def plan_migration(
     *,
     live_xml: str,
@@ -130,12 +164,8 @@ def plan_migration(
     refuse_nova_managed(info)
     request, inference = guest_request_from_domain(info)
     if request is None:
-        return MigrationPlan(
-            domain=info.name, uuid=info.uuid, source=source, destination=destination.name,
-            request=None, inference=inference, placement=Placement(()), dest_plan=None,
-            source_info=info, live_xml=live_xml, persistent_xml=persistent_xml,
-            current_pagesize_kib=None,
-        )
+        return _plan_floating(info, inference, live_xml, persistent_xml=persistent_xml,
+                              source=source, destination=destination)
     page = current_pagesize_kib(info)
     result = fit_request(destination, request, FitOptions(current_pagesize_kib=page))
     if result.placement is None:

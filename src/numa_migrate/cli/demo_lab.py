@@ -1,0 +1,176 @@
+"""The demo's second half: a real pinned guest live-migrated on the two-daemon lab and back.
+
+Brings the lab up when it is down (root; packages installed with apt when missing), starts
+a counter guest made from a Nova-style flavor and pinned by the fitter on lab-src, migrates
+it to lab-dst with numa-migrate (claims in the default SQLite store, rewritten live and
+persistent XML, progress), validates it there, migrates it back and validates again; then
+removes the guest, and takes the lab down if the demo brought it up (unless ``keep_lab``).
+Returns "done", "skipped" (the machine cannot run the lab: it says why) or "failed".
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from rich.console import Console
+from rich.rule import Rule
+
+from numa_migrate.adapters import virt
+from numa_migrate.adapters.inventory import load_inventory
+from numa_migrate.adapters.inventory_live import read_live_host
+from numa_migrate.adapters.validate_live import validate_on_host
+from numa_migrate.claims import ClaimStore, default_url
+from numa_migrate.cli.hosts import Hosts
+from numa_migrate.cli.migrate import _pin_table
+from numa_migrate.cpuset import format_cpu_spec
+from numa_migrate.errors import NumaMigrateError
+from numa_migrate.lab import DST, SRC, Lab, LabUnavailableError
+from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
+from numa_migrate.lab.guest import counter_advances, wait_until_counting
+from numa_migrate.lab.state import default_lab
+from numa_migrate.migrate.plan import NoRoom
+from numa_migrate.migrate.run import Migration, Outcome
+from numa_migrate.request import Flavor
+
+GUEST = "nm-demo"
+LAB_HUGEPAGES = 80
+
+
+def demo_flavor(huge_pages: bool) -> Flavor:
+    specs = {"hw:cpu_policy": "dedicated", "hw:numa_nodes": "1"}
+    if huge_pages:
+        specs["hw:mem_page_size"] = "2048"
+    return Flavor(1, 64, specs, "nm-demo.pinned")
+
+
+def run_lab_demo(console: Console, *, keep_lab: bool = False) -> str:
+    console.print(Rule("4. A real live migration on the two-daemon lab"))
+    if os.geteuid() != 0:
+        console.print("[yellow]skipped[/]: the lab needs root (two libvirtd daemons in private "
+                      "namespaces, huge pages). Run `sudo bash scripts/demo.sh`.")
+        return "skipped"
+    lab = default_lab()
+    brought_up = not lab.status().up
+    try:
+        lab.up(hugepages=LAB_HUGEPAGES, progress=lambda m: console.print(f"[dim]lab: {m}[/]"))
+    except LabUnavailableError as exc:
+        console.print(f"[yellow]skipped[/]: this machine cannot run the lab: {exc}")
+        return "skipped"
+    try:
+        _tour(console, lab)
+    except NumaMigrateError as exc:
+        console.print(f"[bold red]the lab demo failed[/]: {exc}")
+        return "failed"
+    finally:
+        _remove_guest(lab)
+        if brought_up and not keep_lab:
+            console.print("[dim]taking the lab down (it was down before the demo; "
+                          "`numa-migrate demo --keep-lab` leaves it up)[/]")
+            lab.down()
+    return "done"
+
+
+def _tour(console: Console, lab: Lab) -> None:
+    hosts = Hosts(load_inventory(lab.inventory_path))
+    src_cfg, dst_cfg = hosts.inventory.host(SRC), hosts.inventory.host(DST)
+    for cfg in (src_cfg, dst_cfg):
+        console.print(f"{cfg.name}: cpu_dedicated_set={_spec(cfg.cpu_dedicated_set)} "
+                      f"cpu_shared_set={_spec(cfg.cpu_shared_set)}  ({cfg.uri})")
+    _remove_guest(lab)
+    src_live = read_live_host(src_cfg)
+    pages = any(p.size_kib == 2048 and p.total - p.used >= 64
+                for c in src_live.topology.cells for p in c.mempages)
+    flavor = demo_flavor(pages)
+    guest = flavored_guest(GUEST, flavor, src_live.topology, image=lab.counter_image,
+                           domain_type=lab.domain_type())
+    if not isinstance(guest, FlavoredGuest):
+        raise NumaMigrateError(f"the demo guest does not fit on {SRC}: {guest.summary}")
+    console.print(f"\nFlavor {flavor.name}: "
+                  + ", ".join(f"{k}={v}" for k, v in flavor.extra_specs.items())
+                  + f"; placed by the fitter on {SRC}: {_plan_text(guest)}")
+    conn = virt.connect(src_cfg.uri, SRC)
+    try:
+        dom = conn.defineXML(guest.xml)
+        dom.create()
+        wait_until_counting(dom)
+        console.print(f"{GUEST} is running on {SRC} ({lab.domain_type()}); its counter "
+                      "advances\n")
+    finally:
+        conn.close()
+    with ClaimStore.open(os.environ.get("NUMA_MIGRATE_DB") or default_url()) as store:
+        console.print(f"[dim]claims store: {store.safe_url}[/]")
+        for source, dest in ((SRC, DST), (DST, SRC)):
+            outcome = _migrate(console, hosts, store, source, dest)
+            checked = validate_on_host(hosts.inventory.host(dest), GUEST,
+                                       outcome.plan.dest_plan)
+            report = checked.report
+            passed = sum(1 for c in report.checks if c.passed)
+            skipped = sum(1 for c in report.checks if c.skipped)
+            verdict = "[green]passed[/]" if report.passed else "[bold red]FAILED[/]"
+            console.print(f"validate on {dest}: {verdict} ({passed} checks passed, "
+                          f"{skipped} skipped; thread affinity from "
+                          f"{checked.affinity_source.split(' (')[0]})")
+            for c in report.failed:
+                console.print(f"  [red]{c.title}[/]: {c.detail or c.actual}")
+            if not report.passed:
+                raise NumaMigrateError(f"validate failed on {dest}")
+            conn = virt.connect(hosts.inventory.host(dest).uri, dest)
+            try:
+                alive = counter_advances(conn.lookupByName(GUEST))
+            finally:
+                conn.close()
+            console.print(f"the guest {'keeps running' if alive else 'STOPPED'} on {dest}\n")
+
+
+def _migrate(console: Console, hosts: Hosts, store: ClaimStore, source: str,
+             dest: str) -> Outcome:
+    # no progress bar here: on the lab the whole data transfer takes a fraction of a second
+    started = time.monotonic()
+    job = Migration(store=store, source=hosts.ref(source), destination=hosts.ref(dest),
+                    domain=GUEST, read_host=hosts.read_host,
+                    on_phase=lambda phase, msg: console.print(f"[dim]{phase:>9}[/] {msg}"))
+    outcome = job.run()
+    if isinstance(outcome, NoRoom):
+        raise NumaMigrateError(f"{dest} has no room: {outcome.summary}")
+    console.print(_pin_table(f"{GUEST}: {source} → {dest}", outcome))
+    console.print(f"migrated in {time.monotonic() - started:.2f} s (libvirt "
+                  f"{outcome.seconds:.2f} s), downtime {outcome.downtime_ms} ms; claim "
+                  f"{outcome.claim_id} released once the guest ran on {dest}")
+    return outcome
+
+
+def _plan_text(guest: FlavoredGuest) -> str:
+    if guest.plan is None:
+        return "floating"
+    pins = ", ".join(f"vCPU {v} → CPU {format_cpu_spec(c)}"
+                     for v, c in sorted(guest.plan.vcpu_pins.items()))
+    pages = (f", {max(guest.plan.hugepage_kib.values())} KiB pages"
+             if guest.plan.hugepage_kib else "")
+    nodes = format_cpu_spec(guest.plan.memory_nodes)
+    return f"{pins}, emulator → CPU {format_cpu_spec(guest.plan.emulator_pins)}, " \
+           f"memory on node {nodes}{pages}"
+
+
+def _spec(cpus: frozenset[int] | None) -> str:
+    return "(unset)" if cpus is None else format_cpu_spec(cpus)
+
+
+def _remove_guest(lab: Lab) -> None:
+    for host in (SRC, DST):
+        try:
+            conn = virt.connect(lab.uri(host), host)
+        except virt.VirtError:
+            continue
+        try:
+            dom = virt.lookup(conn, GUEST, host)
+            if dom is not None:
+                if dom.isActive():
+                    dom.destroy()
+                if dom.isPersistent():
+                    dom.undefine()
+        finally:
+            conn.close()
+
+
+__all__ = ["run_lab_demo"]
