@@ -519,7 +519,7 @@ def test_the_database_itself_refuses_double_booking(store: ClaimStore) -> None:
 
 
 def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'deep' / 'er' / 'claims.db'}"
+    url = f"sqlite:///{tmp_path / 'claims.db'}"
     with ClaimStore.open(url) as s:
         assert s.backend == "sqlite"
     engine = make_engine(url)
@@ -530,7 +530,7 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Pa
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
     finally:
         engine.dispose()
-    raw = sqlite3.connect(tmp_path / "deep" / "er" / "claims.db")
+    raw = sqlite3.connect(tmp_path / "claims.db")
     try:
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     finally:
@@ -548,6 +548,13 @@ def test_default_url_is_in_the_users_state_directory(
     with ClaimStore.open() as s:
         claim_cpus_on(s, [1])
     assert (tmp_path / "home" / ".local" / "state" / "numa-migrate" / "claims.db").is_file()
+
+
+def test_a_hand_given_sqlite_path_in_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/typo/claims.db"
+    with pytest.raises(ClaimError, match=r"the folder .*typo does not exist"):
+        ClaimStore.open(url)
+    assert not (tmp_path / "typo").exists()
 
 
 def test_urls_are_checked() -> None:

@@ -94,12 +94,20 @@ def make_engine(url: str) -> Engine:
         )
     else:
         path = Path(database).expanduser()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as exc:
+        if path.parent == state_dir():
+            # the default store: its folder is ours to create
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise ClaimError(
+                    f"cannot create the claims database folder {path.parent}: {exc}"
+                ) from None
+        elif not path.parent.is_dir():
+            # a URL given by hand: a missing folder is more likely a typo than a wish
             raise ClaimError(
-                f"cannot create the claims database folder {path.parent}: {exc}"
-            ) from None
+                f"claims database {path}: the folder {path.parent} does not exist; create "
+                "it first or fix the path in --db / $NUMA_MIGRATE_DB"
+            )
         engine = create_engine(
             parsed.set(database=str(path)),
             connect_args={"timeout": BUSY_TIMEOUT_MS / 1000},

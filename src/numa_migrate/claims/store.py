@@ -146,6 +146,17 @@ def _from_db(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC)
 
 
+def _holders(conn: Connection, item: Any, claim_id: Any, where: Any,
+             wanted: list[Any]) -> dict[int, list[Any]]:
+    """claim id -> the ``wanted`` exclusive items (CPUs, VF addresses) it holds."""
+    found: dict[int, list[Any]] = {}
+    if not wanted:
+        return found
+    for value, cid in conn.execute(select(item, claim_id).where(where, item.in_(wanted))):
+        found.setdefault(int(cid), []).append(value)
+    return found
+
+
 def _pool_order(key: PoolKey) -> tuple[int, str, int]:
     return (key[0], key[1].value, key[2])
 
@@ -574,25 +585,10 @@ class ClaimStore:
         now: datetime,
     ) -> list[Conflict]:
         """Who holds what this claim asked for (read inside the claim's locked transaction)."""
-        cpu_holders: dict[int, list[int]] = {}
-        wanted_cpus = sorted(resources.pinned_cpus)
-        if wanted_cpus:
-            rows = conn.execute(
-                select(claim_cpus.c.cpu, claim_cpus.c.claim_id).where(
-                    claim_cpus.c.host == host, claim_cpus.c.cpu.in_(wanted_cpus)
-                )
-            ).all()
-            for cpu, cid in rows:
-                cpu_holders.setdefault(int(cid), []).append(int(cpu))
-        vf_holders: dict[int, list[str]] = {}
-        if resources.vfs:
-            rows = conn.execute(
-                select(claim_vfs.c.pci_address, claim_vfs.c.claim_id).where(
-                    claim_vfs.c.host == host, claim_vfs.c.pci_address.in_(sorted(resources.vfs))
-                )
-            ).all()
-            for vf, cid in rows:
-                vf_holders.setdefault(int(cid), []).append(str(vf))
+        cpu_holders = _holders(conn, claim_cpus.c.cpu, claim_cpus.c.claim_id,
+                               claim_cpus.c.host == host, sorted(resources.pinned_cpus))
+        vf_holders = _holders(conn, claim_vfs.c.pci_address, claim_vfs.c.claim_id,
+                              claim_vfs.c.host == host, sorted(resources.vfs))
         short: list[tuple[PoolKey, int, int, int, list[tuple[int, int]]]] = []
         for key in sorted(amounts, key=_pool_order):
             limit = caps.get(key)
@@ -625,31 +621,22 @@ class ClaimStore:
             return claim.describe(now) if claim is not None else f"claim {cid}"
 
         conflicts: list[Conflict] = []
-        for cid in sorted(cpu_holders):
-            cpus = sorted(cpu_holders[cid])
-            ids_text = ",".join(str(c) for c in cpus)
-            phrase = f"CPU {ids_text} is" if len(cpus) == 1 else f"CPUs {ids_text} are"
-            conflicts.append(
-                Conflict(
-                    host=host,
-                    resource="cpus",
-                    items=tuple(cpus),
-                    holders=(cid,),
-                    message=f"host {host}: {phrase} held by {who(cid)}",
+        for resource, holders_of, (one, many) in (
+            ("cpus", cpu_holders, ("CPU", "CPUs")), ("vfs", vf_holders, ("VF", "VFs")),
+        ):
+            for cid in sorted(holders_of):
+                items = sorted(holders_of[cid])
+                listed = (",", ", ")[resource == "vfs"].join(str(i) for i in items)
+                phrase = f"{one} {listed} is" if len(items) == 1 else f"{many} {listed} are"
+                conflicts.append(
+                    Conflict(
+                        host=host,
+                        resource=resource,
+                        items=tuple(items),
+                        holders=(cid,),
+                        message=f"host {host}: {phrase} held by {who(cid)}",
+                    )
                 )
-            )
-        for cid in sorted(vf_holders):
-            vfs = sorted(vf_holders[cid])
-            phrase = f"VF {vfs[0]} is" if len(vfs) == 1 else f"VFs {', '.join(vfs)} are"
-            conflicts.append(
-                Conflict(
-                    host=host,
-                    resource="vfs",
-                    items=tuple(vfs),
-                    holders=(cid,),
-                    message=f"host {host}: {phrase} held by {who(cid)}",
-                )
-            )
         for (cell, resource, size_kib), n, limit, held, holders in short:
             what = (
                 "allowed on the cell by the CPU allocation ratio"
