@@ -37,8 +37,9 @@ from numa_migrate.adapters.inventory import load_inventory
 from numa_migrate.adapters.validate_live import validate_on_host
 from numa_migrate.claims import ClaimStore
 from numa_migrate.cli.hosts import Hosts
-from numa_migrate.lab import Lab, counter_advances, counter_guest_xml, wait_until_counting
+from numa_migrate.lab import Lab, counter_advances, wait_until_counting
 from numa_migrate.lab import hugepages as pool
+from numa_migrate.lab.guest import pinned_numa_guest_xml
 from numa_migrate.migrate.plan import NoRoom
 from numa_migrate.migrate.run import HostRef, Migration
 
@@ -128,10 +129,8 @@ def _run(lab: Lab, tmp: Path, rounds: int, out: Path) -> int:
     lib = virt.lv()
     conns = {h: lib.open(lab.uri(h)) for h in (SRC, DST)}
     huge = 2048 if (pool.read_pool() or 0) >= 64 else None
-    xml = counter_guest_xml(GUEST, image=lab.counter_image, vcpus=1, memory_mib=64,
-                            vcpu_pins={0: 0}, emulator_pin="0", cells=[("0", 64)],
-                            nodeset="0", memnodes={0: "0"}, hugepage_kib=huge,
-                            domain_type=lab.domain_type())
+    xml = pinned_numa_guest_xml(GUEST, image=lab.counter_image, hugepage_kib=huge,
+                                domain_type=lab.domain_type())
     dom = conns[SRC].defineXML(xml)
     dom.create()
     wait_until_counting(dom)

@@ -12,7 +12,8 @@ from numa_migrate.adapters.domain import (
     guest_request_from_domain,
 )
 from numa_migrate.errors import InvalidRequestError, ParseError
-from numa_migrate.lab.flavored import FlavoredGuest, NoFit, flavored_guest
+from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
+from numa_migrate.migrate.plan import NoRoom
 from numa_migrate.model.guest import ThreadPolicy
 from numa_migrate.model.host import HostTopology
 from numa_migrate.request import Flavor
@@ -74,7 +75,7 @@ def test_thread_policy_require_does_not_fit_without_smt() -> None:
     result = flavored_guest("g", Flavor(1, 64, {"hw:cpu_policy": "dedicated",
                                                 "hw:cpu_thread_policy": "require"}),
                             lab_host({0, 1}, set()), image="/x.img")
-    assert isinstance(result, NoFit)
+    assert isinstance(result, NoRoom)
     assert result.reasons
 
 

@@ -26,6 +26,7 @@ import pytest
 from numa_migrate.adapters.virt import MigrateOptions, lookup
 from numa_migrate.claims import ClaimStore
 from numa_migrate.lab import Lab, counter_advances, counter_guest_xml, wait_until_counting
+from numa_migrate.lab.guest import pinned_numa_guest_xml
 from numa_migrate.migrate.run import HostRef, Migration, MigrationFailed
 from numa_migrate.model.host import HostTopology
 from tests.e2e.conftest import LabSession
@@ -58,10 +59,8 @@ def world(lab_env: LabSession, tmp_path: Path) -> Iterator[dict[str, Any]]:
     conns = {h: libvirt.open(lab.uri(h)) for h in (SRC, DST)}
     _remove_guest(conns)
     huge = 2048 if _free_hugepages() >= 64 else None
-    xml = counter_guest_xml(GUEST, image=lab.counter_image, vcpus=1, memory_mib=64,
-                            vcpu_pins={0: 0}, emulator_pin="0", cells=[("0", 64)],
-                            nodeset="0", memnodes={0: "0"}, hugepage_kib=huge,
-                            domain_type=lab.domain_type())
+    xml = pinned_numa_guest_xml(GUEST, image=lab.counter_image, hugepage_kib=huge,
+                                domain_type=lab.domain_type())
     dom = conns[SRC].defineXML(xml)
     dom.create()
     wait_until_counting(dom)

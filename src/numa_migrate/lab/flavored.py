@@ -24,6 +24,7 @@ from numa_migrate.adapters.xmlsafe import parse_xml
 from numa_migrate.cpuset import format_cpu_spec
 from numa_migrate.fit.fitter import fit_request
 from numa_migrate.lab.guest import counter_guest_xml
+from numa_migrate.migrate.plan import NoRoom
 from numa_migrate.model.guest import GuestRequest
 from numa_migrate.model.host import HostTopology
 from numa_migrate.model.placement import Placement
@@ -43,16 +44,6 @@ class FlavoredGuest:
     xml: str
 
 
-@dataclass(frozen=True)
-class NoFit:
-    """The fitter refused the guest on the host; ``summary`` and ``reasons`` say why."""
-
-    name: str
-    host: str
-    summary: str
-    reasons: tuple[str, ...]
-
-
 def flavored_guest(
     name: str,
     flavor: Flavor,
@@ -60,9 +51,10 @@ def flavored_guest(
     *,
     image: Path | str,
     domain_type: str = "kvm",
-) -> FlavoredGuest | NoFit:
+) -> FlavoredGuest | NoRoom:
     """Place ``flavor`` on ``host`` (its live topology with usage) and write the domain XML.
 
+    :class:`NoRoom` (its ``destination`` is ``host``) when the fitter refuses it there.
     Raises :class:`numa_migrate.errors.InvalidRequestError` for extra specs Nova refuses.
     """
     guest = guest_from_flavor(flavor)
@@ -77,7 +69,7 @@ def flavored_guest(
                              _with_identity(xml, flavor))
     fit = fit_request(host, request)
     if fit.placement is None:
-        return NoFit(name, host.name, fit.summary, tuple(r.message for r in fit.reasons))
+        return NoRoom(name, host.name, fit.summary, tuple(r.message for r in fit.reasons))
     base = _with_identity(
         counter_guest_xml(
             name, image=image, vcpus=flavor.vcpus, memory_mib=flavor.memory_mib,

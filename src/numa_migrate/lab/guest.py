@@ -259,3 +259,14 @@ def counter_advances(dom: Any, *, samples: int = 3, interval: float = 0.1) -> bo
             return False
         value = nxt
     return True
+
+
+def pinned_numa_guest_xml(name: str, *, image: Path | str, cpu: int = 0,
+                          hugepage_kib: int | None = None, domain_type: str = "kvm") -> str:
+    """The migration tests' guest: 1 vCPU and its emulator threads pinned to ``cpu``, one
+    64 MiB guest NUMA cell bound strictly to host node 0, on huge pages when given."""
+    return counter_guest_xml(name, image=image, vcpus=1, memory_mib=64,
+                             vcpu_pins={0: cpu}, emulator_pin=str(cpu), cells=[("0", 64)],
+                             nodeset="0", memnodes={0: "0"}, hugepage_kib=hugepage_kib,
+                             domain_type=domain_type)
+
