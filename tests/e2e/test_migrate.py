@@ -298,3 +298,62 @@ def test_kill_9_at_each_phase_then_recover(world: dict[str, Any], phase: str,
     if phase == "transferring" and where_running(world) == [DST]:
         expected_host = DST  # the migration won the race with the kill
     assert_consistent_on(world, expected_host)
+
+
+def test_post_copy_switch_on_the_lab(world: dict[str, Any]) -> None:
+    """--post-copy-after 0: numa-migrate switches the running migration to post-copy.
+
+    The guest is 256 MiB here and the bandwidth 1 MiB/s, so that its RAM (zero pages, a
+    few bytes each on the wire) is still moving when the switch is asked for: QEMU refuses
+    it before RAM moves, and an unthrottled guest crosses loopback between two polls."""
+    lab: Lab = world["lab"]
+    _remove_guest(world["conns"])
+    xml = counter_guest_xml(GUEST, image=lab.counter_image, vcpus=1, memory_mib=256,
+                            vcpu_pins={0: 0}, emulator_pin="0", cells=[("0", 256)],
+                            nodeset="0", memnodes={0: "0"}, domain_type=lab.domain_type())
+    dom = world["conns"][SRC].defineXML(xml)
+    dom.create()
+    wait_until_counting(dom)
+    done = cli(world, "migrate", GUEST, "--to", DST, "--post-copy", "--post-copy-after", "0",
+               "--bandwidth", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["post_copy"] is True
+    assert report["pins"]["destination_live"] == {"0": [1]}
+    assert_consistent_on(world, DST)
+    with ClaimStore.open(world["db"]) as store:
+        phases = [e.phase for e in store.journal_entries(report["migration_id"])]
+    assert phases.index("migrating") < phases.index("post_copy") < phases.index("migrated")
+    checked = cli(world, "validate", GUEST, "--host", DST, "--json")
+    assert checked.returncode == 0, checked.stdout
+
+
+def test_recover_never_rolls_back_after_a_post_copy_switch(world: dict[str, Any],
+                                                           tmp_path: Path) -> None:
+    """Killed with the guest still on the source, but the journal says post-copy had started:
+    the source copy would be stale, so recover must leave both hosts alone and say how to
+    resume (the journal entry is written by hand: the real switch window is too short to
+    kill the command inside it reliably)."""
+    marker = tmp_path / "paused"
+    env = {**world["env"], "NUMA_MIGRATE_TEST_PAUSE_AT": f"migrating:{marker}"}
+    proc = subprocess.Popen([sys.executable, "-m", "numa_migrate", "migrate", GUEST, "--to",
+                             DST], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 90
+    while not marker.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with ClaimStore.open(world["db"]) as store:
+        [claim] = [c for c in store.list_claims() if c.state.live]
+        assert claim.migration_id is not None
+        store.journal(claim.migration_id, "post_copy", {"claim_id": claim.id})
+    done = cli(world, "recover", "--json")
+    assert done.returncode == 3, done.stderr  # 3: something needs a person
+    [report] = json.loads(done.stdout)["recovered"]
+    assert report["outcome"] == "needs attention"
+    assert "--postcopy-resume" in report["detail"] and "stale" in report["detail"]
+    assert where_running(world) == [SRC]  # nothing was destroyed or resumed
+    assert len(live_claims(world)) == 1  # and the claim is kept for the person to decide

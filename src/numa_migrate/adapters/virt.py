@@ -20,7 +20,12 @@ _silenced: list[bool] = []
 
 
 class VirtError(NumaMigrateError):
-    """A libvirt call failed; the message names the host and what was being done."""
+    """A libvirt call failed; the message names the host and what was being done.
+
+    ``post_copy_started``: a migration that failed *after* its switch to post-copy (the
+    guest's memory is then split between the hosts: the source can no longer run it)."""
+
+    post_copy_started: bool = False
 
 
 def lv() -> ModuleType:
@@ -105,12 +110,18 @@ class JobResult:
     downtime_ms: int | None
     data_transferred: int | None
     raw: dict[str, Any]
+    post_copy: bool = False
+    """The migration switched to post-copy (see MigrateOptions.post_copy_after_s)."""
 
 
 @dataclass(frozen=True)
 class MigrateOptions:
     auto_converge: bool = False
     post_copy: bool = False
+    post_copy_after_s: float | None = None
+    """With ``post_copy``: switch to post-copy this many seconds after the job starts;
+    None: once the first full pass over memory is done and it is still copying (memory
+    iteration 2, as Nova does), so a migration that converges never switches."""
     bandwidth_mib_s: int | None = None
     uri: str = "tcp://127.0.0.1"
     listen_address: str | None = "127.0.0.1"
@@ -135,6 +146,7 @@ def migrate3(
     options: MigrateOptions,
     on_progress: Callable[[JobProgress], None] | None = None,
     poll_s: float = 0.2,
+    on_post_copy: Callable[[], None] | None = None,
 ) -> tuple[Any, JobResult]:
     """Live-migrate ``dom`` to ``dest_conn`` with the rewritten XML (live and persistent).
 
@@ -159,6 +171,8 @@ def migrate3(
         flags |= lib.VIR_MIGRATE_POSTCOPY
     done = threading.Event()
     start = time.monotonic()
+    switched: list[float] = []
+    moving: list[float] = []
 
     def poll() -> None:
         while not done.wait(poll_s):
@@ -169,13 +183,22 @@ def migrate3(
             running = stats.get("type", lib.VIR_DOMAIN_JOB_NONE) != lib.VIR_DOMAIN_JOB_NONE
             if running and on_progress is not None:
                 on_progress(_progress_of(stats, start))
+            if running and options.post_copy and not switched:
+                _maybe_post_copy(dom, stats, options, moving, switched)
+                if switched and on_post_copy is not None:
+                    on_post_copy()
 
     poller = threading.Thread(target=poll, name="numa-migrate-progress", daemon=True)
     poller.start()
     try:
         new_dom = dom.migrate3(dest_conn, params, flags)
     except lib.libvirtError as exc:
-        raise VirtError(f"migration failed: {exc.get_error_message()}") from None
+        done.set()
+        poller.join()
+        error = VirtError(f"migration failed{' after the switch to post-copy' if switched else ''}"
+                          f": {exc.get_error_message()}")
+        error.post_copy_started = bool(switched)
+        raise error from None
     finally:
         done.set()
         poller.join()
@@ -193,4 +216,28 @@ def migrate3(
         downtime_ms=completed.get("downtime"),
         data_transferred=completed.get("data_processed"),
         raw={k: v for k, v in completed.items() if isinstance(v, int | float | str)},
+        post_copy=bool(switched),
     )
+
+
+def _maybe_post_copy(dom: Any, stats: dict[str, Any], options: MigrateOptions,
+                     moving: list[float], switched: list[float]) -> None:
+    """Switch the running migration to post-copy when ``options`` say it is time (the clock
+    of ``post_copy_after_s`` starts at the first poll that finds the job running). QEMU
+    refuses the switch until RAM is moving, so nothing is tried before data flows."""
+    now = time.monotonic()
+    if not moving:
+        moving.append(now)
+    if not stats.get("data_processed"):
+        return
+    if options.post_copy_after_s is None:
+        due = int(stats.get("memory_iteration") or 0) >= 2
+    else:
+        due = now - moving[0] >= options.post_copy_after_s
+    if not due:
+        return
+    try:
+        dom.migrateStartPostCopy(0)
+    except lv().libvirtError:
+        return  # finished meanwhile, or not allowed: pre-copy simply goes on
+    switched.append(now)

@@ -87,6 +87,7 @@ def _outcome_json(out: Outcome) -> dict[str, Any]:
         "migrated": True, "migration_id": out.migration_id, "claim_id": out.claim_id,
         "plan": _plan_json(out.plan), "seconds": round(out.seconds, 3),
         "downtime_ms": out.downtime_ms, "data_transferred": out.data_transferred,
+        "post_copy": out.post_copy,
         "pins": {
             "source": {str(k): v for k, v in out.source_pins.items()},
             "destination_live": {str(k): v for k, v in out.dest_pins.items()},
@@ -143,8 +144,14 @@ class _Bar:
               help="Plan only: print the destination pins and the XML diff; change nothing.")
 @click.option("--auto-converge", is_flag=True, help="Throttle the guest's vCPUs if it dirties "
               "memory faster than the link copies it (VIR_MIGRATE_AUTO_CONVERGE).")
-@click.option("--post-copy", is_flag=True, help="Allow switching to post-copy "
-              "(VIR_MIGRATE_POSTCOPY); a failure after the switch loses the guest.")
+@click.option("--post-copy", is_flag=True, help="Switch to post-copy when the first full "
+              "pass over memory has not converged (VIR_MIGRATE_POSTCOPY, as Nova does): the "
+              "guest then runs on the destination while the rest of its memory follows. A "
+              "failure after the switch cannot be rolled back (the source copy is stale): "
+              "the command says how to resume it.")
+@click.option("--post-copy-after", "post_copy_after", type=click.FloatRange(min=0),
+              metavar="SECONDS", help="With --post-copy: switch this many seconds after the "
+              "migration job starts instead (0: at once).")
 @click.option("--bandwidth", type=click.IntRange(min=1), metavar="MiB/s",
               help="Limit the migration bandwidth.")
 @click.option("--ttl", "ttl_s", type=click.FloatRange(min=10), default=600.0, show_default=True,
@@ -153,7 +160,8 @@ class _Bar:
 def migrate(  # noqa: PLR0917 (click passes every option)
             domain: str, to_host: str, from_host: str | None, hosts_path: Path | None,
             db_url: str | None, dry_run: bool, auto_converge: bool, post_copy: bool,
-            bandwidth: int | None, ttl_s: float, as_json: bool) -> None:
+            post_copy_after: float | None, bandwidth: int | None, ttl_s: float,
+            as_json: bool) -> None:
     """Live-migrate a running DOMAIN to another host with NUMA-correct pins.
 
     \b
@@ -174,6 +182,8 @@ def migrate(  # noqa: PLR0917 (click passes every option)
     """
     if auto_converge and post_copy:
         raise click.UsageError("--auto-converge and --post-copy are alternatives; pick one")
+    if post_copy_after is not None and not post_copy:
+        raise click.UsageError("--post-copy-after needs --post-copy")
     console = _err()
     try:
         inventory = load_hosts(hosts_path)
@@ -189,7 +199,8 @@ def migrate(  # noqa: PLR0917 (click passes every option)
         _run(store, console, inventory=inventory, domain=domain, source=source, dest=dest,
              dry_run=dry_run, as_json=as_json,
              ttl_s=ttl_s, options=virt.MigrateOptions(
-                 auto_converge=auto_converge, post_copy=post_copy, bandwidth_mib_s=bandwidth))
+                 auto_converge=auto_converge, post_copy=post_copy,
+                 post_copy_after_s=post_copy_after, bandwidth_mib_s=bandwidth))
 
 
 def _run(store: ClaimStore, console: Console, *, inventory: Hosts, domain: str,
@@ -229,7 +240,8 @@ def _run(store: ClaimStore, console: Console, *, inventory: Hosts, domain: str,
         return
     out = Console(highlight=False)
     out.print(_pin_table(f"{domain}: {source.name} → {dest.name}", result))
-    out.print(f"migrated in {result.seconds:.2f} s, downtime "
+    out.print(f"migrated in {result.seconds:.2f} s{' (post-copy)' if result.post_copy else ''}, "
+              "downtime "
               f"{result.downtime_ms if result.downtime_ms is not None else '?'} ms; "
               f"claim {result.claim_id} released; check it with "
               f"`numa-migrate validate {domain} --host {dest.name}`")

@@ -12,7 +12,10 @@ both hosts are inspected and brought to one of two consistent states:
   removed, the claim is rolled back.
 
 A guest alive on both hosts, or on neither, is not touched: that needs a person, and the
-report says what was found. Nothing here runs for a migration whose owner is still alive.
+report says what was found. Nor is a migration that had switched to post-copy and did not
+finish on the destination: its source copy is stale, so rolling back would lose data; the
+report gives the command that resumes it. Nothing here runs for a migration whose owner
+is still alive.
 """
 
 from __future__ import annotations
@@ -24,7 +27,12 @@ from typing import Any
 from numa_migrate.adapters import virt
 from numa_migrate.claims import ClaimStore
 from numa_migrate.claims.model import Claim, ClaimState, JournalEntry
-from numa_migrate.migrate.run import FINAL_PHASES, cleanup_after_failed_migration, owner_alive
+from numa_migrate.migrate.run import (
+    FINAL_PHASES,
+    POST_COPY_PHASES,
+    cleanup_after_failed_migration,
+    owner_alive,
+)
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,13 @@ def _recover_one(store: ClaimStore, mid: str, claims: list[Claim],
         _free(store, claims, completed=True)
         actions.append("released the claim (the destination's live usage shows the guest)")
         outcome = "completed"
+    elif any(e.phase in POST_COPY_PHASES for e in entries):
+        store.journal(mid, "attention", {"found": found, "post_copy": True})
+        return Recovery(mid, domain, "needs attention", (), (
+            f"left as is: guest {found}. It had switched to post-copy, so the copy on "
+            f"{src_ref['name']} is stale and must not be resumed; resume the migration with "
+            f"`virsh -c '{src_ref['uri']}' migrate --live --postcopy --postcopy-resume "
+            f"{domain} '{dst_ref['uri']}'`, then run `numa-migrate recover` again"))
     elif src_alive and not (dst_alive and virt.is_running(dst_dom)):
         actions += cleanup_after_failed_migration(src, dst, dom_uuid, src_ref["name"],
                                                   dst_ref["name"])

@@ -35,6 +35,8 @@ from numa_migrate.migrate.plan import MigrationPlan, NoRoom, plan_migration
 from numa_migrate.model.host import HostTopology
 
 PHASES = ("planned", "claimed", "migrating", "migrated", "done")
+POST_COPY_PHASES = frozenset({"post_copy", "post_copy_failed"})
+"""The migration switched to post-copy: from then on the source's copy is stale."""
 FINAL_PHASES = frozenset({"done", "rolled_back", "recovered"})
 PAUSE_ENV = "NUMA_MIGRATE_TEST_PAUSE_AT"
 """Test hook: ``phase:marker-file``; at that phase the command writes the marker file and
@@ -64,6 +66,7 @@ class Outcome:
     dest_pins: dict[int, list[int]]
     dest_persistent_pins: dict[int, list[int]]
     timings: dict[str, float] = field(default_factory=dict)
+    post_copy: bool = False
 
 
 HostReader = Callable[[Any, HostRef], HostTopology]
@@ -225,11 +228,15 @@ class Migration:
             new_dom, result = virt.migrate3(
                 dom, dst, live_xml=plan.live_xml, persistent_xml=plan.persistent_xml,
                 options=self.options, on_progress=progress,
+                on_post_copy=lambda: self._say_post_copy(claim_id),
             )
         except virt.VirtError as exc:
+            if exc.post_copy_started:
+                self._post_copy_failed(dst, plan, claim_id, str(exc))
             self._roll_back(src, dst, plan, claim_id, str(exc))
         journal(mid, "migrated", {"seconds": result.seconds, "downtime_ms": result.downtime_ms,
-                                  "data_transferred": result.data_transferred})
+                                  "data_transferred": result.data_transferred,
+                                  "post_copy": result.post_copy})
         self._say("migrated", f"{result.seconds:.2f} s, downtime {result.downtime_ms} ms")
         pause_point("migrated")
         if claim_id is not None:
@@ -244,6 +251,26 @@ class Migration:
             downtime_ms=result.downtime_ms, data_transferred=result.data_transferred,
             source_pins=source_pins, dest_pins=_pins(dest_live),
             dest_persistent_pins=_pins(dest_persistent), timings=dict(self._timings),
+            post_copy=result.post_copy,
+        )
+
+    def _say_post_copy(self, claim_id: int | None) -> None:
+        self.store.journal(self.migration_id, "post_copy", {"claim_id": claim_id})
+        self._say("post_copy", "switched to post-copy: the guest runs on "
+                  f"{self.destination.name}, its memory follows")
+
+    def _post_copy_failed(self, dst: Any, plan: MigrationPlan, claim_id: int | None,
+                          error: str) -> NoReturn:
+        """After the switch to post-copy the source no longer has the guest's newest memory:
+        rolling back to it would lose data. Keep the destination (paused) and the claim."""
+        self.store.journal(self.migration_id, "post_copy_failed", {"error": error})
+        raise MigrationFailed(
+            f"{plan.domain}: {error}. The guest had already switched to post-copy: its "
+            f"memory is split between {self.source.name} and {self.destination.name}, so "
+            "numa-migrate did NOT roll back (the source copy is stale). Resume it once the "
+            f"link works: `virsh -c '{self.source.uri}' migrate --live --postcopy "
+            f"--postcopy-resume {plan.domain} '{self.destination.uri}'`; the claim "
+            f"{claim_id} on {self.destination.name} is kept (state migrating)."
         )
 
     def _roll_back(self, src: Any, dst: Any, plan: MigrationPlan, claim_id: int | None,
