@@ -104,7 +104,7 @@ BAD = [
     ("[hosts]\na = 1\n", r"hosts\.a must be a table .*not a int"),
     ("[hosts.a]\nuri = 'test:///default'\nflavour = 1\ncpu_set = '1'\n",
      r"hosts\.a: unknown key 'cpu_set', 'flavour' \(allowed: uri, cpu_dedicated_set, "
-     r"cpu_shared_set, reserved_huge_pages, reserved_host_memory_mb\)"),
+     r"cpu_shared_set, reserved_huge_pages, reserved_host_memory_mb, physical_networks\)"),
     ("[hosts.a]\ncpu_shared_set = '0'\n", r"hosts\.a\.uri is missing: a libvirt URI such as"),
     ("[hosts.a]\nuri = 3\n", r"hosts\.a\.uri: 3 is not a libvirt URI"),
     ("[hosts.a]\nuri = 'cmp-01'\n", r"hosts\.a\.uri: 'cmp-01' is not a libvirt URI"),

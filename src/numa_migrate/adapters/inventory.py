@@ -8,6 +8,7 @@ An inventory is a TOML file with one table per host::
     cpu_shared_set = "0-1"                   # Nova [compute] cpu_shared_set (optional)
     reserved_huge_pages = ["node:0,size:2048,count:64", "node:1,size:1GB,count:1"]
     reserved_host_memory_mb = 4096           # Nova [DEFAULT] reserved_host_memory_mb
+    physical_networks = { physnet1 = ["ens1f0", "0000:3b:00.1"] }   # SR-IOV PFs per network
 
 Libvirt's capabilities say which CPUs a host has, not which of them are for pinned guests;
 the CPU sets say it the way Nova's configuration does. Without either set every host CPU is
@@ -40,6 +41,7 @@ HOST_KEYS = (
     "cpu_shared_set",
     "reserved_huge_pages",
     "reserved_host_memory_mb",
+    "physical_networks",
 )
 TOP_LEVEL_KEYS = ("hosts",)
 URI_EXAMPLES = (
@@ -87,6 +89,8 @@ class HostConfig:
     cpu_shared_set: frozenset[int] | None = None
     reserved_huge_pages: tuple[ReservedPages, ...] = ()
     reserved_host_memory_mb: int | None = None
+    physical_networks: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """physnet name -> the PFs (net interface names or PCI addresses) on it, sorted."""
 
     @property
     def legacy_cpus(self) -> bool:
@@ -229,7 +233,37 @@ def _host(source: str, name: str, raw: object) -> HostConfig:
         cpu_shared_set=shared,
         reserved_huge_pages=_reserved_pages(where, raw.get("reserved_huge_pages")),
         reserved_host_memory_mb=_reserved_memory(where, raw.get("reserved_host_memory_mb")),
+        physical_networks=_physical_networks(where, raw.get("physical_networks")),
     )
+
+
+_PCI = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")
+_IFNAME = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")
+
+
+def _physical_networks(where: str, value: object) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    field = f"{where}.physical_networks"
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise InventoryError(f"{field}: must be a table of physnet = [PF interface names or "
+                             f"PCI addresses], like {{ physnet1 = [\"ens1f0\"] }}")
+    out: list[tuple[str, tuple[str, ...]]] = []
+    seen: dict[str, str] = {}
+    for name, members in value.items():
+        if not isinstance(members, list) or not members or not all(
+                isinstance(m, str) for m in members):
+            raise InventoryError(f"{field}.{name}: must be a non-empty list of PF interface "
+                                 "names or PCI addresses (dddd:bb:ss.f)")
+        for member in members:
+            if not (_PCI.fullmatch(member) or _IFNAME.fullmatch(member)):
+                raise InventoryError(f"{field}.{name}: {member!r} is neither a PCI address "
+                                     "(dddd:bb:ss.f) nor a network interface name")
+            if member in seen:
+                raise InventoryError(f"{field}: {member} is in both {seen[member]} and {name}")
+            seen[member] = name
+        out.append((name, tuple(m.lower() if _PCI.fullmatch(m) else m for m in members)))
+    return tuple(sorted(out))
 
 
 def _cpus(where: str, key: str, raw: Mapping[str, object]) -> frozenset[int] | None:

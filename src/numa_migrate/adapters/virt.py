@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from numa_migrate.adapters.domain import domain_from_xml
 from numa_migrate.errors import NumaMigrateError
 
 _silenced: list[bool] = []
@@ -241,3 +242,44 @@ def _maybe_post_copy(dom: Any, stats: dict[str, Any], options: MigrateOptions,
     except lv().libvirtError:
         return  # finished meanwhile, or not allowed: pre-copy simply goes on
     switched.append(now)
+
+
+def detach_device(dom: Any, device_xml: str, address: str, *, host: str,
+                  timeout_s: float = 30.0, poll_s: float = 0.2) -> None:
+    """Hot-unplug the PCI device at host ``address`` from the running ``dom`` and wait until
+    the live XML no longer has it (PCI unplug needs the guest's cooperation)."""
+    lib = lv()
+    try:
+        dom.detachDeviceFlags(device_xml, lib.VIR_DOMAIN_AFFECT_LIVE)
+    except lib.libvirtError as exc:
+        raise VirtError(f"host {host}: cannot detach PCI device {address} from "
+                        f"{dom.name()}: {_msg(exc)}") from None
+    deadline = time.monotonic() + timeout_s
+    while _has_pci_source(str(dom.XMLDesc(0)), address):
+        if time.monotonic() > deadline:
+            raise VirtError(
+                f"host {host}: {dom.name()} did not release PCI device {address} within "
+                f"{timeout_s:.0f} s (does the guest OS support PCI hot-unplug?)")
+        time.sleep(poll_s)
+
+
+def attach_device(dom: Any, device_xml: str, address: str, *, host: str,
+                  persistent: bool) -> None:
+    """Hot-plug a PCI device into the running ``dom`` (and its persistent definition)."""
+    lib = lv()
+    flags = lib.VIR_DOMAIN_AFFECT_LIVE | (lib.VIR_DOMAIN_AFFECT_CONFIG if persistent else 0)
+    try:
+        dom.attachDeviceFlags(device_xml, flags)
+    except lib.libvirtError as exc:
+        raise VirtError(f"host {host}: cannot attach PCI device {address} to "
+                        f"{dom.name()}: {_msg(exc)}") from None
+
+
+def _msg(exc: Exception) -> str:
+    get = getattr(exc, "get_error_message", None)
+    return str((get() if callable(get) else None) or exc).strip()
+
+
+def _has_pci_source(xml: str, address: str) -> bool:
+    return any(d.address == address for d in domain_from_xml(xml, source="live XML").hostdevs)
+

@@ -19,7 +19,8 @@ from numa_migrate.adapters.inventory import (
     default_inventory_path as configured_inventory_path,
 )
 from numa_migrate.adapters.inventory_live import read_live_host
-from numa_migrate.migrate.run import HostRef
+from numa_migrate.migrate.run import HostDevices, HostRef
+from numa_migrate.migrate.sriov import PhysNets
 from numa_migrate.model.host import HostTopology
 
 hosts_option = click.option(
@@ -57,6 +58,13 @@ class Hosts:
 
     def read_host(self, conn: Any, ref: HostRef) -> HostTopology:
         return read_live_host(self.inventory.host(ref.name), conn=conn).topology
+
+    def read_devices(self, conn: Any, ref: HostRef) -> HostDevices:
+        """PCI functions, VFs given to running domains, and the inventory's physnets."""
+        config = self.inventory.host(ref.name)
+        live = read_live_host(config, conn=conn)
+        busy = {vf: ", ".join(names) for vf, names in live.vfs_in_use.items()}
+        return HostDevices(live.pci_functions, busy, PhysNets(dict(config.physical_networks)))
 
     def find_running(self, domain: str) -> HostRef:
         """The one host where ``domain`` runs (hosts that cannot be reached are skipped)."""

@@ -34,6 +34,7 @@ from numa_migrate.errors import NumaMigrateError
 from numa_migrate.migrate.plan import MigrationPlan, NoRoom
 from numa_migrate.migrate.recovery import Recovery, recover
 from numa_migrate.migrate.run import HostRef, Migration, MigrationFailed, Outcome
+from numa_migrate.migrate.sriov import DEFAULT_POLICY, POLICIES
 
 EXIT_NO_ROOM = 1
 EXIT_BAD_INPUT = 2
@@ -79,6 +80,9 @@ def _plan_json(plan: MigrationPlan) -> dict[str, Any]:
         "cell_nodes": {} if dest is None else {
             str(g): n for g, n in sorted(dest.cell_nodes.items())},
         "source_pins": {str(v): sorted(c) for v, c in plan.source_info.vcpupin},
+        "vf_moves": [{"source": m.source, "destination": m.destination,
+                      "network": m.network, "numa_node": m.numa_node} for m in plan.vf_moves],
+        "notes": list(plan.notes),
     }
 
 
@@ -152,6 +156,11 @@ class _Bar:
 @click.option("--post-copy-after", "post_copy_after", type=click.FloatRange(min=0),
               metavar="SECONDS", help="With --post-copy: switch this many seconds after the "
               "migration job starts instead (0: at once).")
+@click.option("--pci-numa-policy", type=click.Choice(POLICIES), default=DEFAULT_POLICY,
+              show_default=True, help="For SR-IOV ports: where the destination VF may be "
+              "(Nova's hw:pci_numa_affinity_policy): required = on a host node of the "
+              "guest's cells; legacy = the same unless the VF reports no node; preferred = "
+              "such a VF if any is free, else any.")
 @click.option("--bandwidth", type=click.IntRange(min=1), metavar="MiB/s",
               help="Limit the migration bandwidth.")
 @click.option("--ttl", "ttl_s", type=click.FloatRange(min=10), default=600.0, show_default=True,
@@ -160,8 +169,8 @@ class _Bar:
 def migrate(  # noqa: PLR0917 (click passes every option)
             domain: str, to_host: str, from_host: str | None, hosts_path: Path | None,
             db_url: str | None, dry_run: bool, auto_converge: bool, post_copy: bool,
-            post_copy_after: float | None, bandwidth: int | None, ttl_s: float,
-            as_json: bool) -> None:
+            post_copy_after: float | None, pci_numa_policy: str, bandwidth: int | None,
+            ttl_s: float, as_json: bool) -> None:
     """Live-migrate a running DOMAIN to another host with NUMA-correct pins.
 
     \b
@@ -197,7 +206,7 @@ def migrate(  # noqa: PLR0917 (click passes every option)
         sys.exit(EXIT_BAD_INPUT)
     with store:
         _run(store, console, inventory=inventory, domain=domain, source=source, dest=dest,
-             dry_run=dry_run, as_json=as_json,
+             dry_run=dry_run, as_json=as_json, pci_numa_policy=pci_numa_policy,
              ttl_s=ttl_s, options=virt.MigrateOptions(
                  auto_converge=auto_converge, post_copy=post_copy,
                  post_copy_after_s=post_copy_after, bandwidth_mib_s=bandwidth))
@@ -205,7 +214,8 @@ def migrate(  # noqa: PLR0917 (click passes every option)
 
 def _run(store: ClaimStore, console: Console, *, inventory: Hosts, domain: str,
          source: HostRef, dest: HostRef,
-         dry_run: bool, as_json: bool, ttl_s: float, options: virt.MigrateOptions) -> None:
+         dry_run: bool, as_json: bool, ttl_s: float, options: virt.MigrateOptions,
+         pci_numa_policy: str) -> None:
     bar = _Bar(console, f"{domain} → {dest.name}")
 
     def phase(name: str, message: str) -> None:
@@ -213,7 +223,8 @@ def _run(store: ClaimStore, console: Console, *, inventory: Hosts, domain: str,
 
     job = Migration(store=store, source=source, destination=dest, domain=domain,
                     read_host=inventory.read_host, options=options, ttl_s=ttl_s,
-                    on_progress=bar, on_phase=None if as_json else phase)
+                    on_progress=bar, on_phase=None if as_json else phase,
+                    read_devices=inventory.read_devices, pci_numa_policy=pci_numa_policy)
     try:
         _auto_recover(store, console)
         if dry_run:

@@ -11,9 +11,11 @@ page size under a running guest), as Nova's move claim insists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 
 from numa_migrate.adapters.domain import DomainInfo, domain_from_xml, guest_request_from_domain
+from numa_migrate.adapters.nodedev import PciFunction
 from numa_migrate.adapters.rewrite import (
     DestinationPlan,
     plan_from_placement,
@@ -23,6 +25,7 @@ from numa_migrate.adapters.rewrite import (
 from numa_migrate.cpuset import format_cpu_spec
 from numa_migrate.errors import NumaMigrateError
 from numa_migrate.fit.fitter import FitOptions, fit_request
+from numa_migrate.migrate.sriov import DEFAULT_POLICY, PhysNets, VfMove, choose_vfs
 from numa_migrate.model.guest import GuestRequest
 from numa_migrate.model.host import HostTopology
 from numa_migrate.model.placement import Placement
@@ -43,6 +46,18 @@ class NoRoom:
 
 
 @dataclass(frozen=True)
+class SriovInputs:
+    """What choosing destination VFs needs (see :mod:`numa_migrate.migrate.sriov`)."""
+
+    source_pci: tuple[PciFunction, ...]
+    dest_pci: tuple[PciFunction, ...]
+    dest_busy: Mapping[str, str] = field(default_factory=dict)
+    policy: str = DEFAULT_POLICY
+    source_nets: PhysNets = field(default_factory=PhysNets)
+    dest_nets: PhysNets = field(default_factory=PhysNets)
+
+
+@dataclass(frozen=True)
 class MigrationPlan:
     domain: str
     uuid: str
@@ -59,6 +74,9 @@ class MigrationPlan:
     persistent_xml: str | None
     current_pagesize_kib: int | None
     source_live_xml: str = ""
+    vf_moves: tuple[VfMove, ...] = ()
+    """SR-IOV ports: detached on the source, migrated without, attached to these VFs."""
+    notes: tuple[str, ...] = ()
 
     def diff(self) -> str:
         """Unified diff of the live XML, source -> destination (empty: unchanged)."""
@@ -78,8 +96,11 @@ class MigrationPlan:
             f"{v}->{_cpus(c)}" for v, c in sorted(self.dest_plan.vcpu_pins.items())
         )
         cells = ", ".join(f"{g}->{n}" for g, n in sorted(self.dest_plan.cell_nodes.items()))
+        vfs = "".join(f"; VF {m.source} -> {m.destination} ({m.network}, node "
+                      f"{m.numa_node if m.numa_node is not None else '?'})"
+                      for m in self.vf_moves)
         return (f"{self.domain}: {self.source} -> {self.destination}; vCPU pins {pins}; "
-                f"guest cell -> host node {cells}")
+                f"guest cell -> host node {cells}{vfs}")
 
 
 def _cpus(cpus: frozenset[int]) -> str:
@@ -155,6 +176,7 @@ def plan_migration(
     destination: HostTopology,
     shared_cpus: frozenset[int] | None = None,
     hostdev_map: dict[str, str] | None = None,
+    sriov: SriovInputs | None = None,
 ) -> MigrationPlan | NoRoom:
     """Plan the move of the domain described by ``live_xml`` onto ``destination``.
 
@@ -164,6 +186,10 @@ def plan_migration(
     refuse_nova_managed(info)
     request, inference = guest_request_from_domain(info)
     if request is None:
+        if info.hostdevs:
+            raise MigrationRefused(
+                f"{info.name} has PCI devices but no NUMA placement to choose their "
+                "destination VFs by; give it a guest NUMA topology (or detach the devices)")
         return _plan_floating(info, inference, live_xml, persistent_xml=persistent_xml,
                               source=source, destination=destination)
     page = current_pagesize_kib(info)
@@ -171,6 +197,23 @@ def plan_migration(
     if result.placement is None:
         return NoRoom(info.name, destination.name, result.summary,
                       tuple(r.message for r in result.reasons))
+    moves: tuple[VfMove, ...] = ()
+    notes: tuple[str, ...] = ()
+    if info.hostdevs and hostdev_map is None:
+        if sriov is None:
+            raise MigrationRefused(
+                f"{info.name} has PCI devices ({', '.join(d.address for d in info.hostdevs)}) "
+                "and the hosts' PCI inventory was not read: cannot choose destination VFs")
+        choice = choose_vfs(
+            info.hostdevs, source_pci=sriov.source_pci, dest_pci=sriov.dest_pci,
+            dest_busy=sriov.dest_busy, guest_nodes=frozenset(
+                c.host_cell for c in result.placement.cells),
+            policy=sriov.policy, source_nets=sriov.source_nets, dest_nets=sriov.dest_nets)
+        if not choice.ok:
+            return NoRoom(info.name, destination.name,
+                          "no suitable free VF on the destination", choice.refusals)
+        moves, notes = choice.moves, choice.notes
+        hostdev_map = {m.source: m.destination for m in moves}
     plan = plan_from_placement(info, result.placement, destination, shared_cpus=shared_cpus,
                                hostdev_map=hostdev_map)
     new_live = rewrite_domain_xml(live_xml, plan, source=f"{info.name} (live)")
@@ -182,5 +225,5 @@ def plan_migration(
         domain=info.name, uuid=info.uuid, source=source, destination=destination.name,
         request=request, inference=inference, placement=result.placement, dest_plan=plan,
         source_info=info, live_xml=new_live, persistent_xml=new_persistent,
-        current_pagesize_kib=page, source_live_xml=live_xml,
+        current_pagesize_kib=page, source_live_xml=live_xml, vf_moves=moves, notes=notes,
     )

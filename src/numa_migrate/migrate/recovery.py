@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from numa_migrate.adapters import virt
+from numa_migrate.adapters.domain import domain_from_xml
 from numa_migrate.claims import ClaimStore
 from numa_migrate.claims.model import Claim, ClaimState, JournalEntry
 from numa_migrate.migrate.run import (
@@ -137,6 +138,7 @@ def _recover_one(store: ClaimStore, mid: str, claims: list[Claim],
                 actions.append(f"made the guest persistent on {dst_ref['name']}")
             except lib.libvirtError as exc:
                 actions.append(f"could not define the guest on {dst_ref['name']}: {exc}")
+        actions += _reattach(entries, dst_dom, dst_ref["name"], on_destination=True)
         _free(store, claims, completed=True)
         actions.append("released the claim (the destination's live usage shows the guest)")
         outcome = "completed"
@@ -150,6 +152,7 @@ def _recover_one(store: ClaimStore, mid: str, claims: list[Claim],
     elif src_alive and not (dst_alive and virt.is_running(dst_dom)):
         actions += cleanup_after_failed_migration(src, dst, dom_uuid, src_ref["name"],
                                                   dst_ref["name"])
+        actions += _reattach(entries, src_dom, src_ref["name"], on_destination=False)
         _free(store, claims, completed=False)
         actions.append("rolled back the claim")
         outcome = "rolled back"
@@ -160,3 +163,27 @@ def _recover_one(store: ClaimStore, mid: str, claims: list[Claim],
                         "is the guest, then run `numa-migrate recover` again")
     store.journal(mid, "recovered", {"outcome": outcome, "actions": actions, "found": found})
     return Recovery(mid, domain, outcome, tuple(actions), f"guest was {found}")
+
+
+def _reattach(entries: list[JournalEntry], dom: Any, host: str, *,
+              on_destination: bool) -> list[str]:
+    """SR-IOV ports detached by the interrupted run and never attached again: attach them
+    where the guest now runs (the chosen VFs on the destination, the old ones on the
+    source)."""
+    phases = {e.phase: e.payload for e in entries}
+    ports = phases.get("vf_detaching")
+    if not isinstance(ports, dict) or "vf_attached" in phases or dom is None:
+        return []
+    key, index = ("dest_xml", 1) if on_destination else ("source_xml", 0)
+    live_now = {d.address for d in domain_from_xml(str(dom.XMLDesc(0))).hostdevs}
+    actions = []
+    for pair, xml in zip(ports.get("moves", []), ports.get(key, []), strict=False):
+        address = pair[index]
+        if address in live_now:
+            continue
+        try:
+            virt.attach_device(dom, xml, address, host=host, persistent=on_destination)
+            actions.append(f"attached VF {address} on {host}")
+        except virt.VirtError as exc:
+            actions.append(f"could NOT attach VF {address} on {host}: {exc}")
+    return actions

@@ -21,17 +21,20 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 from numa_migrate.adapters import virt
 from numa_migrate.adapters.domain import domain_from_xml
+from numa_migrate.adapters.hostdevxml import device_elements, without_devices
+from numa_migrate.adapters.nodedev import PciFunction
 from numa_migrate.claims import ClaimConflict, ClaimStore, subtract_holdings
 from numa_migrate.claims.model import ClaimState
 from numa_migrate.errors import NumaMigrateError
-from numa_migrate.migrate.plan import MigrationPlan, NoRoom, plan_migration
+from numa_migrate.migrate.plan import MigrationPlan, NoRoom, SriovInputs, plan_migration
+from numa_migrate.migrate.sriov import DEFAULT_POLICY, PhysNets, VfMove
 from numa_migrate.model.host import HostTopology
 
 PHASES = ("planned", "claimed", "migrating", "migrated", "done")
@@ -71,6 +74,21 @@ class Outcome:
 
 HostReader = Callable[[Any, HostRef], HostTopology]
 """Reads a host's live topology with current usage from an open libvirt connection."""
+
+
+@dataclass(frozen=True)
+class HostDevices:
+    """A host's PCI functions, the VFs its running domains hold (address -> who) and its
+    physical networks: what choosing destination VFs needs."""
+
+    functions: tuple[PciFunction, ...]
+    busy: Mapping[str, str]
+    networks: PhysNets = field(default_factory=PhysNets)
+
+
+DeviceReader = Callable[[Any, HostRef], HostDevices]
+Transfer = Callable[..., tuple[Any, virt.JobResult]]
+"""The migration itself (``virt.migrate3``'s signature); replaceable for tests."""
 
 
 def owner_id() -> str:
@@ -130,6 +148,10 @@ class Migration:
     on_progress: Callable[[virt.JobProgress], None] | None = None
     on_phase: Callable[[str, str], None] | None = None
     migration_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    read_devices: DeviceReader | None = None
+    """Needed for guests with SR-IOV VFs (None: such guests are refused)."""
+    pci_numa_policy: str = DEFAULT_POLICY
+    transfer: Transfer = virt.migrate3
     _timings: dict[str, float] = field(default_factory=dict)
 
     def _say(self, phase: str, message: str) -> None:
@@ -160,14 +182,27 @@ class Migration:
         live_host = self.read_host(dst, self.destination)
         holdings = self.store.held_by_others(self.destination.name)
         view = subtract_holdings(live_host, holdings)
+        live_xml = virt.migratable_xml(dom)
         plan = plan_migration(
-            live_xml=virt.migratable_xml(dom),
+            live_xml=live_xml,
             persistent_xml=virt.persistent_xml(dom),
             source=self.source.name,
             destination=view,
+            sriov=self._sriov_inputs(src, dst, live_xml, holdings.vfs),
         )
         self._timings["plan_s"] = time.monotonic() - t0
         return src, dst, dom, plan, live_host
+
+    def _sriov_inputs(self, src: Any, dst: Any, live_xml: str,
+                      claimed: frozenset[str]) -> SriovInputs | None:
+        if not domain_from_xml(live_xml).hostdevs or self.read_devices is None:
+            return None
+        here = self.read_devices(src, self.source)
+        there = self.read_devices(dst, self.destination)
+        busy = dict(there.busy) | {vf: "another operator's claim" for vf in claimed}
+        return SriovInputs(source_pci=here.functions, dest_pci=there.functions,
+                           dest_busy=busy, policy=self.pci_numa_policy,
+                           source_nets=here.networks, dest_nets=there.networks)
 
     # ------------------------------------------------------------------ running
 
@@ -193,6 +228,7 @@ class Migration:
                 claim = self.store.claim(
                     live_host, plan.request, plan.placement, domain=plan.domain,
                     owner=self.owner, ttl_s=self.ttl_s, migration_id=mid,
+                    vfs=[m.destination for m in plan.vf_moves],
                 )
             except ClaimConflict as exc:
                 journal(mid, "rolled_back", {"error": str(exc)})
@@ -224,26 +260,36 @@ class Migration:
                 paused_once = True
                 pause_point("transferring")
 
+        ports = self._detach_vfs(src, dst, dom, plan, claim_id)
         try:
-            new_dom, result = virt.migrate3(
-                dom, dst, live_xml=plan.live_xml, persistent_xml=plan.persistent_xml,
+            new_dom, result = self.transfer(
+                dom, dst, live_xml=ports.strip(plan.live_xml),
+                persistent_xml=None if plan.persistent_xml is None
+                else ports.strip(plan.persistent_xml),
                 options=self.options, on_progress=progress,
                 on_post_copy=lambda: self._say_post_copy(claim_id),
             )
         except virt.VirtError as exc:
             if exc.post_copy_started:
                 self._post_copy_failed(dst, plan, claim_id, str(exc))
-            self._roll_back(src, dst, plan, claim_id, str(exc))
+            notes = ports.reattach_on_source(dom)
+            self._roll_back(src, dst, plan, claim_id, str(exc), earlier=notes)
         journal(mid, "migrated", {"seconds": result.seconds, "downtime_ms": result.downtime_ms,
                                   "data_transferred": result.data_transferred,
                                   "post_copy": result.post_copy})
         self._say("migrated", f"{result.seconds:.2f} s, downtime {result.downtime_ms} ms")
         pause_point("migrated")
+        vf_error = ports.attach_on_destination(new_dom, journal, mid)
         if claim_id is not None:
             self.store.set_state(claim_id, ClaimState.ACTIVE)
             # the destination's live usage now shows the guest: the claim's job is done
             self.store.release(claim_id)
         journal(mid, "done", {"claim_id": claim_id})
+        if vf_error:
+            raise MigrationFailed(
+                f"{plan.domain} was migrated to {self.destination.name} and runs there, but "
+                f"{vf_error}. Attach a VF by hand (`virsh attach-device`), or migrate it "
+                "back; its claim was released.")
         dest_live = str(new_dom.XMLDesc(0))
         dest_persistent = virt.persistent_xml(new_dom)
         return Outcome(
@@ -273,11 +319,26 @@ class Migration:
             f"{claim_id} on {self.destination.name} is kept (state migrating)."
         )
 
+    def _detach_vfs(self, src: Any, dst: Any, dom: Any, plan: MigrationPlan,
+                    claim_id: int | None) -> Ports:
+        ports = Ports.of(plan, self.source.name, self.destination.name)
+        if not ports.moves:
+            return ports
+        self.store.journal(self.migration_id, "vf_detaching", ports.to_json())
+        try:
+            ports.detach_from_source(dom)
+        except virt.VirtError as exc:
+            notes = ports.reattach_on_source(dom)
+            self._roll_back(src, dst, plan, claim_id, str(exc), earlier=notes)
+        self.store.journal(self.migration_id, "vf_detached", {})
+        self._say("vf_detached", ", ".join(m.source for m in ports.moves))
+        return ports
+
     def _roll_back(self, src: Any, dst: Any, plan: MigrationPlan, claim_id: int | None,
-                   error: str) -> NoReturn:
+                   error: str, *, earlier: list[str] | None = None) -> NoReturn:
         """The guest must run on the source, nothing left on the destination, claim freed."""
-        notes = cleanup_after_failed_migration(src, dst, plan.uuid, self.source.name,
-                                                self.destination.name)
+        notes = list(earlier or []) + cleanup_after_failed_migration(
+            src, dst, plan.uuid, self.source.name, self.destination.name)
         if claim_id is not None:
             claim = self.store.get(claim_id)
             if claim.state.live:
@@ -323,3 +384,67 @@ def cleanup_after_failed_migration(src: Any, dst: Any, dom_uuid: str, src_name: 
         except lib.libvirtError as exc:
             notes.append(f"could not clean {dst_name}: {exc}")
     return notes
+
+
+@dataclass
+class Ports:
+    """The guest's SR-IOV ports around the migration: detached on the source before it,
+    attached to the chosen destination VFs after it (or re-attached on a failure)."""
+
+    moves: tuple[VfMove, ...]
+    source_xml: list[str]
+    dest_xml: list[str]
+    source_host: str
+    dest_host: str
+    detached: list[int] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, plan: MigrationPlan, source_host: str, dest_host: str) -> Ports:
+        moves = plan.vf_moves
+        if not moves:
+            return cls((), [], [], source_host, dest_host)
+        return cls(
+            moves,
+            device_elements(plan.source_live_xml, [m.source for m in moves],
+                            source=f"{plan.domain} on {source_host}"),
+            device_elements(plan.live_xml, [m.destination for m in moves],
+                            source=f"{plan.domain} for {dest_host}"),
+            source_host, dest_host)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"moves": [[m.source, m.destination] for m in self.moves],
+                "source_xml": self.source_xml, "dest_xml": self.dest_xml}
+
+    def strip(self, xml: str) -> str:
+        return without_devices(xml, [m.destination for m in self.moves], source="plan")
+
+    def detach_from_source(self, dom: Any) -> None:
+        for i, (move, xml) in enumerate(zip(self.moves, self.source_xml, strict=True)):
+            virt.detach_device(dom, xml, move.source, host=self.source_host)
+            self.detached.append(i)
+
+    def reattach_on_source(self, dom: Any) -> list[str]:
+        notes = []
+        for i in list(self.detached):
+            move = self.moves[i]
+            try:
+                virt.attach_device(dom, self.source_xml[i], move.source, host=self.source_host,
+                                   persistent=False)
+                notes.append(f"re-attached VF {move.source} on {self.source_host}")
+            except virt.VirtError as exc:
+                notes.append(f"could NOT re-attach VF {move.source}: {exc}")
+            self.detached.remove(i)
+        return notes
+
+    def attach_on_destination(self, dom: Any, journal: Callable[..., Any], mid: str) -> str:
+        """Attach every chosen VF; '' when all are attached, else what went wrong."""
+        failed = []
+        for move, xml in zip(self.moves, self.dest_xml, strict=True):
+            try:
+                virt.attach_device(dom, xml, move.destination, host=self.dest_host,
+                                   persistent=True)
+            except virt.VirtError as exc:
+                failed.append(str(exc))
+        if self.moves:
+            journal(mid, "vf_attached", {"failed": failed})
+        return "; ".join(failed)

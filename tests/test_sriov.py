@@ -1,0 +1,366 @@
+"""SR-IOV ports across a migration: choosing the destination VF, the plan, the hand-over.
+
+What this proves and what it does not: the VF choice and the XML rewrite are pure and fully
+tested here; the hand-over (detach on the source, migrate without the port, attach the
+chosen VF on the destination, re-attach on failure) is tested with a recording stand-in for
+the libvirt domain, plus one run on libvirt's test driver, which serves node devices from a
+file but supports neither device detach nor migration (its refusal is the failure path
+tested). No real VF was detached or attached: the lab machine has no SR-IOV NIC.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from numa_migrate.adapters.capabilities import host_from_capabilities
+from numa_migrate.adapters.domain import PciHostdev, domain_from_xml
+from numa_migrate.adapters.hostdevxml import device_elements, without_devices
+from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
+from numa_migrate.errors import ParseError
+from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
+from numa_migrate.migrate.plan import MigrationPlan, NoRoom, SriovInputs, plan_migration
+from numa_migrate.migrate.run import Ports
+from numa_migrate.migrate.sriov import PhysNets, SriovRefused, choose_vfs
+from numa_migrate.request import Flavor
+
+XML = Path(__file__).parent / "fixtures" / "xml"
+NODEDEV = XML / "nodedev"
+
+
+def source_pci() -> tuple[PciFunction, ...]:
+    return pci_functions_from_nodedevs(
+        (p.name, p.read_text()) for p in sorted(NODEDEV.glob("*.xml")))
+
+
+def pf(address: str, node: int, ifname: str, product: str = "1572") -> PciFunction:
+    return PciFunction(name=f"pci_{address}", address=address, numa_node=node,
+                       vendor_id="8086", product_id=product, parent=None, driver="i40e",
+                       is_pf=True, net_interfaces=(ifname,))
+
+
+def vf(address: str, pf_address: str, node: int | None) -> PciFunction:
+    return PciFunction(name=f"pci_{address}", address=address, numa_node=node,
+                       vendor_id="8086", product_id="154c", parent=None, driver="vfio-pci",
+                       pf_address=pf_address)
+
+
+# the destination: PF ens1f0 on node 0 with 2 VFs, PF ens2f0 on node 1 with 2 VFs
+DEST = (pf("0000:18:00.0", 0, "ens1f0"), vf("0000:18:02.0", "0000:18:00.0", 0),
+        vf("0000:18:02.1", "0000:18:00.0", 0),
+        pf("0000:86:00.0", 1, "ens2f0"), vf("0000:86:02.0", "0000:86:00.0", 1),
+        vf("0000:86:02.1", "0000:86:00.0", 1))
+PORT = PciHostdev(address="0000:3b:02.1", managed=True, interface=True,
+                  mac="52:54:00:6d:90:02", alias="hostdev0")
+
+
+def choose(guest_nodes: set[int], policy: str = "legacy", busy: dict[str, str] | None = None,
+           dest: tuple[PciFunction, ...] = DEST, **nets: PhysNets) -> Any:
+    return choose_vfs([PORT], source_pci=source_pci(), dest_pci=dest, dest_busy=busy or {},
+                      guest_nodes=frozenset(guest_nodes), policy=policy, **nets)
+
+
+def test_the_vf_goes_to_the_guests_node() -> None:
+    choice = choose({1})
+    assert choice.ok and [m.destination for m in choice.moves] == ["0000:86:02.0"]
+    assert choice.moves[0].network == "8086:1572"  # matched by the PF's ids, and said so
+    assert "vendor:product" in choice.notes[0]
+
+
+def test_busy_vfs_are_skipped_and_named_when_none_is_left() -> None:
+    choice = choose({1}, busy={"0000:86:02.0": "web-2"})
+    assert [m.destination for m in choice.moves] == ["0000:86:02.1"]
+    choice = choose({1}, busy={"0000:86:02.0": "web-2", "0000:86:02.1": "a claim"})
+    assert not choice.ok
+    [why] = choice.refusals
+    assert "0000:86:02.0 (web-2)" in why and "not on the guest's host node(s) 1" in why
+
+
+@pytest.mark.parametrize(("policy", "expected"), [
+    ("required", None), ("legacy", None), ("preferred", "0000:18:02.0")])
+def test_policies_when_only_the_other_node_has_a_free_vf(policy: str,
+                                                         expected: str | None) -> None:
+    choice = choose({1}, policy, busy={"0000:86:02.0": "x", "0000:86:02.1": "y"})
+    assert [m.destination for m in choice.moves] == ([expected] if expected else [])
+
+
+def test_legacy_accepts_a_vf_without_numa_node_required_does_not() -> None:
+    dest = (pf("0000:18:00.0", 0, "ens1f0"), vf("0000:18:02.0", "0000:18:00.0", None))
+    assert choose({1}, "legacy", dest=dest).ok
+    assert not choose({1}, "required", dest=dest).ok
+
+
+def test_physical_networks_keep_the_port_on_its_network() -> None:
+    src_nets = PhysNets({"physnet2": ("0000:3b:00.0",)})
+    dst_nets = PhysNets({"physnet1": ("ens2f0",), "physnet2": ("ens1f0",)})
+    choice = choose({1}, "preferred", source_nets=src_nets, dest_nets=dst_nets)
+    # node 1 has VFs, but on physnet1: the port stays on physnet2 (node 0, preferred policy)
+    assert [(m.destination, m.network) for m in choice.moves] == [("0000:18:02.0", "physnet2")]
+    assert not choose({1}, "required", source_nets=src_nets, dest_nets=dst_nets).ok
+    orphan = choose({1}, source_nets=PhysNets({"physnet9": ("eth9",)}), dest_nets=dst_nets)
+    assert "in no physical network of the source" in orphan.refusals[0]
+
+
+def test_a_whole_pci_device_and_the_socket_policy_are_refused() -> None:
+    whole = PciHostdev(address="0000:3b:00.0", managed=False, interface=False, mac=None,
+                       alias=None)
+    with pytest.raises(SriovRefused, match="not an SR-IOV VF"):
+        choose_vfs([whole], source_pci=source_pci(), dest_pci=DEST, dest_busy={},
+                   guest_nodes=frozenset({0}))
+    with pytest.raises(SriovRefused, match="'socket' is not supported"):
+        choose({0}, "socket")
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def guest_with_port() -> str:
+    host = host_from_capabilities((XML / "caps-2s-intel-smt.xml").read_text(), name="src")
+    guest = flavored_guest("vnf", Flavor(2, 128, {"hw:cpu_policy": "dedicated"}), host,
+                           image="/x.img")
+    assert isinstance(guest, FlavoredGuest)
+    port = ("<interface type='hostdev' managed='yes'><mac address='52:54:00:6d:90:02'/>"
+            "<source><address type='pci' domain='0x0000' bus='0x3b' slot='0x02' "
+            "function='0x1'/></source><alias name='hostdev0'/></interface>")
+    return guest.xml.replace("<memballoon", port + "<memballoon")
+
+
+def dest_host() -> Any:
+    return host_from_capabilities((XML / "caps-2s-intel-smt.xml").read_text(), name="dst")
+
+
+def test_plan_rewrites_the_port_in_both_xmls_and_claims_the_vf() -> None:
+    xml = guest_with_port()
+    plan = plan_migration(live_xml=xml, persistent_xml=xml, source="src",
+                          destination=dest_host(),
+                          sriov=SriovInputs(source_pci(), DEST, policy="required"))
+    assert isinstance(plan, MigrationPlan)
+    [move] = plan.vf_moves
+    node = move.numa_node
+    assert node in {c.host_cell for c in plan.placement.cells}
+    for doc in (plan.live_xml, plan.persistent_xml):
+        assert doc is not None
+        assert [d.address for d in domain_from_xml(doc).hostdevs] == [move.destination]
+    assert f"VF 0000:3b:02.1 -> {move.destination}" in plan.summary()
+
+
+def test_plan_without_a_free_vf_is_no_room_with_the_reasons() -> None:
+    xml = guest_with_port()
+    busy = {f.address: "other" for f in DEST if f.is_vf}
+    plan = plan_migration(live_xml=xml, persistent_xml=None, source="src",
+                          destination=dest_host(), sriov=SriovInputs(source_pci(), DEST, busy))
+    assert isinstance(plan, NoRoom) and "no suitable free VF" in plan.summary
+    assert "0000:18:02.0 (other)" in plan.reasons[0]
+
+
+def test_plan_without_pci_inventory_refuses_a_guest_with_ports() -> None:
+    with pytest.raises(Exception, match="PCI inventory was not read"):
+        plan_migration(live_xml=guest_with_port(), persistent_xml=None, source="src",
+                       destination=dest_host())
+
+
+# --------------------------------------------------------------------------- the hand-over
+
+
+def test_device_elements_cut_out_the_port_without_libvirts_alias() -> None:
+    xml = guest_with_port()
+    [port] = device_elements(xml, ["0000:3b:02.1"], source="t")
+    assert port.startswith("<interface") and "hostdev0" not in port and "52:54:00" in port
+    assert domain_from_xml(without_devices(xml, ["0000:3b:02.1"], source="t")).hostdevs == ()
+    with pytest.raises(ParseError, match=r"no PCI hostdev with host address 0000:00:01\.0"):
+        device_elements(xml, ["0000:00:01.0"], source="t")
+
+
+class Dom:
+    """Records detach/attach calls; its live XML loses a detached device at once (or never,
+    like a guest without PCI hot-unplug); ``fail_attach`` makes attach raise."""
+
+    def __init__(self, xml: str, *, releases: bool = True, fail_attach: bool = False) -> None:
+        self.xml, self.releases, self.fail_attach = xml, releases, fail_attach
+        self.calls: list[tuple[str, str, int]] = []
+
+    def name(self) -> str:
+        return "vnf"
+
+    def XMLDesc(self, _flags: int = 0) -> str:
+        return self.xml
+
+    def detachDeviceFlags(self, xml: str, flags: int) -> None:
+        self.calls.append(("detach", xml, flags))
+        address = domain_from_xml(self.xml).hostdevs[0].address
+        if self.releases:
+            self.xml = without_devices(self.xml, [address], source="dom")
+
+    def attachDeviceFlags(self, xml: str, flags: int) -> None:
+        import libvirt
+
+        self.calls.append(("attach", xml, flags))
+        if self.fail_attach:
+            raise libvirt.libvirtError("no free IOMMU group")
+
+
+@pytest.fixture
+def planned() -> MigrationPlan:
+    pytest.importorskip("libvirt")
+    xml = guest_with_port()
+    plan = plan_migration(live_xml=xml, persistent_xml=xml, source="src",
+                          destination=dest_host(), sriov=SriovInputs(source_pci(), DEST))
+    assert isinstance(plan, MigrationPlan)
+    return plan
+
+
+def test_ports_detach_then_attach_the_chosen_vf_live_and_persistent(
+        planned: MigrationPlan) -> None:
+    import libvirt
+
+    ports = Ports.of(planned, "src", "dst")
+    source = Dom(planned.source_live_xml)
+    ports.detach_from_source(source)
+    assert [c[0] for c in source.calls] == ["detach"]
+    assert source.calls[0][2] == libvirt.VIR_DOMAIN_AFFECT_LIVE
+    stripped = ports.strip(planned.live_xml)
+    assert domain_from_xml(stripped).hostdevs == ()  # migrated without the port
+    journal: list[tuple[str, str, Any]] = []
+    dest = Dom(stripped)
+    assert ports.attach_on_destination(dest, lambda *a: journal.append(a), "m1") == ""
+    [(kind, xml, flags)] = dest.calls
+    assert kind == "attach" and planned.vf_moves[0].destination.split(":")[1] in xml
+    assert flags == libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    assert journal == [("m1", "vf_attached", {"failed": []})]
+
+
+def test_a_failed_migration_re_attaches_the_old_vf_on_the_source(
+        planned: MigrationPlan) -> None:
+    ports = Ports.of(planned, "src", "dst")
+    source = Dom(planned.source_live_xml)
+    ports.detach_from_source(source)
+    notes = ports.reattach_on_source(source)
+    assert notes == ["re-attached VF 0000:3b:02.1 on src"]
+    assert [c[0] for c in source.calls] == ["detach", "attach"]
+    assert "bus='0x3b'" in source.calls[1][1] or 'bus="0x3b"' in source.calls[1][1]
+    assert ports.reattach_on_source(source) == []  # only once
+
+
+def test_a_guest_that_never_releases_the_vf_is_a_clear_error(
+        planned: MigrationPlan, monkeypatch: pytest.MonkeyPatch) -> None:
+    from numa_migrate.adapters import virt
+
+    ports = Ports.of(planned, "src", "dst")
+    source = Dom(planned.source_live_xml, releases=False)
+    monkeypatch.setattr(virt.time, "sleep", lambda _s: None)
+    with pytest.raises(virt.VirtError, match=r"did not release PCI device 0000:3b:02\.1"):
+        virt.detach_device(source, ports.source_xml[0], "0000:3b:02.1", host="src",
+                           timeout_s=0.05)
+    assert ports.detached == []
+
+
+def test_an_attach_failure_on_the_destination_is_reported(planned: MigrationPlan) -> None:
+    ports = Ports.of(planned, "src", "dst")
+    error = ports.attach_on_destination(Dom("", fail_attach=True), lambda *a: None, "m1")
+    assert "cannot attach PCI device" in error and "no free IOMMU group" in error
+
+
+# --------------------------------------------------------------------------- Migration.run
+
+
+class Conn:
+    """A host holding stand-in domains, looked up by name or UUID as libvirt does."""
+
+    def __init__(self, *doms: Dom) -> None:
+        self.doms = list(doms)
+
+    def _find(self, key: str) -> Dom:
+        import libvirt
+
+        for dom in self.doms:
+            if key in (dom.name(), dom.UUIDString()):
+                return dom
+        raise libvirt.libvirtError("Domain not found")
+
+    lookupByName = _find
+    lookupByUUIDString = _find
+
+    def close(self) -> None:
+        pass
+
+
+class RunningDom(Dom):
+    def UUIDString(self) -> str:
+        return domain_from_xml(self.xml).uuid
+
+    def state(self) -> tuple[int, int]:
+        import libvirt
+
+        return (libvirt.VIR_DOMAIN_RUNNING, 1)
+
+    def isActive(self) -> bool:
+        return True
+
+    def isPersistent(self) -> bool:
+        return True
+
+
+def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, fail: bool) -> Any:
+    from numa_migrate.adapters import virt
+    from numa_migrate.claims import ClaimStore
+    from numa_migrate.migrate.run import HostDevices, HostRef, Migration
+
+    pytest.importorskip("libvirt")
+    source = RunningDom(guest_with_port())
+    hosts = {"src": Conn(source), "dst": Conn()}
+    monkeypatch.setattr(virt, "connect", lambda uri, host: hosts[host])
+    moved: list[tuple[str, str | None]] = []
+
+    def transfer(dom: Any, dst: Any, *, live_xml: str, persistent_xml: str | None,
+                 **_kw: Any) -> Any:
+        moved.append((live_xml, persistent_xml))
+        if fail:
+            raise virt.VirtError("migration failed: connection reset")
+        new = RunningDom(live_xml)
+        dst.doms.append(new)
+        hosts["src"].doms.remove(dom)
+        return new, virt.JobResult(1.0, 12, 1, {})
+
+    def devices(_conn: Any, ref: HostRef) -> HostDevices:
+        return HostDevices(source_pci() if ref.name == "src" else DEST, {})
+
+    store = ClaimStore.open(f"sqlite:///{tmp_path / 'claims.db'}")
+    job = Migration(store=store, source=HostRef("src", "test:///src"),
+                    destination=HostRef("dst", "test:///dst"), domain="vnf",
+                    read_host=lambda _c, ref: dest_host(), read_devices=devices,
+                    pci_numa_policy="required", transfer=transfer)
+    return job, source, hosts, moved, store
+
+
+def test_run_hands_the_port_over_around_the_migration(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    job, source, hosts, moved, store = _run(tmp_path, monkeypatch, fail=False)
+    outcome = job.run()
+    [move] = outcome.plan.vf_moves
+    assert [c[0] for c in source.calls] == ["detach"]
+    [(live, persistent)] = moved
+    assert domain_from_xml(live).hostdevs == () and persistent is not None
+    assert domain_from_xml(persistent).hostdevs == ()  # migrated without the port
+    [new] = hosts["dst"].doms
+    assert [c[0] for c in new.calls] == ["attach"] and move.destination[5:7] in new.calls[0][1]
+    phases = [e.phase for e in store.journal_entries(outcome.migration_id)]
+    assert phases == ["planned", "claimed", "migrating", "vf_detaching", "vf_detached",
+                      "migrated", "vf_attached", "done"]
+    claim = store.get(outcome.claim_id)
+    assert claim.resources.vfs == frozenset({move.destination})
+    store.close()
+
+
+def test_run_failure_re_attaches_the_port_and_rolls_back(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from numa_migrate.migrate.run import MigrationFailed
+
+    job, source, hosts, _moved, store = _run(tmp_path, monkeypatch, fail=True)
+    with pytest.raises(MigrationFailed, match=r"re-attached VF 0000:3b:02\.1 on src"):
+        job.run()
+    assert [c[0] for c in source.calls] == ["detach", "attach"]
+    assert hosts["dst"].doms == []
+    assert [c for c in store.list_claims() if c.state.live] == []
+    store.close()
