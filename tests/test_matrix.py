@@ -211,3 +211,16 @@ def test_html_escapes_everything_from_outside() -> None:
 def test_guest_colours_are_stable_and_distinguish_guests() -> None:
     assert colour("nm-mx-numa-1") == colour("nm-mx-numa-1")
     assert len({colour(f"g{i}") for i in range(20)}) > 3
+
+
+def test_sriov_row_runs_on_the_bundled_fixtures_and_says_so() -> None:
+    from numa_migrate.matrix.fixtures import run_fixture_scenario
+
+    result = run_fixture_scenario(select(["sriov-direct"])[0])
+    assert result.status is Status.FIXTURES and result.ran_on == "fixtures"
+    assert "not run" in result.reason and "no SR-IOV NIC" in result.reason
+    outcomes = {c.name: c.outcome for c in result.checks}
+    assert outcomes["vf_choice"] == "pass"
+    assert outcomes["hostdev_numa[0000:3b:02.2]"] == "pass"
+    assert outcomes["live_xml"] == outcomes["persistent_xml"] == "pass"
+    assert "fail" not in outcomes.values()

@@ -56,6 +56,8 @@ def test_matrix_on_the_lab(lab_env: LabSession, tmp_path: Path) -> None:
         if result.status is Status.SKIPPED:
             assert result.reason, result.id
     assert by_id["pages-2m"].page_size_kib == 2048
+    assert by_id["sriov-direct"].status is Status.FIXTURES
+    assert by_id["sriov-direct"].ran_on == "fixtures"
     assert by_id["numa-2"].status is Status.SKIPPED and "NUMA node" in by_id["numa-2"].reason
     page = html.read_text()
     for result in report.scenarios:

@@ -6,12 +6,10 @@ failed; 2 the matrix could not run (bad input, no hosts, the lab cannot come up)
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -23,6 +21,7 @@ from numa_migrate.errors import NumaMigrateError
 from numa_migrate.lab import Lab, LabUnavailableError
 from numa_migrate.lab.guest import write_floppy_image
 from numa_migrate.lab.state import default_lab
+from numa_migrate.matrix.fixtures import run_fixture_scenario
 from numa_migrate.matrix.report import MatrixReport, render_html, render_markdown
 from numa_migrate.matrix.runner import MatrixRun
 from numa_migrate.matrix.scenarios import SCENARIOS, scenario_ids, select
@@ -123,7 +122,7 @@ def validate_matrix_cmd(  # noqa: PLR0917 (click passes every option)
         with _open_store(db_url) as store:
             run = MatrixRun(inventory=inventory, source=src, destination=dst, store=store,
                             image=Path(image), domain_type=domain_type, lab=lab is not None,
-                            say=_say, fixtures=_fixture_runner())
+                            say=_say, fixtures=run_fixture_scenario)
             where = "the lab" if lab is not None else f"{src} and {dst}"
             report = run.run(scenarios, f"numa-migrate validation matrix on {where}")
     except NumaMigrateError as exc:
@@ -138,14 +137,6 @@ def validate_matrix_cmd(  # noqa: PLR0917 (click passes every option)
     else:
         click.echo(render_markdown(report))
     sys.exit(0 if report.ok else EXIT_FAILED)
-
-
-def _fixture_runner() -> Any:
-    try:
-        module = importlib.import_module("numa_migrate.matrix.fixtures")
-    except ImportError:
-        return None
-    return module.run_fixture_scenario
 
 
 def _lab() -> Lab:

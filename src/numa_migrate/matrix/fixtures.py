@@ -1,0 +1,124 @@
+"""The matrix's SR-IOV row, run on bundled fixtures: no lab host has an SR-IOV NIC.
+
+Two hosts from one capabilities XML of a 2-socket SMT server (``data/sriov/caps.xml``) and
+the node-device XML of an Intel X710 PF with four VFs on NUMA node 1 and a ConnectX-5 VF on
+node 0. The source runs the guest on node 1 with VF 0000:3b:02.1; the destination dedicates
+node 1's CPUs (its ``cpu_dedicated_set``), has VFs 0000:3b:02.0-1 busy, and must give the guest
+another X710 VF on node 1 under the scenario's PCI NUMA policy. Checked: the plan's VF
+choice, the rewritten live and persistent XML, and numa-migrate's ``validate`` checks on the
+rewritten XML (VF on the guest's node, not given to anyone else, pins, NUMA memory). The
+detach/attach around a real migration was NOT run: the row says so.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from numa_migrate.adapters.capabilities import host_from_capabilities
+from numa_migrate.adapters.domain import domain_from_xml
+from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
+from numa_migrate.cpuset import parse_cpu_spec
+from numa_migrate.errors import NumaMigrateError
+from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
+from numa_migrate.matrix.report import Check, Leg, ScenarioResult, Status
+from numa_migrate.matrix.scenarios import Scenario
+from numa_migrate.migrate.plan import MigrationPlan, SriovInputs, plan_migration
+from numa_migrate.model.host import HostTopology
+from numa_migrate.request import Flavor
+from numa_migrate.validation import Status as CheckStatus
+from numa_migrate.validation import validate
+
+SOURCE_VF = "0000:3b:02.1"
+BUSY_ON_DESTINATION = {"0000:3b:02.0": "vnf-other (running)",
+                       "0000:3b:02.1": "vnf-third (running)"}
+NODE1_CPUS = "10-19,30-39"
+NOT_ON_HARDWARE = ("planned and validated on node-device fixtures only: no SR-IOV NIC on "
+                   "these machines, so the VF detach/attach around a real migration was not "
+                   "run (it is covered by unit tests with a recording stand-in)")
+_OUTCOME = {CheckStatus.PASSED: "pass", CheckStatus.FAILED: "fail",
+            CheckStatus.SKIPPED: "skip"}
+
+
+def _data(name: str) -> str:
+    return (resources.files("numa_migrate") / "data" / "sriov" / name).read_text()
+
+
+def _functions() -> tuple[PciFunction, ...]:
+    folder = resources.files("numa_migrate") / "data" / "sriov"
+    return pci_functions_from_nodedevs(
+        (p.name, p.read_text()) for p in sorted(folder.iterdir(), key=lambda p: p.name)
+        if p.name.endswith(".xml") and p.name != "caps.xml")
+
+
+def _host(name: str) -> HostTopology:
+    return host_from_capabilities(_data("caps.xml"), name=name,
+                                  cpu_dedicated_set=parse_cpu_spec(NODE1_CPUS))
+
+
+def run_fixture_scenario(scenario: Scenario) -> ScenarioResult:
+    """The scenario's guest with one VF port, planned from fixture-src to fixture-dst."""
+    checks: list[Check] = []
+    try:
+        plan = _plan(scenario)
+    except NumaMigrateError as exc:
+        return _result(scenario, Status.FAILED, f"{exc}", (), ())
+    [move] = plan.vf_moves
+    checks.append(Check("vf_choice", "destination VF on the port's network and the guest's "
+                        "node, not a busy one", "pass" if (
+                            move.destination not in BUSY_ON_DESTINATION
+                            and move.destination.startswith("0000:3b:02.")
+                            and move.numa_node == 1) else "fail",
+                        f"{move.source} -> {move.destination} ({move.network}, node "
+                        f"{move.numa_node})"))
+    for label, xml in (("live", plan.live_xml), ("persistent", plan.persistent_xml)):
+        addresses = [d.address for d in domain_from_xml(xml or "").hostdevs] if xml else []
+        checks.append(Check(f"{label}_xml", f"{label} XML names the destination VF",
+                            "pass" if addresses == [move.destination] else "fail",
+                            f"PCI hostdevs: {', '.join(addresses) or 'none'}"))
+    report = validate(domain_from_xml(plan.live_xml),
+                      domain_from_xml(plan.persistent_xml) if plan.persistent_xml else None,
+                      plan=plan.dest_plan, host=_host("fixture-dst"),
+                      pci_functions=_functions(), host_name="fixture-dst",
+                      affinity_skip_reason="fixtures: no QEMU process")
+    for c in report.checks:
+        detail = c.detail or (f"expected {c.expected}; actual {c.actual}"
+                              if c.expected or c.actual else "")
+        checks.append(Check(c.name, c.title, _OUTCOME[c.status], detail))
+    failed = [c for c in checks if c.outcome == "fail"]
+    leg = Leg(source="fixture-src", destination="fixture-dst", seconds=None, downtime_ms=None,
+              source_pins={v: tuple(sorted(c)) for v, c in plan.source_info.vcpupin},
+              dest_pins={v: tuple(sorted(c)) for v, c in
+                         (plan.dest_plan.vcpu_pins.items() if plan.dest_plan else ())},
+              source_cells={}, dest_cells=dict(plan.dest_plan.cell_nodes)
+              if plan.dest_plan else {})
+    if failed:
+        reason = "; ".join(f"{c.title}: {c.detail}" for c in failed[:3])
+        return _result(scenario, Status.FAILED, reason, (leg,), tuple(checks))
+    return _result(scenario, Status.FIXTURES, NOT_ON_HARDWARE, (leg,), tuple(checks))
+
+
+def _plan(scenario: Scenario) -> MigrationPlan:
+    specs = dict(scenario.extra_specs)
+    policy = specs.pop("hw:pci_numa_affinity_policy", "legacy")
+    guest = flavored_guest("nm-mx-sriov", Flavor(scenario.vcpus, scenario.memory_mib, specs),
+                           _host("fixture-src"), image="/var/lib/numa-migrate/counter.img")
+    if not isinstance(guest, FlavoredGuest):
+        raise NumaMigrateError(f"the guest does not fit on the fixture host: {guest.summary}")
+    port = ("<interface type='hostdev' managed='yes'><mac address='52:54:00:6d:90:02'/>"
+            "<source><address type='pci' domain='0x0000' bus='0x3b' slot='0x02' "
+            "function='0x1'/></source></interface>")
+    xml = guest.xml.replace("<memballoon", port + "<memballoon")
+    functions = _functions()
+    plan = plan_migration(live_xml=xml, persistent_xml=xml, source="fixture-src",
+                          destination=_host("fixture-dst"),
+                          sriov=SriovInputs(functions, functions, BUSY_ON_DESTINATION, policy))
+    if not isinstance(plan, MigrationPlan):
+        raise NumaMigrateError(f"refused: {plan.summary} ({'; '.join(plan.reasons)})")
+    return plan
+
+
+def _result(scenario: Scenario, status: Status, reason: str, legs: tuple[Leg, ...],
+            checks: tuple[Check, ...]) -> ScenarioResult:
+    return ScenarioResult(id=scenario.id, group=scenario.group, title=scenario.title,
+                          extra_specs=dict(scenario.extra_specs), status=status, reason=reason,
+                          legs=legs, checks=checks, ran_on="fixtures")
