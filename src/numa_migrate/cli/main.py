@@ -25,6 +25,7 @@ from numa_migrate.cli.lab import lab as lab_group
 from numa_migrate.cli.matrix import validate_matrix_cmd
 from numa_migrate.cli.migrate import migrate as migrate_cmd
 from numa_migrate.cli.migrate import recover_cmd
+from numa_migrate.cli.preflight import preflight_cmd
 from numa_migrate.cli.validate import validate_cmd
 from numa_migrate.cpuset import parse_cpu_spec
 from numa_migrate.errors import InvalidRequestError, NumaMigrateError
@@ -450,6 +451,7 @@ cli.add_command(migrate_cmd)
 cli.add_command(recover_cmd)
 cli.add_command(validate_cmd)
 cli.add_command(validate_matrix_cmd)
+cli.add_command(preflight_cmd)
 
 
 def main() -> None:

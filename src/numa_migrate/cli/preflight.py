@@ -1,0 +1,157 @@
+"""``numa-migrate preflight``: can these computes live-migrate NUMA guests, and what to change.
+
+Exit codes: 0 no finding of severity error; 1 at least one error; 2 bad input (a file that
+cannot be read, a bad release name), with one line naming the file and line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from numa_migrate.adapters.inventory import load_inventory
+from numa_migrate.cli.hosts import hosts_option
+from numa_migrate.errors import NumaMigrateError
+from numa_migrate.preflight.checks import Compute, Finding, HostFacts, Severity, check_all
+from numa_migrate.preflight.hostfacts import read_host_facts
+from numa_migrate.preflight.sources import (
+    PreflightInputError,
+    parse_charm_config,
+    parse_nova_conf,
+    release_index,
+)
+
+_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan",
+          Severity.OK: "green"}
+_ORDER = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2, Severity.OK: 3}
+
+
+def _split(spec: str, what: str) -> tuple[str | None, str]:
+    if "=" in spec:
+        host, value = spec.split("=", 1)
+        if not host or not value:
+            raise PreflightInputError(f"{what} {spec!r}: use VALUE or HOST=VALUE")
+        return host, value
+    return None, spec
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PreflightInputError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+
+
+@click.command("preflight")
+@click.option("--nova-conf", "nova_confs", multiple=True, metavar="[HOST=]FILE",
+              help="A compute's nova.conf (repeatable); HOST names the compute (default: the "
+              "file's name).")
+@click.option("--charm-config", type=click.Path(path_type=Path, dir_okay=False),
+              metavar="FILE", help="`juju config nova-compute` output (YAML).")
+@click.option("--release", "releases", multiple=True, metavar="[HOST=]NAME",
+              help="OpenStack release (train, 2024.1, caracal, or a Nova version like 20.6.0) "
+              "of every compute, or of HOST (repeatable).")
+@hosts_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+def preflight_cmd(
+        nova_confs: tuple[str, ...], charm_config: Path | None,
+                  releases: tuple[str, ...], hosts_path: Path | None, as_json: bool) -> None:
+    """Check that Nova (and the nova-compute charm) allow NUMA live migration, and how well.
+
+    \b
+    Checked, each finding with its severity, file:line and a fix:
+      - the release: before Train, [workarounds] enable_numa_live_migration must be True
+        (and is dangerous: pins are not recalculated); from Train on it works when every
+        compute runs Train or later;
+      - [compute] cpu_dedicated_set / cpu_shared_set vs the legacy vcpu_pin_set: conflicts,
+        overlaps, CPUs the host lacks, SMT siblings split across the sets;
+      - reserved_huge_pages vs the host's huge pages per NUMA node;
+      - libvirt and QEMU versions, and CPU models/flags between the hosts (with --hosts);
+      - post-copy / auto-converge, max_concurrent_live_migrations, timeouts;
+      - with --charm-config: what the charm exposes, and the juju command for the rest.
+
+    \b
+    Examples:
+      numa-migrate preflight --nova-conf cmp-01=/etc/nova/nova.conf --release caracal
+      numa-migrate preflight --nova-conf a=a.conf --nova-conf b=b.conf \\
+          --release a=stein --release b=train --charm-config nova-compute.yaml --json
+      numa-migrate preflight --hosts inventory.toml --nova-conf cmp-01=cmp-01.conf
+
+    Exit 0 no error found, 1 errors found, 2 bad input.
+    """
+    try:
+        findings = _run(nova_confs, charm_config, releases, hosts_path)
+    except NumaMigrateError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    findings.sort(key=lambda f: (_ORDER[f.severity], f.host, f.code))
+    errors = sum(1 for f in findings if f.severity is Severity.ERROR)
+    if as_json:
+        click.echo(json.dumps({"ok": errors == 0,
+                               "counts": {s.value: sum(1 for f in findings if f.severity is s)
+                                          for s in Severity},
+                               "findings": [f.to_json() for f in findings]}, indent=2))
+    else:
+        _print(findings)
+    sys.exit(1 if errors else 0)
+
+
+def _run(nova_confs: tuple[str, ...], charm_config: Path | None, releases: tuple[str, ...],
+         hosts_path: Path | None) -> list[Finding]:
+    if not nova_confs and charm_config is None and hosts_path is None:
+        raise PreflightInputError("nothing to check: give --nova-conf FILE (repeatable), "
+                                  "--charm-config FILE and/or --hosts FILE")
+    default_release: int | None = None
+    per_host: dict[str, int] = {}
+    for spec in releases:
+        host, name = _split(spec, "--release")
+        if host is None:
+            default_release = release_index(name)
+        else:
+            per_host[host] = release_index(name)
+    computes = []
+    for spec in nova_confs:
+        host, file = _split(spec, "--nova-conf")
+        path = Path(file)
+        name = host or path.stem
+        computes.append(Compute(name, parse_nova_conf(_read(path), str(path)),
+                                per_host.get(name, default_release)))
+    unknown = sorted(set(per_host) - {c.name for c in computes})
+    if unknown:
+        raise PreflightInputError(f"--release for {', '.join(unknown)}, which no --nova-conf "
+                                  "names")
+    facts: list[HostFacts] = []
+    if hosts_path is not None:
+        inventory = load_inventory(hosts_path)
+        facts = [read_host_facts(config) for config in inventory.hosts]
+    charm = (None if charm_config is None
+             else parse_charm_config(_read(charm_config), str(charm_config)))
+    return check_all(computes, facts, charm)
+
+
+def _print(findings: list[Finding]) -> None:
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=160)
+    table = Table(title="numa-migrate preflight")
+    for col in ("severity", "host", "finding", "fix", "where"):
+        table.add_column(col, overflow="fold")
+    for f in findings:
+        style = _STYLE[f.severity]
+        table.add_row(f"[{style}]{f.severity.value}[/]", escape(f.host), escape(f.message),
+                      escape(f.fix or "-"), escape(f.where or "-"))
+    console.print(table)
+    counts = {s: sum(1 for f in findings if f.severity is s) for s in Severity}
+    verdict = ("[bold red]NUMA live migration is not ready[/]" if counts[Severity.ERROR]
+               else "[green]no blocking finding[/]")
+    console.print(f"{verdict}: {counts[Severity.ERROR]} error(s), "
+                  f"{counts[Severity.WARNING]} warning(s), {counts[Severity.INFO]} info")
+
+
+__all__ = ["preflight_cmd"]

@@ -1,0 +1,1 @@
+"""Preflight: can these computes live-migrate NUMA guests (Nova config, charm, hosts)?"""

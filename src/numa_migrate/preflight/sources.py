@@ -1,0 +1,207 @@
+"""Read what preflight checks: nova.conf files (oslo.config INI), a nova-compute charm config
+(YAML as ``juju config nova-compute`` prints it), and OpenStack release names. Pure parsing:
+text in, values with their file and line out; every mistake names the file and the line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from numa_migrate.errors import NumaMigrateError
+
+# OpenStack series in order; Nova's major version is 17 + the index (Queens = 17.0.0).
+RELEASES = ("queens", "rocky", "stein", "train", "ussuri", "victoria", "wallaby", "xena",
+            "yoga", "zed", "2023.1", "2023.2", "2024.1", "2024.2", "2025.1", "2025.2",
+            "2026.1", "2026.2")
+ALIASES = {"antelope": "2023.1", "bobcat": "2023.2", "caracal": "2024.1",
+           "dalmatian": "2024.2", "epoxy": "2025.1", "flamingo": "2025.2",
+           "gazpacho": "2026.1"}
+FIRST_NOVA_MAJOR = 17
+TRAIN = RELEASES.index("train")
+
+
+class PreflightInputError(NumaMigrateError):
+    """A file or value preflight cannot read; names the file, the line and what is allowed."""
+
+
+def release_index(name: str) -> int:
+    """Index in :data:`RELEASES` of a series name, alias or Nova version (``20.4.1``)."""
+    raw = name.strip().lower()
+    raw = ALIASES.get(raw, raw)
+    if raw in RELEASES:
+        return RELEASES.index(raw)
+    match = re.fullmatch(r"(\d{1,2})(\.\d+){0,2}", raw)
+    if match:
+        major = int(match.group(1))
+        if FIRST_NOVA_MAJOR <= major < FIRST_NOVA_MAJOR + len(RELEASES):
+            return major - FIRST_NOVA_MAJOR
+    names = ", ".join(RELEASES) + "; or " + ", ".join(ALIASES)
+    raise PreflightInputError(
+        f"release {name!r} is unknown: give an OpenStack series ({names}) or a Nova version "
+        f"from {FIRST_NOVA_MAJOR}.0.0 (queens) to {FIRST_NOVA_MAJOR + len(RELEASES) - 1}.x")
+
+
+def release_name(index: int) -> str:
+    name = RELEASES[index]
+    alias = next((a for a, r in ALIASES.items() if r == name), None)
+    return f"{name} ({alias})" if alias else name
+
+
+# --------------------------------------------------------------------------- nova.conf
+
+
+@dataclass(frozen=True)
+class Value:
+    value: str
+    line: int
+
+
+@dataclass(frozen=True)
+class NovaConf:
+    """One nova.conf: ``[section] key`` -> every value it was given (oslo keeps the last for
+    a single-valued option; multi-valued ones like reserved_huge_pages use them all)."""
+
+    path: str
+    values: dict[tuple[str, str], list[Value]] = field(default_factory=dict)
+
+    def get(self, section: str, key: str) -> Value | None:
+        found = self.values.get((section.lower(), key.lower()))
+        return found[-1] if found else None
+
+    def all(self, section: str, key: str) -> list[Value]:
+        return list(self.values.get((section.lower(), key.lower()), []))
+
+    def where(self, value: Value | None) -> str:
+        return self.path if value is None else f"{self.path}:{value.line}"
+
+
+_SECTION = re.compile(r"\[\s*([^\]]+?)\s*\]\s*$")
+_ITEM = re.compile(r"([A-Za-z0-9_.\-]+)\s*[=:]\s*(.*)$")
+
+
+def parse_nova_conf(text: str, path: str) -> NovaConf:
+    """Parse oslo.config INI: ``[section]``, ``key = value``, ``#``/``;`` comments, values
+    continued on indented lines."""
+    conf = NovaConf(path)
+    section: str | None = None
+    last: tuple[str, str] | None = None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.rstrip()
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;":
+            continue
+        if raw[:1] in " \t" and last is not None:
+            prev = conf.values[last][-1]
+            conf.values[last][-1] = Value(f"{prev.value}\n{stripped}", prev.line)
+            continue
+        section_match = _SECTION.match(stripped)
+        if section_match:
+            section, last = section_match.group(1).lower(), None
+            continue
+        item = _ITEM.match(stripped)
+        if item is None:
+            raise PreflightInputError(f"{path}:{number}: not an INI line ([section] or "
+                                      f"key = value): {stripped[:60]!r}")
+        if section is None:
+            raise PreflightInputError(f"{path}:{number}: {item.group(1)} comes before any "
+                                      "[section] (nova.conf options live in [DEFAULT], "
+                                      "[compute], [libvirt], [workarounds], ...)")
+        last = (section, item.group(1).lower())
+        conf.values.setdefault(last, []).append(Value(item.group(2).strip(), number))
+    return conf
+
+
+def conf_bool(conf: NovaConf, section: str, key: str) -> bool | None:
+    value = conf.get(section, key)
+    if value is None:
+        return None
+    text = value.value.strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise PreflightInputError(f"{conf.where(value)}: [{section}] {key} = {value.value!r} is "
+                              "not a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+def conf_int(conf: NovaConf, section: str, key: str) -> int | None:
+    value = conf.get(section, key)
+    if value is None:
+        return None
+    try:
+        return int(value.value.strip())
+    except ValueError:
+        raise PreflightInputError(f"{conf.where(value)}: [{section}] {key} = {value.value!r} "
+                                  "is not an integer") from None
+
+
+# --------------------------------------------------------------------------- charm config
+
+
+@dataclass(frozen=True)
+class CharmSetting:
+    value: Any
+    source: str  # "default" | "user" | ...
+    line: int
+
+
+@dataclass(frozen=True)
+class CharmConfig:
+    path: str
+    application: str
+    settings: dict[str, CharmSetting]
+
+    def value(self, key: str) -> Any:
+        setting = self.settings.get(key)
+        return None if setting is None else setting.value
+
+    def where(self, key: str) -> str:
+        setting = self.settings.get(key)
+        return self.path if setting is None else f"{self.path}:{setting.line}"
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A safe loader that remembers the line of each mapping key."""
+
+
+def _mapping_with_lines(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        out[key] = loader.construct_object(value_node, deep=True)
+        if isinstance(out[key], dict):
+            out[key]["__line__"] = key_node.start_mark.line + 1
+    return out
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                            _mapping_with_lines)
+
+
+def parse_charm_config(text: str, path: str) -> CharmConfig:
+    try:
+        doc = yaml.load(text, Loader=_LineLoader)  # a SafeLoader: no arbitrary objects
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else path
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PreflightInputError(f"{where}: not valid YAML: {problem}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("settings"), dict):
+        raise PreflightInputError(
+            f"{path}: expected `juju config nova-compute` output: a YAML mapping with "
+            "application, charm and settings (each setting with value/default/source)")
+    settings: dict[str, CharmSetting] = {}
+    for key, raw in doc["settings"].items():
+        if key == "__line__":
+            continue
+        if not isinstance(raw, dict):
+            raise PreflightInputError(f"{path}: settings.{key} must be a mapping with value, "
+                                      "default and source keys")
+        value = raw.get("value", raw.get("default"))
+        settings[str(key)] = CharmSetting(value, str(raw.get("source", "default")),
+                                          int(raw.get("__line__", 0)))
+    return CharmConfig(path, str(doc.get("application", "nova-compute")), settings)
