@@ -21,11 +21,11 @@ from numa_migrate.cpuset import parse_cpu_spec
 from numa_migrate.errors import NumaMigrateError
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
 from numa_migrate.matrix.report import Check, Leg, ScenarioResult, Status
+from numa_migrate.matrix.runner import validation_checks
 from numa_migrate.matrix.scenarios import Scenario
 from numa_migrate.migrate.plan import MigrationPlan, SriovInputs, plan_migration
 from numa_migrate.model.host import HostTopology
 from numa_migrate.request import Flavor
-from numa_migrate.validation import Status as CheckStatus
 from numa_migrate.validation import validate
 
 SOURCE_VF = "0000:3b:02.1"
@@ -35,8 +35,6 @@ NODE1_CPUS = "10-19,30-39"
 NOT_ON_HARDWARE = ("planned and validated on node-device fixtures only: no SR-IOV NIC on "
                    "these machines, so the VF detach/attach around a real migration was not "
                    "run (it is covered by unit tests with a recording stand-in)")
-_OUTCOME = {CheckStatus.PASSED: "pass", CheckStatus.FAILED: "fail",
-            CheckStatus.SKIPPED: "skip"}
 
 
 def _data(name: str) -> str:
@@ -80,10 +78,7 @@ def run_fixture_scenario(scenario: Scenario) -> ScenarioResult:
                       plan=plan.dest_plan, host=_host("fixture-dst"),
                       pci_functions=_functions(), host_name="fixture-dst",
                       affinity_skip_reason="fixtures: no QEMU process")
-    for c in report.checks:
-        detail = c.detail or (f"expected {c.expected}; actual {c.actual}"
-                              if c.expected or c.actual else "")
-        checks.append(Check(c.name, c.title, _OUTCOME[c.status], detail))
+    checks += validation_checks(report)
     failed = [c for c in checks if c.outcome == "fail"]
     leg = Leg(source="fixture-src", destination="fixture-dst", seconds=None, downtime_ms=None,
               source_pins={v: tuple(sorted(c)) for v, c in plan.source_info.vcpupin},

@@ -44,6 +44,7 @@ from numa_migrate.migrate.plan import NoRoom
 from numa_migrate.migrate.run import HostRef, Migration, Outcome
 from numa_migrate.request import Flavor
 from numa_migrate.validation import Status as CheckStatus
+from numa_migrate.validation import ValidationReport
 
 _OUTCOME = {CheckStatus.PASSED: "pass", CheckStatus.FAILED: "fail",
             CheckStatus.SKIPPED: "skip"}
@@ -171,10 +172,7 @@ class MatrixRun:
                     name: str, label: str) -> None:
         checked = validate_on_host(hosts.inventory.host(dst.name), name,
                                    outcome.plan.dest_plan)
-        for c in checked.report.checks:
-            detail = c.detail or (f"expected {c.expected}; actual {c.actual}"
-                                  if c.expected or c.actual else "")
-            self._check(f"{label}:{c.name}", f"{label}: {c.title}", _OUTCOME[c.status], detail)
+        self._checks += validation_checks(checked.report, label)
         where = self._running_on(hosts, name)
         self._check(f"{label}:runs_once", f"{label}: runs on {dst.name} only",
                     "pass" if where == [dst.name] else "fail", f"running on: {where or 'none'}")
@@ -363,6 +361,18 @@ class MatrixRun:
             finally:
                 conn.close()
         return env
+
+
+def validation_checks(report: ValidationReport, label: str = "") -> list[Check]:
+    """``validate``'s checks as report rows (prefixed with the leg's label when given)."""
+    out = []
+    for c in report.checks:
+        detail = c.detail or (f"expected {c.expected}; actual {c.actual}"
+                              if c.expected or c.actual else "")
+        out.append(Check(f"{label}:{c.name}" if label else c.name,
+                         f"{label}: {c.title}" if label else c.title,
+                         _OUTCOME[c.status], detail))
+    return out
 
 
 def host_picture(live: LiveHost, when: str) -> HostPicture:
