@@ -1,26 +1,51 @@
-"""The validation matrix report: its data model, JSON round trip, markdown and HTML.
+"""The validation matrix report: its data model, JSON round trip and what both renderings share.
 
-The report stands on its own (an operator attaches it to a change request): per scenario
-the status, extra specs, page size, each leg's pins and cells, times, refusal reasons,
-every check made, and a picture of each host's CPUs before and after, coloured by guest.
+The report stands on its own (an operator attaches it to a change request): per scenario the
+status, extra specs, page size, each leg's pins and cells, times, refusal reasons, every check
+made, and a picture of each host's CPUs before and after, coloured by guest. The runner
+(:mod:`numa_migrate.matrix.runner`) fills the model; :func:`render_markdown`
+(:mod:`~numa_migrate.matrix.render_md`) and :func:`render_html`
+(:mod:`~numa_migrate.matrix.render_html`) turn it into text.
+
+Every value is made immutable on construction (mappings become read-only copies, sequences
+tuples; the caller's dicts are never kept), and enumerated fields are checked there, so that
+whatever :meth:`MatrixReport.to_json` writes, :meth:`MatrixReport.from_json` reads back. The
+reader is strict: a bad document raises :class:`ReportError` naming the field
+(``report.scenarios[2].legs[0].dest_pins: keys must be integers ...``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import html
-from collections.abc import Mapping
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final, TypeVar
 
 from numa_migrate.cpuset import format_cpu_spec
 from numa_migrate.errors import ParseError
+from numa_migrate.model.guest import describe_page_size
 
-GROUP_ORDER = ("NUMA awareness", "CPU pinning", "Huge pages", "SR-IOV", "Negative")
-PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1",
-           "#ff9da7", "#9c755f", "#86bcb6")
+FORMAT: Final = "numa-migrate-matrix"
+VERSION: Final = 1
+GROUP_ORDER: Final = ("NUMA awareness", "CPU pinning", "Huge pages", "SR-IOV", "Negative")
+OUTCOMES: Final = ("pass", "fail", "skip")
+WHENS: Final = ("before", "after")
+RAN_ON: Final = ("lab", "hosts", "fixtures", "none")
+"""Where a scenario ran: the two-daemon lab, real hosts, XML fixtures only, or nowhere."""
+CPU_KINDS: Final = ("dedicated", "shared", "reserved")
+
+PALETTE: Final = (
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948",
+    "#b07aa1", "#ff9da7", "#9c755f", "#8cd17d", "#d37295", "#a0cbe8",
+)
+"""Guest colours (Tableau's, without grey: grey means a free CPU)."""
+FREE_COLOUR: Final = "#e3e3e3"
 
 
 class Status(StrEnum):
@@ -32,43 +57,169 @@ class Status(StrEnum):
 
 
 class ReportError(ParseError):
-    """A report document that does not follow the format; names the field."""
+    """A report (document or value) that does not follow the format; names the field."""
 
 
-def _frozen(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
-    return MappingProxyType(dict(mapping))
+# --------------------------------------------------------------------------- value checks
+
+_T = TypeVar("_T")
 
 
-@dataclass(frozen=True)
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _kind(value: object) -> str:
+    names = {dict: "object", list: "list", str: "str", bool: "bool", int: "int",
+             float: "float", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _str(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise ReportError(f"{where}: expected str, got {_kind(value)} ({_show(value)})")
+    return value
+
+
+def _int(value: object, where: str, *, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ReportError(f"{where}: expected int, got {_kind(value)} ({_show(value)})")
+    if value < minimum:
+        raise ReportError(f"{where}: must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def _choice(value: object, allowed: Iterable[str], where: str) -> str:
+    options = tuple(allowed)
+    if value not in options:
+        raise ReportError(f"{where}: one of {', '.join(options)} (got {_show(value)})")
+    return str(value)
+
+
+def _str_map(mapping: Mapping[str, str], where: str) -> Mapping[str, str]:
+    return MappingProxyType({_str(k, f"{where} key"): _str(v, f"{where}[{k!r}]")
+                             for k, v in mapping.items()})
+
+
+def _int_map(mapping: Mapping[int, _T], where: str,
+             value: Callable[[Any, str], _T]) -> Mapping[int, _T]:
+    items = {_int(k, f"{where} key"): value(v, f"{where}[{k}]") for k, v in mapping.items()}
+    return MappingProxyType(dict(sorted(items.items())))
+
+
+def _cpu_tuple(cpus: Iterable[int], where: str) -> tuple[int, ...]:
+    if isinstance(cpus, str | bytes):
+        raise ReportError(f"{where}: expected a list of CPU ids, got {_kind(cpus)}")
+    out = tuple(_int(c, where) for c in cpus)
+    if len(set(out)) != len(out):
+        raise ReportError(f"{where}: CPU ids repeat ({', '.join(map(str, out))})")
+    return out
+
+
+def _tuple_of(items: Iterable[_T], kind: type[_T], where: str) -> tuple[_T, ...]:
+    out = tuple(items)
+    for i, item in enumerate(out):
+        if not isinstance(item, kind):
+            raise ReportError(f"{where}[{i}]: expected {kind.__name__}, got {_kind(item)}")
+    return out
+
+
+def _strs(value: object, where: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ReportError(f"{where}: expected a sequence of str, got {_kind(value)}")
+    return _tuple_of(value, str, where)
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True, slots=True)
 class Check:
+    """One thing checked in a scenario; ``detail`` says what was found (or why skipped)."""
+
     name: str
     title: str
     outcome: str  # "pass" | "fail" | "skip"
     detail: str = ""
 
+    def __post_init__(self) -> None:
+        _str(self.name, "Check.name")
+        _str(self.title, f"Check({self.name!r}).title")
+        _str(self.detail, f"Check({self.name!r}).detail")
+        _choice(self.outcome, OUTCOMES, f"Check({self.name!r}).outcome")
 
-@dataclass(frozen=True)
+    @property
+    def failed(self) -> bool:
+        return self.outcome == "fail"
+
+
+@dataclass(frozen=True, slots=True)
 class CellPicture:
+    """One host NUMA cell: its CPUs, the guest on each (pinned or floating), their roles.
+
+    ``owners``: CPU -> guest name ("" or missing: free). ``kinds``: CPU -> "dedicated",
+    "shared" or "reserved", the CPU's place in the host's CPU sets, where known.
+    """
+
     node: int
     cpus: tuple[int, ...]
     owners: Mapping[int, str]
     kinds: Mapping[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "cpus", tuple(self.cpus))
-        object.__setattr__(self, "owners", _frozen(self.owners))
-        object.__setattr__(self, "kinds", _frozen(self.kinds))
+        where = f"CellPicture(node {self.node})"
+        _int(self.node, "CellPicture.node")
+        cpus = _cpu_tuple(self.cpus, f"{where}.cpus")
+        owners = _int_map(self.owners, f"{where}.owners", _str)
+        kinds = _int_map(self.kinds, f"{where}.kinds", lambda v, w: _choice(v, CPU_KINDS, w))
+        for name, mapping in (("owners", owners), ("kinds", kinds)):
+            stray = sorted(set(mapping) - set(cpus))
+            if stray:
+                raise ReportError(f"{where}.{name}: CPU {stray[0]} is not one of the cell's "
+                                  f"CPUs ({format_cpu_spec(cpus) or 'none'})")
+        _set(self, "cpus", cpus)
+        _set(self, "owners", MappingProxyType({c: o for c, o in owners.items() if o}))
+        _set(self, "kinds", kinds)
+
+    def owner(self, cpu: int) -> str:
+        """The guest on ``cpu``, or "" when it is free."""
+        return self.owners.get(cpu, "")
+
+    def guests(self) -> tuple[str, ...]:
+        return tuple(sorted(set(self.owners.values())))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HostPicture:
+    """A host's CPUs per NUMA cell, ``when`` "before" or "after" the scenario's move."""
+
     host: str
     when: str  # "before" | "after"
     cells: tuple[CellPicture, ...]
 
+    def __post_init__(self) -> None:
+        _str(self.host, "HostPicture.host")
+        _choice(self.when, WHENS, f"HostPicture({self.host!r}).when")
+        _set(self, "cells", _tuple_of(self.cells, CellPicture, f"HostPicture({self.host!r}).cells"))
 
-@dataclass(frozen=True)
+    def guests(self) -> tuple[str, ...]:
+        return tuple(sorted({g for c in self.cells for g in c.guests()}))
+
+
+@dataclass(frozen=True, slots=True)
 class Leg:
+    """One move of the guest, or one refused move (``refused_reasons`` non-empty).
+
+    Pins map a vCPU to its host CPUs, cells a guest NUMA cell to its host node; ``source_*``
+    as the guest ran before the move, ``dest_*`` as placed on the destination. ``seconds``
+    is None when nothing migrated (refused, or planned on fixtures only).
+    """
+
     source: str
     destination: str
     seconds: float | None
@@ -80,16 +231,38 @@ class Leg:
     refused_reasons: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        _str(self.source, "Leg.source")
+        _str(self.destination, "Leg.destination")
+        where = f"Leg({self.source} -> {self.destination})"
+        if self.seconds is not None:
+            if isinstance(self.seconds, bool) or not isinstance(self.seconds, int | float):
+                raise ReportError(f"{where}.seconds: expected float or None, "
+                                  f"got {_kind(self.seconds)}")
+            if not math.isfinite(self.seconds) or self.seconds < 0:
+                raise ReportError(f"{where}.seconds: must be a finite number >= 0, "
+                                  f"got {self.seconds}")
+            _set(self, "seconds", float(self.seconds))
+        if self.downtime_ms is not None:
+            _int(self.downtime_ms, f"{where}.downtime_ms")
         for name in ("source_pins", "dest_pins"):
-            pins = getattr(self, name)
-            object.__setattr__(self, name, _frozen({k: tuple(v) for k, v in pins.items()}))
+            _set(self, name, _int_map(getattr(self, name), f"{where}.{name}", _cpu_tuple))
         for name in ("source_cells", "dest_cells"):
-            object.__setattr__(self, name, _frozen(getattr(self, name)))
-        object.__setattr__(self, "refused_reasons", tuple(self.refused_reasons))
+            _set(self, name, _int_map(getattr(self, name), f"{where}.{name}", _int))
+        _set(self, "refused_reasons", _strs(self.refused_reasons, f"{where}.refused_reasons"))
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.refused_reasons)
+
+    @property
+    def migrated(self) -> bool:
+        return self.seconds is not None and not self.refused
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScenarioResult:
+    """What one scenario did and found. ``reason``: why skipped/failed/fixtures only."""
+
     id: str
     group: str
     title: str
@@ -103,60 +276,188 @@ class ScenarioResult:
     ran_on: str = "lab"  # "lab" | "hosts" | "fixtures" | "none"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "extra_specs", _frozen(self.extra_specs))
+        if not _str(self.id, "ScenarioResult.id"):
+            raise ReportError("ScenarioResult.id: must not be empty")
+        where = f"ScenarioResult({self.id!r})"
+        _str(self.group, f"{where}.group")
+        _str(self.title, f"{where}.title")
+        _str(self.reason, f"{where}.reason")
+        _set(self, "extra_specs", _str_map(self.extra_specs, f"{where}.extra_specs"))
+        _set(self, "status", Status(_choice(self.status, [s.value for s in Status],
+                                            f"{where}.status")))
+        if self.page_size_kib is not None:
+            _int(self.page_size_kib, f"{where}.page_size_kib", minimum=1)
+        _set(self, "legs", _tuple_of(self.legs, Leg, f"{where}.legs"))
+        _set(self, "checks", _tuple_of(self.checks, Check, f"{where}.checks"))
+        _set(self, "pictures", _tuple_of(self.pictures, HostPicture, f"{where}.pictures"))
+        _choice(self.ran_on, RAN_ON, f"{where}.ran_on")
+
+    def check_counts(self) -> dict[str, int]:
+        """Checks per outcome: ``{"pass": n, "fail": n, "skip": n}``."""
+        return {o: sum(1 for c in self.checks if c.outcome == o) for o in OUTCOMES}
+
+    def guests(self) -> tuple[str, ...]:
+        """Every guest name on the scenario's pictures, sorted."""
+        return tuple(sorted({g for p in self.pictures for g in p.guests()}))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The report's one-line answer. ``kind``: passed, gaps, unproven or failed."""
+
+    kind: str
+    label: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class MatrixReport:
+    """One matrix run: when, where, and each scenario's result."""
+
     title: str
-    started_at: str
-    finished_at: str
+    started_at: str  # ISO 8601
+    finished_at: str  # ISO 8601
     environment: Mapping[str, str]
     scenarios: tuple[ScenarioResult, ...]
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "environment", _frozen(self.environment))
+        _str(self.title, "MatrixReport.title")
+        _str(self.started_at, "MatrixReport.started_at")
+        _str(self.finished_at, "MatrixReport.finished_at")
+        _set(self, "environment", _str_map(self.environment, "MatrixReport.environment"))
+        _set(self, "scenarios",
+             _tuple_of(self.scenarios, ScenarioResult, "MatrixReport.scenarios"))
 
     def counts(self) -> dict[Status, int]:
+        """Scenarios per status, every status present (zero when none)."""
         return {s: sum(1 for r in self.scenarios if r.status is s) for s in Status}
 
     @property
     def ok(self) -> bool:
+        """No scenario failed (skipped and fixtures-only ones do not fail the report)."""
         return not any(r.status is Status.FAILED for r in self.scenarios)
+
+    def verdict(self) -> Verdict:
+        n = self.counts()
+        total = len(self.scenarios)
+        if n[Status.FAILED]:
+            return Verdict("failed", "FAILED",
+                           f"{n[Status.FAILED]} of {_plural(total, 'scenario')} failed")
+        if not total:
+            return Verdict("unproven", "NOT PROVEN", "the report holds no scenario")
+        gaps = []
+        if n[Status.SKIPPED]:
+            gaps.append(f"{n[Status.SKIPPED]} skipped")
+        if n[Status.FIXTURES]:
+            gaps.append(f"{n[Status.FIXTURES]} ran on fixtures only (not on hardware)")
+        if not n[Status.PASSED]:
+            return Verdict("unproven", "NOT PROVEN",
+                           "no scenario failed, but none passed either: " + ", ".join(gaps))
+        if gaps:
+            return Verdict("gaps", "PASSED WITH GAPS",
+                           f"no scenario failed; {n[Status.PASSED]} passed, "
+                           + " and ".join(gaps))
+        return Verdict("passed", "PASSED", f"all {_plural(total, 'scenario')} passed")
+
+    def summary_line(self) -> str:
+        n = self.counts()
+        return (f"{n[Status.PASSED]} passed, {n[Status.FAILED]} failed, "
+                f"{n[Status.SKIPPED]} skipped, {n[Status.FIXTURES]} fixtures-only")
+
+    def duration_seconds(self) -> float | None:
+        """Seconds from start to finish, or None when the times cannot be compared."""
+        try:
+            start = datetime.fromisoformat(self.started_at)
+            end = datetime.fromisoformat(self.finished_at)
+            return (end - start).total_seconds()
+        except (ValueError, TypeError):
+            return None
+
+    def grouped(self) -> tuple[tuple[str, tuple[ScenarioResult, ...]], ...]:
+        """Scenarios by group: :data:`GROUP_ORDER` first, other groups after, by name."""
+        groups: dict[str, list[ScenarioResult]] = {}
+        for r in self.scenarios:
+            groups.setdefault(r.group, []).append(r)
+        order = [g for g in GROUP_ORDER if g in groups] + sorted(set(groups) - set(GROUP_ORDER))
+        return tuple((g, tuple(groups[g])) for g in order)
+
+    # ------------------------------------------------------------------ JSON
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": "numa-migrate-matrix", "version": 1, "title": self.title,
-            "started_at": self.started_at, "finished_at": self.finished_at,
-            "environment": dict(self.environment), "ok": self.ok,
+            "format": FORMAT,
+            "version": VERSION,
+            "title": self.title,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "environment": dict(self.environment),
+            "ok": self.ok,
             "counts": {s.value: n for s, n in self.counts().items()},
             "scenarios": [_scenario_json(r) for r in self.scenarios],
         }
 
     @classmethod
     def from_json(cls, data: Any) -> MatrixReport:
-        doc = _Reader(data, "report")
-        if doc.get("format", str) != "numa-migrate-matrix":
-            raise ReportError("report.format: expected 'numa-migrate-matrix'")
-        return cls(
-            title=doc.get("title", str), started_at=doc.get("started_at", str),
-            finished_at=doc.get("finished_at", str),
-            environment={str(k): str(v) for k, v in doc.get("environment", dict).items()},
-            scenarios=tuple(_scenario_from(_Reader(s, f"report.scenarios[{i}]"))
-                            for i, s in enumerate(doc.get("scenarios", list))),
-        )
+        """Read a document :meth:`to_json` wrote; anything else raises :class:`ReportError`."""
+        doc = _Obj(data, "report")
+        if doc.text("format") != FORMAT:
+            raise ReportError(f"report.format: expected {FORMAT!r}, "
+                              f"got {_show(doc.data['format'])}")
+        version = doc.integer("version")
+        if version != VERSION:
+            raise ReportError(f"report.version: this numa-migrate reads version {VERSION}, "
+                              f"not {version}")
+        title = doc.text("title")
+        times = {}
+        for key in ("started_at", "finished_at"):
+            times[key] = doc.text(key)
+            try:
+                datetime.fromisoformat(times[key])
+            except ValueError:
+                raise ReportError(f"report.{key}: not an ISO 8601 time "
+                                  f"({_show(times[key])})") from None
+        environment = doc.str_map("environment")
+        ok = doc.optional("ok", _bool)
+        counts = doc.optional("counts", _Obj)
+        scenarios = tuple(_scenario_from(_Obj(raw, where))
+                          for raw, where in doc.array("scenarios"))
+        doc.done()
+        report = cls(title=title, started_at=times["started_at"],
+                     finished_at=times["finished_at"], environment=environment,
+                     scenarios=scenarios)
+        if ok is not None and ok != report.ok:
+            raise ReportError(f"report.ok: says {ok} but the scenarios say {report.ok}")
+        if counts is not None:
+            real = {s.value: n for s, n in report.counts().items()}
+            given = {s: counts.integer(s) for s in real}
+            counts.done()
+            if given != real:
+                raise ReportError(f"report.counts: {given} does not match the scenarios "
+                                  f"({real})")
+        return report
 
 
-# --------------------------------------------------------------------------- JSON
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# --------------------------------------------------------------------------- JSON details
 
 
 def _scenario_json(r: ScenarioResult) -> dict[str, Any]:
     return {
-        "id": r.id, "group": r.group, "title": r.title, "extra_specs": dict(r.extra_specs),
-        "status": r.status.value, "reason": r.reason, "page_size_kib": r.page_size_kib,
+        "id": r.id,
+        "group": r.group,
+        "title": r.title,
+        "extra_specs": dict(r.extra_specs),
+        "status": r.status.value,
+        "reason": r.reason,
+        "page_size_kib": r.page_size_kib,
         "ran_on": r.ran_on,
         "legs": [{
-            "source": leg.source, "destination": leg.destination, "seconds": leg.seconds,
+            "source": leg.source,
+            "destination": leg.destination,
+            "seconds": leg.seconds,
             "downtime_ms": leg.downtime_ms,
             "source_pins": {str(k): list(v) for k, v in leg.source_pins.items()},
             "dest_pins": {str(k): list(v) for k, v in leg.dest_pins.items()},
@@ -166,281 +467,362 @@ def _scenario_json(r: ScenarioResult) -> dict[str, Any]:
         } for leg in r.legs],
         "checks": [{"name": c.name, "title": c.title, "outcome": c.outcome,
                     "detail": c.detail} for c in r.checks],
-        "pictures": [{"host": p.host, "when": p.when, "cells": [{
-            "node": c.node, "cpus": list(c.cpus),
-            "owners": {str(k): v for k, v in c.owners.items()},
-            "kinds": {str(k): v for k, v in c.kinds.items()},
-        } for c in p.cells]} for p in r.pictures],
+        "pictures": [{
+            "host": p.host,
+            "when": p.when,
+            "cells": [{
+                "node": c.node,
+                "cpus": list(c.cpus),
+                "owners": {str(k): v for k, v in c.owners.items()},
+                "kinds": {str(k): v for k, v in c.kinds.items()},
+            } for c in p.cells],
+        } for p in r.pictures],
     }
 
 
-class _Reader:
+_MISSING: Final = object()
+_INT_KEY = re.compile(r"0|[1-9][0-9]*")
+
+
+def _bool(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ReportError(f"{where}: expected bool, got {_kind(value)} ({_show(value)})")
+    return value
+
+
+class _Obj:
+    """One JSON object being read: typed getters naming the field, unknown keys refused."""
+
     def __init__(self, data: Any, where: str) -> None:
         if not isinstance(data, dict):
-            raise ReportError(f"{where}: expected an object, got {type(data).__name__}")
-        self.data, self.where = data, where
+            raise ReportError(f"{where}: expected object, got {_kind(data)}")
+        self.data: dict[Any, Any] = data
+        self.where = where
+        self._seen: set[str] = set()
 
-    def get(self, key: str, kind: type, *, optional: bool = False) -> Any:
+    def _raw(self, key: str, default: object = _MISSING) -> Any:
+        self._seen.add(key)
         if key not in self.data:
-            if optional:
-                return None
-            raise ReportError(f"{self.where}.{key}: missing")
-        value = self.data[key]
-        if value is None and optional:
+            if default is _MISSING:
+                raise ReportError(f"{self.where}.{key}: missing")
+            return default
+        return self.data[key]
+
+    def at(self, key: str) -> str:
+        return f"{self.where}.{key}"
+
+    def optional(self, key: str, read: Callable[[Any, str], _T]) -> _T | None:
+        value = self._raw(key, None)
+        return None if value is None else read(value, self.at(key))
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self._raw(key, _MISSING if default is None else default)
+        return _str(value, self.at(key))
+
+    def integer(self, key: str, *, minimum: int = 0) -> int:
+        return _int(self._raw(key), self.at(key), minimum=minimum)
+
+    def nullable_int(self, key: str, *, minimum: int = 0) -> int | None:
+        value = self._raw(key, None)
+        if value is None:
             return None
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ReportError(f"{self.where}.{key}: expected {kind.__name__}, "
-                              f"got {type(value).__name__}")
-        return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ReportError(f"{self.at(key)}: expected int or null, got {_kind(value)} "
+                              f"({_show(value)})")
+        return _int(value, self.at(key), minimum=minimum)
 
-    def int_keys(self, key: str, convert: Any) -> dict[int, Any]:
-        raw = self.get(key, dict)
-        try:
-            return {int(k): convert(v) for k, v in raw.items()}
-        except (TypeError, ValueError):
-            raise ReportError(f"{self.where}.{key}: keys must be integers") from None
+    def nullable_float(self, key: str) -> float | None:
+        value = self._raw(key, None)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ReportError(f"{self.at(key)}: expected number or null, got {_kind(value)} "
+                              f"({_show(value)})")
+        if not math.isfinite(value) or value < 0:
+            raise ReportError(f"{self.at(key)}: must be a finite number >= 0, got {value}")
+        return float(value)
+
+    def array(self, key: str, *, required: bool = True) -> list[tuple[Any, str]]:
+        value = self._raw(key) if required else self._raw(key, [])
+        if not isinstance(value, list):
+            raise ReportError(f"{self.at(key)}: expected list, got {_kind(value)}")
+        return [(item, f"{self.at(key)}[{i}]") for i, item in enumerate(value)]
+
+    def cpu_list(self, key: str) -> tuple[int, ...]:
+        return _cpu_list(self._raw(key), self.at(key))
+
+    def str_list(self, key: str, *, required: bool = True) -> tuple[str, ...]:
+        return tuple(_str(v, w) for v, w in self.array(key, required=required))
+
+    def str_map(self, key: str, *, required: bool = True) -> dict[str, str]:
+        obj = _Obj(self._raw(key) if required else self._raw(key, {}), self.at(key))
+        return {str(k): _str(v, f"{obj.where}[{k!r}]") for k, v in obj.data.items()}
+
+    def int_map(self, key: str, read: Callable[[Any, str], _T], *,
+                required: bool = True) -> dict[int, _T]:
+        obj = _Obj(self._raw(key) if required else self._raw(key, {}), self.at(key))
+        out: dict[int, _T] = {}
+        for k, v in obj.data.items():
+            if not isinstance(k, str) or not _INT_KEY.fullmatch(k):
+                raise ReportError(f"{obj.where}: keys must be integers written as strings "
+                                  f"('0', '12'), got {_show(k)}")
+            out[int(k)] = read(v, f"{obj.where}[{k!r}]")
+        return out
+
+    def done(self) -> None:
+        unknown = sorted(str(k) for k in self.data if k not in self._seen)
+        if unknown:
+            raise ReportError(f"{self.where}.{unknown[0]}: unknown field (known: "
+                              f"{', '.join(sorted(self._seen))})")
 
 
-def _scenario_from(s: _Reader) -> ScenarioResult:
-    try:
-        status = Status(s.get("status", str))
-    except ValueError:
-        raise ReportError(f"{s.where}.status: one of "
-                          f"{', '.join(x.value for x in Status)}") from None
+def _cpu_list(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        raise ReportError(f"{where}: expected list of CPU ids, got {_kind(value)}")
+    return _cpu_tuple((_int(v, f"{where}[{i}]") for i, v in enumerate(value)), where)
+
+
+def _scenario_from(s: _Obj) -> ScenarioResult:
+    status = _choice(s.text("status"), [x.value for x in Status], s.at("status"))
     legs = []
-    for i, raw in enumerate(s.get("legs", list)):
-        leg = _Reader(raw, f"{s.where}.legs[{i}]")
+    for raw, where in s.array("legs", required=False):
+        leg = _Obj(raw, where)
         legs.append(Leg(
-            source=leg.get("source", str), destination=leg.get("destination", str),
-            seconds=leg.get("seconds", float, optional=True),
-            downtime_ms=leg.get("downtime_ms", int, optional=True),
-            source_pins=leg.int_keys("source_pins", lambda v: tuple(int(x) for x in v)),
-            dest_pins=leg.int_keys("dest_pins", lambda v: tuple(int(x) for x in v)),
-            source_cells=leg.int_keys("source_cells", int),
-            dest_cells=leg.int_keys("dest_cells", int),
-            refused_reasons=tuple(str(x) for x in leg.get("refused_reasons", list)),
+            source=leg.text("source"),
+            destination=leg.text("destination"),
+            seconds=leg.nullable_float("seconds"),
+            downtime_ms=leg.nullable_int("downtime_ms"),
+            source_pins=leg.int_map("source_pins", _cpu_list),
+            dest_pins=leg.int_map("dest_pins", _cpu_list),
+            source_cells=leg.int_map("source_cells", _int),
+            dest_cells=leg.int_map("dest_cells", _int),
+            refused_reasons=leg.str_list("refused_reasons", required=False),
         ))
+        leg.done()
     checks = []
-    for i, raw in enumerate(s.get("checks", list)):
-        c = _Reader(raw, f"{s.where}.checks[{i}]")
-        outcome = c.get("outcome", str)
-        if outcome not in ("pass", "fail", "skip"):
-            raise ReportError(f"{c.where}.outcome: one of pass, fail, skip")
-        checks.append(Check(c.get("name", str), c.get("title", str), outcome,
-                            c.get("detail", str)))
+    for raw, where in s.array("checks", required=False):
+        c = _Obj(raw, where)
+        checks.append(Check(c.text("name"), c.text("title"),
+                            _choice(c.text("outcome"), OUTCOMES, c.at("outcome")),
+                            c.text("detail", "")))
+        c.done()
     pictures = []
-    for i, raw in enumerate(s.get("pictures", list)):
-        p = _Reader(raw, f"{s.where}.pictures[{i}]")
+    for raw, where in s.array("pictures", required=False):
+        p = _Obj(raw, where)
+        host, when = p.text("host"), _choice(p.text("when"), WHENS, p.at("when"))
         cells = []
-        for j, rawc in enumerate(p.get("cells", list)):
-            c = _Reader(rawc, f"{p.where}.cells[{j}]")
-            cells.append(CellPicture(c.get("node", int),
-                                     tuple(int(x) for x in c.get("cpus", list)),
-                                     c.int_keys("owners", str), c.int_keys("kinds", str)))
-        pictures.append(HostPicture(p.get("host", str), p.get("when", str), tuple(cells)))
-    return ScenarioResult(
-        id=s.get("id", str), group=s.get("group", str), title=s.get("title", str),
-        extra_specs={str(k): str(v) for k, v in s.get("extra_specs", dict).items()},
-        status=status, reason=s.get("reason", str),
-        page_size_kib=s.get("page_size_kib", int, optional=True), legs=tuple(legs),
-        checks=tuple(checks), pictures=tuple(pictures), ran_on=s.get("ran_on", str),
+        for rawc, wherec in p.array("cells"):
+            c = _Obj(rawc, wherec)
+            node, cpus = c.integer("node"), c.cpu_list("cpus")
+            owners = c.int_map("owners", _str)
+            kinds = c.int_map("kinds", lambda v, w: _choice(v, CPU_KINDS, w), required=False)
+            for name, mapping in (("owners", owners), ("kinds", kinds)):
+                stray = sorted(set(mapping) - set(cpus))
+                if stray:
+                    raise ReportError(f"{c.at(name)}: CPU {stray[0]} is not in "
+                                      f"{c.at('cpus')} ({format_cpu_spec(cpus) or 'none'})")
+            c.done()
+            cells.append(CellPicture(node, cpus, owners, kinds))
+        p.done()
+        pictures.append(HostPicture(host, when, tuple(cells)))
+    ident = s.text("id")
+    if not ident:
+        raise ReportError(f"{s.at('id')}: must not be empty")
+    result = ScenarioResult(
+        id=ident,
+        group=s.text("group"),
+        title=s.text("title"),
+        extra_specs=s.str_map("extra_specs"),
+        status=Status(status),
+        reason=s.text("reason", ""),
+        page_size_kib=s.nullable_int("page_size_kib", minimum=1),
+        legs=tuple(legs),
+        checks=tuple(checks),
+        pictures=tuple(pictures),
+        ran_on=_choice(s.text("ran_on"), RAN_ON, s.at("ran_on")),
     )
+    s.done()
+    return result
 
 
 # --------------------------------------------------------------------------- shared text
 
 
-def grouped(report: MatrixReport) -> list[tuple[str, list[ScenarioResult]]]:
-    groups: dict[str, list[ScenarioResult]] = {}
-    for r in report.scenarios:
-        groups.setdefault(r.group, []).append(r)
-    order = [g for g in GROUP_ORDER if g in groups] + sorted(set(groups) - set(GROUP_ORDER))
-    return [(g, groups[g]) for g in order]
+def grouped(report: MatrixReport) -> tuple[tuple[str, tuple[ScenarioResult, ...]], ...]:
+    """Scenarios by group in report order (see :meth:`MatrixReport.grouped`)."""
+    return report.grouped()
 
 
 def pins_text(pins: Mapping[int, tuple[int, ...]]) -> str:
-    return ", ".join(f"{v}→{format_cpu_spec(c)}" for v, c in sorted(pins.items())) or "none"
+    """vCPU -> host CPUs, e.g. ``0→1, 1→3``; vCPUs sharing a CPU set together (``0-3→4-7``)."""
+    if not pins:
+        return "none"
+    together: dict[tuple[int, ...], list[int]] = {}
+    for vcpu, cpus in sorted(pins.items()):
+        together.setdefault(tuple(sorted(set(cpus))), []).append(vcpu)
+    parts = [f"{format_cpu_spec(vcpus)}→{format_cpu_spec(cpus) or 'none'}"
+             for cpus, vcpus in together.items()]
+    return ("; " if any("," in p for p in parts) else ", ").join(parts)
 
 
 def cells_text(cells: Mapping[int, int]) -> str:
+    """Guest cell -> host node, e.g. ``0→1, 1→0``."""
     return ", ".join(f"{g}→{n}" for g, n in sorted(cells.items())) or "none"
 
 
 def page_text(kib: int | None) -> str:
-    if kib is None:
-        return "small pages"
-    return f"{kib // 1048576} GiB" if kib >= 1048576 else f"{kib // 1024} MiB"
+    return "small pages" if kib is None else f"{describe_page_size(kib)} huge pages"
 
 
-def _page_cell(r: ScenarioResult) -> str:
-    return page_text(r.page_size_kib) if r.legs else "-"
+def scenario_page_text(r: ScenarioResult) -> str:
+    """The page size the guest ran with; a guest never placed has none to show."""
+    if r.page_size_kib is None and not r.legs:
+        return "not placed"
+    return page_text(r.page_size_kib)
+
+
+def leg_outcome(leg: Leg) -> str:
+    if leg.refused:
+        return "refused, nothing moved"
+    if leg.seconds is None:
+        return "planned only, not migrated"
+    return "migrated"
+
+
+def seconds_text(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds:.2f} s"
+
+
+def downtime_text(leg: Leg) -> str:
+    if not leg.migrated:
+        return "—"
+    return "not reported" if leg.downtime_ms is None else f"{leg.downtime_ms} ms"
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return "unknown"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min {secs} s"
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+RAN_ON_TEXT: Final = {
+    "lab": "the two-daemon lab (real libvirt and QEMU)",
+    "hosts": "real hosts",
+    "fixtures": "XML fixtures / libvirt's test driver only — not run on hardware",
+    "none": "not run",
+}
+
+STATUS_LABEL: Final = {Status.PASSED: "PASSED", Status.FAILED: "FAILED",
+                       Status.SKIPPED: "SKIPPED", Status.FIXTURES: "FIXTURES ONLY"}
+
+_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+                     "\ud800-\udfff]")
+
+
+def clean(text: str, *, newlines: bool = False) -> str:
+    """Text fit to show: control characters, bidi overrides and lone surrogates become
+    U+FFFD; line breaks are kept when ``newlines`` or else become spaces."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    if not newlines:
+        text = text.replace("\n", " ")
+    return _UNSAFE.sub("\ufffd", text)
+
+
+def kinds_text(cell: CellPicture) -> str:
+    """The cell's CPU roles compactly, e.g. ``dedicated 2-7 · shared 0-1``; "" if unknown."""
+    parts = []
+    for kind in CPU_KINDS:
+        cpus = [c for c, k in cell.kinds.items() if k == kind]
+        if cpus:
+            parts.append(f"{kind} {format_cpu_spec(cpus)}")
+    return " · ".join(parts)
+
+
+# --------------------------------------------------------------------------- colours
+
+
+def _slot(name: str) -> int:
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).digest()
+    return int.from_bytes(digest[:8], "big") % len(PALETTE)
 
 
 def colour(name: str) -> str:
-    """A stable colour per guest name (not Python's salted hash)."""
-    digest = hashlib.sha256(name.encode()).digest()
-    return PALETTE[digest[0] % len(PALETTE)]
+    """A guest's own colour: chosen by SHA-256 of its name, the same in every run."""
+    return PALETTE[_slot(name)]
 
 
-def _summary_line(report: MatrixReport) -> str:
-    n = report.counts()
-    return (f"{n[Status.PASSED]} passed, {n[Status.FAILED]} failed, "
-            f"{n[Status.SKIPPED]} skipped, {n[Status.FIXTURES]} on fixtures only")
+def guest_colours(names: Iterable[str]) -> dict[str, str]:
+    """Colours for guests shown together: each keeps :func:`colour` unless another guest
+    has it already; then (names in sorted order) the next free palette colour. The result
+    depends only on the set of names; past the palette's size colours repeat."""
+    unique = sorted({n for n in names if n})
+    taken: dict[int, str] = {}
+    out: dict[str, str] = {}
+    for name in unique:
+        slot = _slot(name)
+        if slot not in taken:
+            taken[slot] = name
+            out[name] = PALETTE[slot]
+    for name in unique:
+        if name in out:
+            continue
+        slot = _slot(name)
+        if len(taken) < len(PALETTE):
+            while slot in taken:
+                slot = (slot + 1) % len(PALETTE)
+            taken[slot] = name
+        out[name] = PALETTE[slot]
+    return out
 
 
-def _verdict(report: MatrixReport) -> str:
-    return "PASS: no scenario failed" if report.ok else "FAIL: at least one scenario failed"
+def _luminance(hex_colour: str) -> float:
+    def channel(c: int) -> float:
+        s = c / 255
+        return s / 12.92 if s <= 0.03928 else ((s + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
 
 
-def _leg_line(leg: Leg) -> str:
-    if leg.refused_reasons or leg.seconds is None:
-        return f"{leg.source} → {leg.destination}: refused"
-    return (f"{leg.source} → {leg.destination}: {leg.seconds:.2f} s, downtime "
-            f"{leg.downtime_ms if leg.downtime_ms is not None else '?'} ms; pins "
-            f"{pins_text(leg.source_pins)} ⇒ {pins_text(leg.dest_pins)}; cells "
-            f"{cells_text(leg.source_cells)} ⇒ {cells_text(leg.dest_cells)}")
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two ``#rrggbb`` colours (1 to 21)."""
+    la, lb = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
 
 
-# --------------------------------------------------------------------------- markdown
+def text_colour(background: str) -> str:
+    """Black or white, whichever reads better on ``background``."""
+    return "#000000" if contrast(background, "#000000") >= contrast(background, "#ffffff") \
+        else "#ffffff"
 
-_MD_BADGE = {Status.PASSED: "✅ passed", Status.FAILED: "❌ FAILED",
-             Status.SKIPPED: "⏭ skipped", Status.FIXTURES: "🧪 fixtures only"}
+
+def display_width(text: str) -> int:
+    """Terminal columns: wide (CJK, emoji) characters take two, combining marks none."""
+    width = 0
+    for ch in text:
+        if unicodedata.combining(ch):
+            continue
+        width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return width
 
 
-def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+# --------------------------------------------------------------------------- renderings
 
 
 def render_markdown(report: MatrixReport) -> str:
-    out = [f"# {report.title}", "",
-           f"{report.started_at} – {report.finished_at}", "",
-           f"**{_verdict(report)}** — {_summary_line(report)}", ""]
-    out += ["| environment | |", "|---|---|"]
-    out += [f"| {_md(k)} | {_md(v)} |" for k, v in report.environment.items()]
-    out += ["", "| scenario | group | status | page size | there | back |",
-            "|---|---|---|---|---|---|"]
-    for r in report.scenarios:
-        times = [f"{leg.seconds:.2f} s / {leg.downtime_ms} ms" if leg.seconds is not None
-                 else "refused" for leg in r.legs]
-        times += ["-"] * (2 - len(times))
-        out.append(f"| {_md(r.id)} | {_md(r.group)} | {_MD_BADGE[r.status]} | "
-                   f"{_page_cell(r)} | {times[0]} | {times[1]} |")
-    for group, results in grouped(report):
-        out += ["", f"## {_md(group)}"]
-        for r in results:
-            out += ["", f"### {_md(r.id)}: {_md(r.title)} — {_MD_BADGE[r.status]}", ""]
-            specs = ", ".join(f"`{k}={v}`" for k, v in sorted(r.extra_specs.items()))
-            out.append(f"- extra specs: {specs or 'none'}; page size: "
-                       f"{page_text(r.page_size_kib)}; ran on: {r.ran_on}")
-            if r.reason:
-                out.append(f"- reason: {_md(r.reason)}")
-            out += [f"- {_md(_leg_line(leg))}" for leg in r.legs]
-            for leg in r.legs:
-                out += [f"  - refused: {_md(x)}" for x in leg.refused_reasons]
-            if r.checks:
-                out.append("- checks:")
-                mark = {"pass": "✔", "fail": "✘", "skip": "–"}
-                out += [f"  - {mark.get(c.outcome, '?')} {_md(c.title)}"
-                        + (f": {_md(c.detail)}" if c.detail else "") for c in r.checks]
-            for p in r.pictures:
-                for cell in p.cells:
-                    grid = "".join(f"[{cpu}:{cell.owners.get(cpu) or '--'}]" for cpu in cell.cpus)
-                    out.append(f"- {p.host} {p.when}, node{cell.node}: `{grid}`")
-    return "\n".join(out) + "\n"
+    """The report as markdown: readable raw in a terminal and in a markdown viewer."""
+    from numa_migrate.matrix.render_md import render_markdown as render
 
-
-# --------------------------------------------------------------------------- HTML
-
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#222;background:#fff;max-width:70em}
-h1{font-size:1.5em}h2{margin-top:1.6em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .5em;
-text-align:left;vertical-align:top}.badge{padding:.1em .5em;border-radius:.3em;color:#fff}
-.passed{background:#2e7d32}.failed{background:#c62828}.skipped{background:#757575}
-.fixtures{background:#6a1b9a}.verdict{font-weight:bold}.scenario{margin:1em 0;padding:.5em 1em;
-border:1px solid #ddd;border-radius:.4em;page-break-inside:avoid}.pics{display:flex;
-flex-wrap:wrap;gap:1.5em}.cell{display:inline-grid;grid-template-columns:repeat(8,2.2em);
-gap:2px;margin:.2em .8em .2em 0}.cpu{width:2.2em;height:2.2em;display:flex;align-items:center;
-justify-content:center;font-size:.8em;color:#fff;border-radius:3px}.free{background:#ccc;
-color:#333}.fail{color:#c62828;font-weight:bold}.pass{color:#2e7d32}.skip{color:#757575}
-code{background:#f4f4f4;padding:0 .2em}.legend span{margin-right:1em}
-"""
-
-
-def _h(text: object) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _picture_html(p: HostPicture) -> str:
-    cells = []
-    for cell in p.cells:
-        cpus = []
-        for cpu in cell.cpus:
-            owner = cell.owners.get(cpu, "")
-            kind = cell.kinds.get(cpu, "")
-            label = f"CPU {cpu}" + (f" ({kind})" if kind else "") + (
-                f": {owner}" if owner else ": free")
-            style = f' style="background:{colour(owner)}"' if owner else ""
-            cls = "cpu" if owner else "cpu free"
-            cpus.append(f'<div class="{cls}"{style} title="{_h(label)}">{cpu}</div>')
-        cells.append(f"<div>node {cell.node}<br><div class=\"cell\">{''.join(cpus)}</div></div>")
-    return f"<div><b>{_h(p.host)}</b> {_h(p.when)}{''.join(cells)}</div>"
-
-
-def _legend(r: ScenarioResult) -> str:
-    owners = sorted({o for p in r.pictures for c in p.cells for o in c.owners.values() if o})
-    items = [f'<span><span class="cpu" style="display:inline-flex;background:{colour(o)}">'
-             f"&nbsp;</span> {_h(o)}</span>" for o in owners]
-    items.append('<span><span class="cpu free" style="display:inline-flex">&nbsp;</span> '
-                 "free</span>")
-    return f'<div class="legend">{"".join(items)}</div>'
+    return render(report)
 
 
 def render_html(report: MatrixReport) -> str:
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             f"<title>{_h(report.title)}</title><style>{_CSS}</style></head><body>",
-             f"<h1>{_h(report.title)}</h1>",
-             f"<p>{_h(report.started_at)} – {_h(report.finished_at)}</p>",
-             f'<p class="verdict">{_h(_verdict(report))} — {_h(_summary_line(report))}</p>',
-             "<table><tr><th>environment</th><th></th></tr>"]
-    parts += [f"<tr><td>{_h(k)}</td><td>{_h(v)}</td></tr>"
-              for k, v in report.environment.items()]
-    parts.append("</table><table><tr><th>scenario</th><th>group</th><th>status</th>"
-                 "<th>page size</th><th>legs</th></tr>")
-    for r in report.scenarios:
-        legs = "<br>".join(_h(_leg_line(leg)) for leg in r.legs) or _h(r.reason)
-        parts.append(f'<tr><td><a href="#{_h(r.id)}">{_h(r.id)}</a></td><td>{_h(r.group)}'
-                     f'</td><td><span class="badge {r.status.value}">{_h(r.status.value)}'
-                     f"</span></td><td>{_h(_page_cell(r))}</td><td>{legs}</td></tr>")
-    parts.append("</table>")
-    for group, results in grouped(report):
-        parts.append(f"<h2>{_h(group)}</h2>")
-        for r in results:
-            specs = ", ".join(f"<code>{_h(k)}={_h(v)}</code>"
-                              for k, v in sorted(r.extra_specs.items())) or "none"
-            parts += [f'<div class="scenario" id="{_h(r.id)}">',
-                      f'<h3>{_h(r.id)}: {_h(r.title)} <span class="badge {r.status.value}">'
-                      f"{_h(r.status.value)}</span></h3>",
-                      f"<p>extra specs: {specs}; page size: {_h(page_text(r.page_size_kib))};"
-                      f" ran on: {_h(r.ran_on)}</p>"]
-            if r.reason:
-                parts.append(f"<p>reason: {_h(r.reason)}</p>")
-            for leg in r.legs:
-                parts.append(f"<p>{_h(_leg_line(leg))}</p>")
-                if leg.refused_reasons:
-                    parts.append("<ul>" + "".join(f"<li>{_h(x)}</li>"
-                                                  for x in leg.refused_reasons) + "</ul>")
-            if r.checks:
-                parts.append("<table><tr><th>check</th><th>outcome</th><th>detail</th></tr>")
-                parts += [f'<tr><td>{_h(c.title)}</td><td class="{_h(c.outcome)}">'
-                          f"{_h(c.outcome)}</td><td>{_h(c.detail)}</td></tr>" for c in r.checks]
-                parts.append("</table>")
-            if r.pictures:
-                parts.append('<div class="pics">'
-                             + "".join(_picture_html(p) for p in r.pictures) + "</div>")
-                parts.append(_legend(r))
-            parts.append("</div>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    """The report as one self-contained HTML5 page (inline CSS, no script, no fetches)."""
+    from numa_migrate.matrix.render_html import render_html as render
+
+    return render(report)
