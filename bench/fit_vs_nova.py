@@ -25,9 +25,9 @@ from tests.casegen import generate_cases, worst_cases
 from tests.differential import run_oracle
 
 from numa_migrate.adapters.casefmt import FitCase, case_from_json
-from numa_migrate.errors import InvalidRequestError
-from numa_migrate.fit.fitter import fit_guest
-from numa_migrate.request import guest_from_flavor
+from numa_migrate.core.errors import InvalidRequestError
+from numa_migrate.core.fit.fitter import fit_guest
+from numa_migrate.core.request import guest_from_flavor
 
 
 def _decide(case: FitCase) -> bool | None:

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 
 from numa_migrate.adapters.rewrite import DestinationPlan
 from numa_migrate.cli.main import cli
-from numa_migrate.planjson import plan_to_json
+from numa_migrate.core.planjson import plan_to_json
 
 libvirt = pytest.importorskip("libvirt")
 

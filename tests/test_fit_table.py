@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from numa_migrate.fit.cellfit import Limits
-from numa_migrate.fit.fitter import FitOptions, fit_guest
-from numa_migrate.fit.reasons import Code
-from numa_migrate.model.host import HostTopology
-from numa_migrate.request import Flavor, guest_from_flavor
+from numa_migrate.core.fit.cellfit import Limits
+from numa_migrate.core.fit.fitter import FitOptions, fit_guest
+from numa_migrate.core.fit.reasons import Code
+from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.request import Flavor, guest_from_flavor
 from tests.topologies import host, smt_cell, two_socket_smt
 
 

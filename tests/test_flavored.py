@@ -11,12 +11,12 @@ from numa_migrate.adapters.domain import (
     domain_from_xml,
     guest_request_from_domain,
 )
-from numa_migrate.errors import InvalidRequestError, ParseError
+from numa_migrate.core.errors import InvalidRequestError, ParseError
+from numa_migrate.core.model.guest import ThreadPolicy
+from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.request import Flavor
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
 from numa_migrate.migrate.plan import NoRoom
-from numa_migrate.model.guest import ThreadPolicy
-from numa_migrate.model.host import HostTopology
-from numa_migrate.request import Flavor
 
 XML = Path(__file__).parent / "fixtures" / "xml"
 

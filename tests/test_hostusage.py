@@ -1,4 +1,4 @@
-"""What running domains use on a host, from domain XML fixtures alone (numa_migrate.domainusage)."""
+"""What running domains use on a host, from domain XML alone (numa_migrate.core.domainusage)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
 from numa_migrate.adapters.domain import DomainInfo, domain_from_xml
-from numa_migrate.domainusage import (
+from numa_migrate.core.domainusage import (
     CellUse,
     cell_of_cpu,
     domain_usage,
@@ -17,7 +17,7 @@ from numa_migrate.domainusage import (
     host_usage,
     isolated_emulator,
 )
-from numa_migrate.model.host import HostTopology
+from numa_migrate.core.model.host import HostTopology
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xml"
 CAPS = (FIXTURES / "caps-2s-intel-smt.xml").read_bytes()

@@ -16,7 +16,7 @@ from numa_migrate.adapters.inventory import (
     parse_inventory,
     topology_for_host,
 )
-from numa_migrate.errors import NumaMigrateError, UnknownHostError
+from numa_migrate.core.errors import NumaMigrateError, UnknownHostError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xml"
 CAPS_SMT = (FIXTURES / "caps-2s-intel-smt.xml").read_bytes()

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from numa_migrate.adapters.inventory import load_inventory
 from numa_migrate.cli.main import cli
-from numa_migrate.errors import NumaMigrateError
+from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.lab import (
     DST,
     SRC,

@@ -12,8 +12,10 @@ import pytest
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
 from numa_migrate.adapters.domain import domain_from_xml
-from numa_migrate.domainusage import dedicated_vcpus, floating_vcpus
-from numa_migrate.errors import NumaMigrateError
+from numa_migrate.core.domainusage import dedicated_vcpus, floating_vcpus
+from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.request import Flavor
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
 from numa_migrate.matrix.report import (
     CellPicture,
@@ -30,8 +32,6 @@ from numa_migrate.matrix.report import (
 )
 from numa_migrate.matrix.scenarios import SCENARIOS, Kind, Scenario, select
 from numa_migrate.migrate.plan import MigrationPlan, NoRoom, plan_migration
-from numa_migrate.model.host import HostTopology
-from numa_migrate.request import Flavor
 
 XML = Path(__file__).parent / "fixtures" / "xml"
 

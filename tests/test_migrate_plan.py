@@ -8,6 +8,8 @@ import pytest
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
 from numa_migrate.adapters.domain import domain_from_xml
+from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.usage import apply_placement
 from numa_migrate.migrate.plan import (
     MigrationPlan,
     MigrationRefused,
@@ -15,8 +17,6 @@ from numa_migrate.migrate.plan import (
     current_pagesize_kib,
     plan_migration,
 )
-from numa_migrate.model.host import HostTopology
-from numa_migrate.usage import apply_placement
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xml"
 

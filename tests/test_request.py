@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from numa_migrate.errors import InvalidRequestError
-from numa_migrate.model.guest import CPUPolicy, EmulatorPolicy, PageSizeKind, ThreadPolicy
-from numa_migrate.request import Flavor, guest_from_flavor
+from numa_migrate.core.errors import InvalidRequestError
+from numa_migrate.core.model.guest import CPUPolicy, EmulatorPolicy, PageSizeKind, ThreadPolicy
+from numa_migrate.core.request import Flavor, guest_from_flavor
 
 
 def guest(vcpus: int = 4, ram: int = 4096, image: dict[str, object] | None = None,

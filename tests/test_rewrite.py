@@ -28,11 +28,11 @@ from numa_migrate.adapters.rewrite import (
     xml_diff,
 )
 from numa_migrate.adapters.xmlsafe import parse_xml
-from numa_migrate.errors import NumaMigrateError, ParseError
-from numa_migrate.fit.fitter import fit_guest
-from numa_migrate.model.guest import Guest
-from numa_migrate.model.host import HostTopology
-from numa_migrate.model.placement import CellPlacement, Placement
+from numa_migrate.core.errors import NumaMigrateError, ParseError
+from numa_migrate.core.fit.fitter import fit_guest
+from numa_migrate.core.model.guest import Guest
+from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.model.placement import CellPlacement, Placement
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xml"
 DOMAINS = tuple(

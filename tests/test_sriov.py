@@ -19,12 +19,12 @@ from numa_migrate.adapters.capabilities import host_from_capabilities
 from numa_migrate.adapters.domain import PciHostdev, domain_from_xml
 from numa_migrate.adapters.hostdevxml import device_elements, without_devices
 from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
-from numa_migrate.errors import ParseError
+from numa_migrate.core.errors import ParseError
+from numa_migrate.core.request import Flavor
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
 from numa_migrate.migrate.plan import MigrationPlan, NoRoom, SriovInputs, plan_migration
 from numa_migrate.migrate.run import Ports
 from numa_migrate.migrate.sriov import PhysNets, SriovRefused, choose_vfs
-from numa_migrate.request import Flavor
 
 XML = Path(__file__).parent / "fixtures" / "xml"
 NODEDEV = XML / "nodedev"

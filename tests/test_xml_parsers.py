@@ -33,8 +33,8 @@ from numa_migrate.adapters.domain import (
 )
 from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
 from numa_migrate.adapters.xmlsafe import parse_xml, unit_scale
-from numa_migrate.errors import ParseError
-from numa_migrate.model.guest import (
+from numa_migrate.core.errors import ParseError
+from numa_migrate.core.model.guest import (
     CPUPolicy,
     EmulatorPolicy,
     GuestCell,
@@ -42,7 +42,7 @@ from numa_migrate.model.guest import (
     PageSizeKind,
     PageSizeRequest,
 )
-from numa_migrate.model.host import PagePool
+from numa_migrate.core.model.host import PagePool
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xml"
 GIB_MIB = 1024

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from numa_migrate.model.host import HostCell, HostTopology, PagePool
+from numa_migrate.core.model.host import HostCell, HostTopology, PagePool
 
 
 def smt_cell(

@@ -1,5 +1,5 @@
 """An independent judge of fit answers, written from the fit-case format and Nova's documented
-semantics, sharing no code with numa_migrate.fit.
+semantics, sharing no code with numa_migrate.core.fit.
 
 - ``violations(case, answer)`` lists every way a placement breaks the rules.
 - ``exhaustive_fits(case)`` decides feasibility by trying every assignment of guest cells to
@@ -16,8 +16,8 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from numa_migrate.model.guest import GuestRequest, PageSizeKind, ThreadPolicy
-from numa_migrate.request import Flavor, guest_from_flavor
+from numa_migrate.core.model.guest import GuestRequest, PageSizeKind, ThreadPolicy
+from numa_migrate.core.request import Flavor, guest_from_flavor
 
 
 @dataclass

@@ -4,12 +4,12 @@ The pure core (model, request rules, fitter, reasons, explain) has no I/O; adapt
 (XML parsers, the fit-case JSON format, the sample fleet, the CLI) sit at the edges.
 """
 
-from numa_migrate.errors import InvalidRequestError, NumaMigrateError, ParseError
-from numa_migrate.fit.fitter import FitOptions, FitResult, fit_guest
-from numa_migrate.model.guest import GuestRequest
-from numa_migrate.model.host import HostCell, HostTopology, PagePool
-from numa_migrate.model.placement import CellPlacement, Placement
-from numa_migrate.request import guest_from_flavor
+from numa_migrate.core.errors import InvalidRequestError, NumaMigrateError, ParseError
+from numa_migrate.core.fit.fitter import FitOptions, FitResult, fit_guest
+from numa_migrate.core.model.guest import GuestRequest
+from numa_migrate.core.model.host import HostCell, HostTopology, PagePool
+from numa_migrate.core.model.placement import CellPlacement, Placement
+from numa_migrate.core.request import guest_from_flavor
 
 __all__ = [
     "CellPlacement",

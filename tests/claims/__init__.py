@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from numa_migrate.model.guest import CPUPolicy, GuestCell, GuestRequest, PageSizeRequest
-from numa_migrate.model.host import HostTopology
-from numa_migrate.model.placement import CellPlacement, Placement
+from numa_migrate.core.model.guest import CPUPolicy, GuestCell, GuestRequest, PageSizeRequest
+from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.model.placement import CellPlacement, Placement
 from tests.topologies import host, smt_cell
 
 PAGE_2M = 2048

@@ -19,10 +19,10 @@ from numa_migrate.claims import (
     placement_usage,
     subtract_holdings,
 )
-from numa_migrate.fit.cellfit import Limits
-from numa_migrate.fit.fitter import fit_request
-from numa_migrate.model.host import HostTopology
-from numa_migrate.usage import apply_placement
+from numa_migrate.core.fit.cellfit import Limits
+from numa_migrate.core.fit.fitter import fit_request
+from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.usage import apply_placement
 from tests.claims import (
     lab_host,
     pinned_placement,

@@ -29,10 +29,10 @@ from numa_migrate.claims import (
     ClaimStore,
     subtract_holdings,
 )
-from numa_migrate.fit.fitter import fit_request
-from numa_migrate.model.guest import GuestRequest
-from numa_migrate.model.host import HostTopology
-from numa_migrate.model.placement import Placement
+from numa_migrate.core.fit.fitter import fit_request
+from numa_migrate.core.model.guest import GuestRequest
+from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.model.placement import Placement
 from tests.claims import (
     lab_host,
     pinned_placement,

@@ -31,10 +31,10 @@ from numa_migrate.claims import (
 )
 from numa_migrate.claims.engine import make_engine, parse_url
 from numa_migrate.claims.schema import VERSION_TABLE, claim_cpus, metadata, pool_usage
-from numa_migrate.fit.cellfit import Limits
-from numa_migrate.fit.fitter import fit_request
-from numa_migrate.model.guest import ThreadPolicy
-from numa_migrate.usage import apply_placement
+from numa_migrate.core.fit.cellfit import Limits
+from numa_migrate.core.fit.fitter import fit_request
+from numa_migrate.core.model.guest import ThreadPolicy
+from numa_migrate.core.usage import apply_placement
 from tests.claims import (
     lab_host,
     pinned_placement,
@@ -99,7 +99,7 @@ def test_isolate_and_emulator_pins_are_taken_as_apply_placement_takes_them(
     req = pinned_request(2, 1024)
     from dataclasses import replace
 
-    from numa_migrate.model.guest import EmulatorPolicy
+    from numa_migrate.core.model.guest import EmulatorPolicy
 
     req = replace(req, thread_policy=ThreadPolicy.ISOLATE, emulator_policy=EmulatorPolicy.ISOLATE)
     legacy = replace(live, cells=tuple(replace(c, cpuset=c.pcpuset | c.cpuset) for c in live.cells))

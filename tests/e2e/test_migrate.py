@@ -25,10 +25,10 @@ import pytest
 
 from numa_migrate.adapters.virt import MigrateOptions, lookup
 from numa_migrate.claims import ClaimStore
+from numa_migrate.core.model.host import HostTopology
 from numa_migrate.lab import Lab, counter_advances, counter_guest_xml, wait_until_counting
 from numa_migrate.lab.guest import pinned_numa_guest_xml
 from numa_migrate.migrate.run import HostRef, Migration, MigrationFailed
-from numa_migrate.model.host import HostTopology
 from tests.e2e.conftest import LabSession
 
 pytestmark = pytest.mark.lab

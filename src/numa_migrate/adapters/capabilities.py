@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from lxml import etree
 
 from numa_migrate.adapters.xmlsafe import XmlDoc, kib_to_mib
-from numa_migrate.cpuset import format_cpu_spec
-from numa_migrate.errors import ParseError
-from numa_migrate.model.host import HostCell, HostTopology, PagePool, normalise_siblings
+from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.errors import ParseError
+from numa_migrate.core.model.host import HostCell, HostTopology, PagePool, normalise_siblings
 
 _EMPTY: frozenset[int] = frozenset()
 

@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from numa_migrate.errors import InvalidCaseError, InvalidRequestError
-from numa_migrate.fit.cellfit import Limits
-from numa_migrate.fit.fitter import FitOptions, FitResult, fit_guest
-from numa_migrate.model.host import HostCell, HostTopology, PagePool
-from numa_migrate.model.placement import Placement
-from numa_migrate.request import Flavor, guest_from_flavor
+from numa_migrate.core.errors import InvalidCaseError, InvalidRequestError
+from numa_migrate.core.fit.cellfit import Limits
+from numa_migrate.core.fit.fitter import FitOptions, FitResult, fit_guest
+from numa_migrate.core.model.host import HostCell, HostTopology, PagePool
+from numa_migrate.core.model.placement import Placement
+from numa_migrate.core.request import Flavor, guest_from_flavor
 
 
 @dataclass(frozen=True)

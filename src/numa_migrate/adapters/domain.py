@@ -12,9 +12,9 @@ from functools import lru_cache
 from lxml import etree
 
 from numa_migrate.adapters.xmlsafe import XmlDoc, kib_to_mib
-from numa_migrate.cpuset import format_cpu_spec
-from numa_migrate.errors import InvalidRequestError, ParseError
-from numa_migrate.model.guest import (
+from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.errors import InvalidRequestError, ParseError
+from numa_migrate.core.model.guest import (
     CPUPolicy,
     EmulatorPolicy,
     GuestCell,
@@ -23,7 +23,7 @@ from numa_migrate.model.guest import (
     PageSizeRequest,
     describe_page_size,
 )
-from numa_migrate.request import Flavor, guest_from_flavor
+from numa_migrate.core.request import Flavor, guest_from_flavor
 
 NOVA_NAMESPACE_PREFIX = "http://openstack.org/xmlns/libvirt/nova/"
 NM_NAMESPACE = "urn:numa-migrate:guest:1"

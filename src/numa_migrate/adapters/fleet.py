@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
-from numa_migrate.cpuset import parse_cpu_spec
-from numa_migrate.errors import InvalidRequestError, ParseError, UnknownHostError
-from numa_migrate.fit.fitter import fit_guest
-from numa_migrate.model.guest import Guest
-from numa_migrate.model.host import HostTopology
-from numa_migrate.model.placement import Placement
-from numa_migrate.request import Flavor, guest_from_flavor
-from numa_migrate.usage import apply_placement
+from numa_migrate.core.cpuset import parse_cpu_spec
+from numa_migrate.core.errors import InvalidRequestError, ParseError, UnknownHostError
+from numa_migrate.core.fit.fitter import fit_guest
+from numa_migrate.core.model.guest import Guest
+from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.model.placement import Placement
+from numa_migrate.core.request import Flavor, guest_from_flavor
+from numa_migrate.core.usage import apply_placement
 
 SAMPLE_FLEET = "sample-fleet.json"
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from lxml import etree
 
 from numa_migrate.adapters.xmlsafe import XmlDoc
-from numa_migrate.errors import ParseError
+from numa_migrate.core.errors import ParseError
 
 
 def _matching(doc: XmlDoc, addresses: set[str]) -> list[etree._Element]:

@@ -29,9 +29,9 @@ from pathlib import Path
 from types import MappingProxyType
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
-from numa_migrate.cpuset import format_cpu_spec, parse_cpu_spec
-from numa_migrate.errors import NumaMigrateError, ParseError, UnknownHostError
-from numa_migrate.model.host import HostTopology
+from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.core.errors import NumaMigrateError, ParseError, UnknownHostError
+from numa_migrate.core.model.host import HostTopology
 
 ENV_INVENTORY = "NUMA_MIGRATE_INVENTORY"
 DEFAULT_INVENTORY = Path("inventory.toml")

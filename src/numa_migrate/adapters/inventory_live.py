@@ -2,7 +2,7 @@
 
 The I/O is kept thin: libvirt gives capabilities, every domain's live (and persistent) XML,
 the PCI node devices and, where the driver has them, the kernel's free huge page counts;
-:mod:`numa_migrate.domainusage` turns the running domains into usage. libvirt-python is
+:mod:`numa_migrate.core.domainusage` turns the running domains into usage. libvirt-python is
 imported lazily, so the rest of numa-migrate works without it.
 
 Huge pages in use come from the kernel's free counts (``virNodeGetFreePages``) when the
@@ -22,9 +22,9 @@ from numa_migrate.adapters.domain import DomainInfo, domain_from_xml
 from numa_migrate.adapters.inventory import HostConfig, InventoryError, topology_for_host
 from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
 from numa_migrate.adapters.virt import lv as libvirt_module
-from numa_migrate.domainusage import HostUsage, host_usage
-from numa_migrate.errors import NumaMigrateError, ParseError
-from numa_migrate.model.host import HostCell, HostTopology, PagePool
+from numa_migrate.core.domainusage import HostUsage, host_usage
+from numa_migrate.core.errors import NumaMigrateError, ParseError
+from numa_migrate.core.model.host import HostCell, HostTopology, PagePool
 
 SOURCE_KERNEL = "kernel free counts (libvirt virNodeGetFreePages)"
 SOURCE_DOMAINS = "running domains' XML"

@@ -19,8 +19,8 @@ from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import parse_qs, urlsplit
 
-from numa_migrate.cpuset import parse_cpu_spec
-from numa_migrate.errors import NumaMigrateError
+from numa_migrate.core.cpuset import parse_cpu_spec
+from numa_migrate.core.errors import NumaMigrateError
 
 VCPU_THREAD = re.compile(r"CPU (\d+)/(KVM|TCG|HVF|WHPX)")
 IOTHREAD_THREAD = re.compile(r"IO iothread(\d+)")

@@ -40,10 +40,10 @@ from lxml import etree
 
 from numa_migrate.adapters.domain import REALTIME_SCHEDULERS, DomainInfo, domain_from_xml
 from numa_migrate.adapters.xmlsafe import XmlDoc, format_pci_address, parse_xml
-from numa_migrate.cpuset import format_cpu_spec
-from numa_migrate.errors import NumaMigrateError
-from numa_migrate.model.host import HostTopology
-from numa_migrate.model.placement import Placement
+from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.model.placement import Placement
 
 __all__ = [
     "DestinationPlan",
@@ -395,7 +395,7 @@ def rewrite_domain_xml(xml: str | bytes, plan: DestinationPlan, *, source: str =
 
     The domain is read with the safe parser and fully validated (:func:`domain_from_xml`),
     the plan is checked against it, and only then is a copy changed. Raises
-    :class:`~numa_migrate.errors.ParseError` for unreadable or hostile XML and
+    :class:`~numa_migrate.core.errors.ParseError` for unreadable or hostile XML and
     :class:`RewriteError` when the plan and the domain do not match. Rewriting the result
     again with the same plan returns it unchanged.
     """

@@ -2,7 +2,7 @@
 
 Reads the host through libvirt (:mod:`numa_migrate.adapters.inventory_live`), finds the
 domain, reads the real thread affinities where it can, and runs the pure checks of
-:mod:`numa_migrate.validation`. Used by the ``validate`` command, the migration demo, the
+:mod:`numa_migrate.core.validation`. Used by the ``validate`` command, the migration demo, the
 validation matrix and the lab benchmark.
 """
 
@@ -29,8 +29,8 @@ from numa_migrate.adapters.procaffinity import (
     process_affinity,
 )
 from numa_migrate.adapters.rewrite import DestinationPlan
-from numa_migrate.planjson import PlanDocument
-from numa_migrate.validation import ThreadAffinities, ValidationReport, validate
+from numa_migrate.core.planjson import PlanDocument
+from numa_migrate.core.validation import ThreadAffinities, ValidationReport, validate
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from numa_migrate.adapters.domain import domain_from_xml
-from numa_migrate.errors import NumaMigrateError
+from numa_migrate.core.errors import NumaMigrateError
 
 _silenced: list[bool] = []
 

@@ -2,7 +2,7 @@
 
 libvirt writes UTF-8 and never a DOCTYPE, so input in another encoding, or with a DOCTYPE or
 an entity declaration, is refused before lxml sees it: no entity is ever declared, expanded or
-fetched. Every reader raises :class:`~numa_migrate.errors.ParseError` naming the source, the
+fetched. Every reader raises :class:`~numa_migrate.core.errors.ParseError` naming the source, the
 element path, the attribute and what was expected.
 """
 
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from numa_migrate.cpuset import parse_cpu_spec
-from numa_migrate.errors import ParseError
+from numa_migrate.core.cpuset import parse_cpu_spec
+from numa_migrate.core.errors import ParseError
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 _BYTES_PER_KIB = 1024

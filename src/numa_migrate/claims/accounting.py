@@ -1,16 +1,16 @@
 """What a claim takes from a host, what the store must check, and the host the fitter sees.
 
 Pure functions, no I/O. What a placement consumes is *not* re-derived here: it is read off
-:func:`numa_migrate.usage.apply_placement` applied to an idle copy of the host (every cell's
+:func:`numa_migrate.core.usage.apply_placement` applied to an idle copy of the host (every cell's
 usage zeroed), so dedicated pins, whole cores under ``isolate``, the emulator CPU, shared
 vCPUs, memory and pages (the requested size or the cell's smallest) follow exactly the
 accounting the fitter and the rest of numa-migrate use.
 
 Which counted resources are *hard* (refused when over the limit) mirrors the fitter's
-admission rules (``numa_migrate.fit.cellfit``): pages are hard for pinned guests and for
+admission rules (``numa_migrate.core.fit.cellfit``): pages are hard for pinned guests and for
 guests with a page-size request (both need free pages); memory is hard for pinned guests on
 cells without page pools; shared vCPUs and memory are hard under allocation-ratio
-:class:`~numa_migrate.fit.cellfit.Limits`. Anything else (a floating guest's small pages,
+:class:`~numa_migrate.core.fit.cellfit.Limits`. Anything else (a floating guest's small pages,
 which Nova checks against the pool's total, not its free pages) is counted but never refused,
 so that a claim is refused exactly when the fitter, shown live usage plus the other claims,
 would have refused the placement.
@@ -32,12 +32,12 @@ from numa_migrate.claims.model import (
     PoolKey,
     PoolResource,
 )
-from numa_migrate.cpuset import format_cpu_spec
-from numa_migrate.fit.cellfit import Limits
-from numa_migrate.model.guest import CPUPolicy, GuestRequest, describe_page_size
-from numa_migrate.model.host import HostCell, HostTopology
-from numa_migrate.model.placement import Placement
-from numa_migrate.usage import UsageConflictError, apply_placement
+from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.fit.cellfit import Limits
+from numa_migrate.core.model.guest import CPUPolicy, GuestRequest, describe_page_size
+from numa_migrate.core.model.host import HostCell, HostTopology
+from numa_migrate.core.model.placement import Placement
+from numa_migrate.core.usage import UsageConflictError, apply_placement
 
 _PCI_ADDRESS = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 

@@ -12,8 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from numa_migrate.errors import NumaMigrateError
-from numa_migrate.model.guest import describe_page_size
+from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.core.model.guest import describe_page_size
 
 
 class ClaimState(StrEnum):

@@ -120,10 +120,10 @@ from numa_migrate.claims.schema import (
     journal,
     pool_usage,
 )
-from numa_migrate.fit.cellfit import Limits
-from numa_migrate.model.guest import GuestRequest
-from numa_migrate.model.host import HostTopology
-from numa_migrate.model.placement import Placement
+from numa_migrate.core.fit.cellfit import Limits
+from numa_migrate.core.model.guest import GuestRequest
+from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.model.placement import Placement
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 _T = TypeVar("_T")

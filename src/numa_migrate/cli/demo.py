@@ -7,9 +7,9 @@ from rich.rule import Rule
 
 from numa_migrate.adapters.fleet import load_fleet
 from numa_migrate.cli import render
-from numa_migrate.explain import explain_guest
-from numa_migrate.fit.fitter import fit_guest
-from numa_migrate.request import Flavor, guest_from_flavor
+from numa_migrate.core.explain import explain_guest
+from numa_migrate.core.fit.fitter import fit_guest
+from numa_migrate.core.request import Flavor, guest_from_flavor
 
 PINNED_2CELL = Flavor(
     8,

@@ -23,15 +23,15 @@ from numa_migrate.adapters.validate_live import validate_on_host
 from numa_migrate.claims import ClaimStore, default_url
 from numa_migrate.cli.hosts import Hosts
 from numa_migrate.cli.migrate import _pin_table
-from numa_migrate.cpuset import format_cpu_spec
-from numa_migrate.errors import NumaMigrateError
+from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.core.request import Flavor
 from numa_migrate.lab import DST, SRC, Lab, LabUnavailableError
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
 from numa_migrate.lab.guest import counter_advances, wait_until_counting
 from numa_migrate.lab.state import default_lab
 from numa_migrate.migrate.plan import NoRoom
 from numa_migrate.migrate.run import Migration, Outcome
-from numa_migrate.request import Flavor
 
 GUEST = "nm-demo"
 LAB_HUGEPAGES = 80

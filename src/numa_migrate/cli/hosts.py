@@ -19,9 +19,9 @@ from numa_migrate.adapters.inventory import (
     default_inventory_path as configured_inventory_path,
 )
 from numa_migrate.adapters.inventory_live import read_live_host
+from numa_migrate.core.model.host import HostTopology
 from numa_migrate.migrate.run import HostDevices, HostRef
 from numa_migrate.migrate.sriov import PhysNets
-from numa_migrate.model.host import HostTopology
 
 hosts_option = click.option(
     "--hosts", "hosts_path", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from numa_migrate.errors import NumaMigrateError
+from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.lab import (
     HOST_NAMES,
     SRC,

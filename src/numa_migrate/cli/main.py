@@ -27,14 +27,14 @@ from numa_migrate.cli.migrate import migrate as migrate_cmd
 from numa_migrate.cli.migrate import recover_cmd
 from numa_migrate.cli.preflight import preflight_cmd
 from numa_migrate.cli.validate import validate_cmd
-from numa_migrate.cpuset import parse_cpu_spec
-from numa_migrate.errors import InvalidRequestError, NumaMigrateError
-from numa_migrate.explain import explain_guest
-from numa_migrate.fit.cellfit import Limits
-from numa_migrate.fit.fitter import FitOptions, fit_guest
-from numa_migrate.model.guest import Guest
-from numa_migrate.model.host import HostTopology
-from numa_migrate.request import Flavor, guest_from_flavor
+from numa_migrate.core.cpuset import parse_cpu_spec
+from numa_migrate.core.errors import InvalidRequestError, NumaMigrateError
+from numa_migrate.core.explain import explain_guest
+from numa_migrate.core.fit.cellfit import Limits
+from numa_migrate.core.fit.fitter import FitOptions, fit_guest
+from numa_migrate.core.model.guest import Guest
+from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.request import Flavor, guest_from_flavor
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_NO_FIT = 1

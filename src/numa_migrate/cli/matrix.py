@@ -17,7 +17,7 @@ from numa_migrate.adapters.inventory import InventoryError, load_inventory
 from numa_migrate.adapters.inventory import default_inventory_path as configured_inventory
 from numa_migrate.cli.hosts import hosts_option
 from numa_migrate.cli.migrate import _open_store, db_option
-from numa_migrate.errors import NumaMigrateError
+from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.lab import Lab, LabUnavailableError
 from numa_migrate.lab.guest import write_floppy_image
 from numa_migrate.lab.state import default_lab

@@ -29,8 +29,8 @@ from rich.table import Table
 from numa_migrate.adapters import virt
 from numa_migrate.claims import ClaimStore, default_url
 from numa_migrate.cli.hosts import Hosts, hosts_option, load_hosts
-from numa_migrate.cpuset import format_cpu_spec
-from numa_migrate.errors import NumaMigrateError
+from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.migrate.plan import MigrationPlan, NoRoom
 from numa_migrate.migrate.recovery import Recovery, recover
 from numa_migrate.migrate.run import HostRef, Migration, MigrationFailed, Outcome

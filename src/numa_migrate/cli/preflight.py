@@ -17,7 +17,7 @@ from rich.table import Table
 
 from numa_migrate.adapters.inventory import load_inventory
 from numa_migrate.cli.hosts import hosts_option
-from numa_migrate.errors import NumaMigrateError
+from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.preflight.checks import Compute, Finding, HostFacts, Severity, check_all
 from numa_migrate.preflight.hostfacts import read_host_facts
 from numa_migrate.preflight.sources import (

@@ -8,12 +8,12 @@ from rich.text import Text
 
 from numa_migrate.adapters.casefmt import placement_to_json
 from numa_migrate.adapters.fleet import Fleet
-from numa_migrate.cpuset import format_cpu_spec
-from numa_migrate.explain import Explanation, HostExplanation
-from numa_migrate.fit.fitter import FitResult
-from numa_migrate.model.guest import Guest, describe_page_size
-from numa_migrate.model.host import HostTopology
-from numa_migrate.model.placement import CellPlacement, Placement
+from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.explain import Explanation, HostExplanation
+from numa_migrate.core.fit.fitter import FitResult
+from numa_migrate.core.model.guest import Guest, describe_page_size
+from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.model.placement import CellPlacement, Placement
 
 
 def guest_json(guest: Guest) -> dict[str, object]:

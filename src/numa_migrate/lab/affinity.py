@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from numa_migrate.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
 from numa_migrate.lab.errors import LabError
 
 _VCPU_RE = re.compile(r"^CPU (\d+)/(KVM|TCG)$")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from numa_migrate.errors import NumaMigrateError
+from numa_migrate.core.errors import NumaMigrateError
 
 
 class LabError(NumaMigrateError):

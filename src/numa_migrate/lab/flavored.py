@@ -1,7 +1,7 @@
 """A counter guest made from a Nova-style flavor, placed and pinned by numa-migrate's fitter.
 
 What Nova's libvirt driver does when it boots an instance, done here for the lab: the
-flavor's extra specs give the NUMA request (:func:`numa_migrate.request.guest_from_flavor`),
+flavor's extra specs give the NUMA request (:func:`numa_migrate.core.request.guest_from_flavor`),
 the fitter places it on the host's live topology (minus what runs there), and the pins, the
 NUMA memory binding and the huge page backing of that placement are written into the
 domain XML (the same :func:`plan_from_placement` / :func:`rewrite_domain_xml` a migration
@@ -21,14 +21,14 @@ from lxml import etree
 from numa_migrate.adapters.domain import declared_specs_xml, domain_from_xml
 from numa_migrate.adapters.rewrite import DestinationPlan, plan_from_placement, rewrite_domain_xml
 from numa_migrate.adapters.xmlsafe import parse_xml
-from numa_migrate.cpuset import format_cpu_spec
-from numa_migrate.fit.fitter import fit_request
+from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.fit.fitter import fit_request
+from numa_migrate.core.model.guest import GuestRequest
+from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.model.placement import Placement
+from numa_migrate.core.request import Flavor, guest_from_flavor
 from numa_migrate.lab.guest import counter_guest_xml
 from numa_migrate.migrate.plan import NoRoom
-from numa_migrate.model.guest import GuestRequest
-from numa_migrate.model.host import HostTopology
-from numa_migrate.model.placement import Placement
-from numa_migrate.request import Flavor, guest_from_flavor
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def flavored_guest(
     """Place ``flavor`` on ``host`` (its live topology with usage) and write the domain XML.
 
     :class:`NoRoom` (its ``destination`` is ``host``) when the fitter refuses it there.
-    Raises :class:`numa_migrate.errors.InvalidRequestError` for extra specs Nova refuses.
+    Raises :class:`numa_migrate.core.errors.InvalidRequestError` for extra specs Nova refuses.
     """
     guest = guest_from_flavor(flavor)
     request = guest.numa

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from numa_migrate.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import format_cpu_spec
 from numa_migrate.lab import daemons, hugepages, packages, processes, virt
 from numa_migrate.lab.affinity import DomainAffinity, domain_affinity
 from numa_migrate.lab.errors import LabError

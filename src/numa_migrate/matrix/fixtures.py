@@ -17,16 +17,16 @@ from importlib import resources
 from numa_migrate.adapters.capabilities import host_from_capabilities
 from numa_migrate.adapters.domain import domain_from_xml
 from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
-from numa_migrate.cpuset import parse_cpu_spec
-from numa_migrate.errors import NumaMigrateError
+from numa_migrate.core.cpuset import parse_cpu_spec
+from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.request import Flavor
+from numa_migrate.core.validation import validate
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
 from numa_migrate.matrix.report import Check, Leg, ScenarioResult, Status
 from numa_migrate.matrix.runner import validation_checks
 from numa_migrate.matrix.scenarios import Scenario
 from numa_migrate.migrate.plan import MigrationPlan, SriovInputs, plan_migration
-from numa_migrate.model.host import HostTopology
-from numa_migrate.request import Flavor
-from numa_migrate.validation import validate
 
 SOURCE_VF = "0000:3b:02.1"
 BUSY_ON_DESTINATION = {"0000:3b:02.0": "vnf-other (running)",

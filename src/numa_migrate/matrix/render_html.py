@@ -12,7 +12,7 @@ import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from numa_migrate.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import format_cpu_spec
 from numa_migrate.matrix.report import (
     CPU_KINDS,
     FREE_COLOUR,

@@ -27,9 +27,9 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
-from numa_migrate.cpuset import format_cpu_spec
-from numa_migrate.errors import ParseError
-from numa_migrate.model.guest import describe_page_size
+from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.errors import ParseError
+from numa_migrate.core.model.guest import describe_page_size
 
 FORMAT: Final = "numa-migrate-matrix"
 VERSION: Final = 1

@@ -26,8 +26,11 @@ from numa_migrate.adapters.inventory_live import LiveHost, read_live_host
 from numa_migrate.adapters.validate_live import validate_on_host
 from numa_migrate.claims import ClaimStore
 from numa_migrate.cli.hosts import Hosts
-from numa_migrate.cpuset import format_cpu_spec, parse_cpu_spec
-from numa_migrate.errors import NumaMigrateError
+from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.core.request import Flavor
+from numa_migrate.core.validation import Status as CheckStatus
+from numa_migrate.core.validation import ValidationReport
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
 from numa_migrate.lab.guest import counter_advances, wait_until_counting
 from numa_migrate.matrix.report import (
@@ -42,9 +45,6 @@ from numa_migrate.matrix.report import (
 from numa_migrate.matrix.scenarios import Kind, Scenario
 from numa_migrate.migrate.plan import NoRoom
 from numa_migrate.migrate.run import HostRef, Migration, Outcome
-from numa_migrate.request import Flavor
-from numa_migrate.validation import Status as CheckStatus
-from numa_migrate.validation import ValidationReport
 
 _OUTCOME = {CheckStatus.PASSED: "pass", CheckStatus.FAILED: "fail",
             CheckStatus.SKIPPED: "skip"}

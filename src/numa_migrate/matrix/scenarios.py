@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
-from numa_migrate.errors import NumaMigrateError
-from numa_migrate.model.host import HostTopology
+from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.core.model.host import HostTopology
 
 NUMA, PINNING, PAGES, SRIOV, NEGATIVE = (
     "NUMA awareness", "CPU pinning", "Huge pages", "SR-IOV", "Negative",

@@ -22,13 +22,13 @@ from numa_migrate.adapters.rewrite import (
     rewrite_domain_xml,
     xml_diff,
 )
-from numa_migrate.cpuset import format_cpu_spec
-from numa_migrate.errors import NumaMigrateError
-from numa_migrate.fit.fitter import FitOptions, fit_request
+from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.core.fit.fitter import FitOptions, fit_request
+from numa_migrate.core.model.guest import GuestRequest
+from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.model.placement import Placement
 from numa_migrate.migrate.sriov import DEFAULT_POLICY, PhysNets, VfMove, choose_vfs
-from numa_migrate.model.guest import GuestRequest
-from numa_migrate.model.host import HostTopology
-from numa_migrate.model.placement import Placement
 
 
 class MigrationRefused(NumaMigrateError):

@@ -32,10 +32,10 @@ from numa_migrate.adapters.hostdevxml import device_elements, without_devices
 from numa_migrate.adapters.nodedev import PciFunction
 from numa_migrate.claims import ClaimConflict, ClaimStore, subtract_holdings
 from numa_migrate.claims.model import ClaimState
-from numa_migrate.errors import NumaMigrateError
+from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.core.model.host import HostTopology
 from numa_migrate.migrate.plan import MigrationPlan, NoRoom, SriovInputs, plan_migration
 from numa_migrate.migrate.sriov import DEFAULT_POLICY, PhysNets, VfMove
-from numa_migrate.model.host import HostTopology
 
 PHASES = ("planned", "claimed", "migrating", "migrated", "done")
 POST_COPY_PHASES = frozenset({"post_copy", "post_copy_failed"})

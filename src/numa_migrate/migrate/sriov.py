@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from numa_migrate.adapters.domain import PciHostdev
 from numa_migrate.adapters.nodedev import PciFunction
-from numa_migrate.errors import NumaMigrateError
+from numa_migrate.core.errors import NumaMigrateError
 
 POLICIES = ("legacy", "required", "preferred")
 DEFAULT_POLICY = "legacy"

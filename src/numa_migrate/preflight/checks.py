@@ -11,9 +11,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from numa_migrate.cpuset import format_cpu_spec, parse_cpu_spec
-from numa_migrate.errors import ParseError
-from numa_migrate.model.host import HostTopology
+from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.core.errors import ParseError
+from numa_migrate.core.model.host import HostTopology
 from numa_migrate.preflight.sources import (
     TRAIN,
     CharmConfig,

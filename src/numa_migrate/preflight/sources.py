@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from numa_migrate.errors import NumaMigrateError
+from numa_migrate.core.errors import NumaMigrateError
 
 # OpenStack series in order; Nova's major version is 17 + the index (Queens = 17.0.0).
 RELEASES = ("queens", "rocky", "stein", "train", "ussuri", "victoria", "wallaby", "xena",

@@ -31,8 +31,8 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from numa_migrate.adapters.domain import DomainInfo, declared_dedicated_vcpus
-from numa_migrate.cpuset import format_cpu_spec
-from numa_migrate.model.host import HostCell, HostTopology
+from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.model.host import HostCell, HostTopology
 
 _EMPTY: frozenset[int] = frozenset()
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from numa_migrate.cpuset import format_cpu_spec
-from numa_migrate.fit.reasons import Code, Reason
-from numa_migrate.model.guest import (
+from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.fit.reasons import Code, Reason
+from numa_migrate.core.model.guest import (
     CPUPolicy,
     GuestCell,
     GuestRequest,
@@ -23,8 +23,8 @@ from numa_migrate.model.guest import (
     ThreadPolicy,
     describe_page_size,
 )
-from numa_migrate.model.host import HostCell
-from numa_migrate.model.placement import CellPlacement
+from numa_migrate.core.model.host import HostCell
+from numa_migrate.core.model.placement import CellPlacement
 
 
 @dataclass(frozen=True, slots=True)

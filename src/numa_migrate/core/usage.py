@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from numa_migrate.errors import NumaMigrateError
-from numa_migrate.model.guest import GuestRequest, ThreadPolicy
-from numa_migrate.model.host import HostCell, HostTopology
-from numa_migrate.model.placement import CellPlacement, Placement
+from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.core.model.guest import GuestRequest, ThreadPolicy
+from numa_migrate.core.model.host import HostCell, HostTopology
+from numa_migrate.core.model.placement import CellPlacement, Placement
 
 
 class UsageConflictError(NumaMigrateError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from numa_migrate.errors import ParseError
+from numa_migrate.core.errors import ParseError
 
 
 def parse_cpu_spec(spec: str, *, field: str = "CPU list") -> frozenset[int]:

@@ -37,8 +37,8 @@ from typing import Any
 from numa_migrate.adapters.domain import DomainInfo
 from numa_migrate.adapters.nodedev import PciFunction
 from numa_migrate.adapters.rewrite import DestinationPlan
-from numa_migrate.cpuset import format_cpu_spec
-from numa_migrate.domainusage import (
+from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.domainusage import (
     cells_of_cpus,
     dedicated_vcpus,
     floating_vcpus,
@@ -48,7 +48,7 @@ from numa_migrate.domainusage import (
     is_numa_placed,
     isolated_emulator,
 )
-from numa_migrate.model.host import HostTopology
+from numa_migrate.core.model.host import HostTopology
 
 _EMPTY: frozenset[int] = frozenset()
 NO_PLAN = "no plan given (--plan PLAN.json)"

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from numa_migrate.adapters.rewrite import DestinationPlan, RewriteError
-from numa_migrate.cpuset import format_cpu_spec, parse_cpu_spec
-from numa_migrate.errors import ParseError
+from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.core.errors import ParseError
 
 FORMAT = "numa-migrate/destination-plan"
 VERSION = 1

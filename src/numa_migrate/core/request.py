@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from numa_migrate.cpuset import format_cpu_spec, parse_cpu_spec
-from numa_migrate.errors import InvalidRequestError, ParseError
-from numa_migrate.model.guest import (
+from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.core.errors import InvalidRequestError, ParseError
+from numa_migrate.core.model.guest import (
     CPUPolicy,
     EmulatorPolicy,
     Guest,

@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from numa_migrate.fit.cellfit import CellFit, Limits, fit_cell
-from numa_migrate.fit.reasons import Code, Reason
-from numa_migrate.model.guest import Guest, GuestCell, GuestRequest
-from numa_migrate.model.host import HostCell, HostTopology
-from numa_migrate.model.placement import Placement
+from numa_migrate.core.fit.cellfit import CellFit, Limits, fit_cell
+from numa_migrate.core.fit.reasons import Code, Reason
+from numa_migrate.core.model.guest import Guest, GuestCell, GuestRequest
+from numa_migrate.core.model.host import HostCell, HostTopology
+from numa_migrate.core.model.placement import Placement
 
 Verdict = CellFit | list[Reason]
 

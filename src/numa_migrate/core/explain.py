@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from numa_migrate.fit.cellfit import CellFit, fit_cell
-from numa_migrate.fit.fitter import FitOptions, FitResult, fit_guest
-from numa_migrate.fit.reasons import SUMMARY_LABEL, Code, Reason, summarize_counts
-from numa_migrate.model.guest import Guest
-from numa_migrate.model.host import HostTopology
+from numa_migrate.core.fit.cellfit import CellFit, fit_cell
+from numa_migrate.core.fit.fitter import FitOptions, FitResult, fit_guest
+from numa_migrate.core.fit.reasons import SUMMARY_LABEL, Code, Reason, summarize_counts
+from numa_migrate.core.model.guest import Guest
+from numa_migrate.core.model.host import HostTopology
 
 
 @dataclass(frozen=True)
