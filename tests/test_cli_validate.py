@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from numa_migrate.adapters.rewrite import DestinationPlan
 from numa_migrate.cli.main import cli
+from numa_migrate.core.destination import DestinationPlan
 from numa_migrate.core.planjson import plan_to_json
 
 libvirt = pytest.importorskip("libvirt")

@@ -7,10 +7,8 @@ from pathlib import Path
 import pytest
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
-from numa_migrate.adapters.domain import (
-    domain_from_xml,
-    guest_request_from_domain,
-)
+from numa_migrate.adapters.domain import domain_from_xml
+from numa_migrate.core.domainrequest import guest_request_from_domain
 from numa_migrate.core.errors import InvalidRequestError, ParseError
 from numa_migrate.core.model.guest import ThreadPolicy
 from numa_migrate.core.model.host import HostTopology

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
-from numa_migrate.adapters.domain import DomainInfo, domain_from_xml
+from numa_migrate.adapters.domain import domain_from_xml
 from numa_migrate.core.domainusage import (
     CellUse,
     cell_of_cpu,
@@ -17,6 +17,7 @@ from numa_migrate.core.domainusage import (
     host_usage,
     isolated_emulator,
 )
+from numa_migrate.core.model.domain import DomainInfo
 from numa_migrate.core.model.host import HostTopology
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xml"

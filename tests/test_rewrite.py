@@ -19,17 +19,14 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
-from numa_migrate.adapters.domain import DomainInfo, domain_from_xml, guest_request_from_domain
-from numa_migrate.adapters.rewrite import (
-    DestinationPlan,
-    RewriteError,
-    plan_from_placement,
-    rewrite_domain_xml,
-    xml_diff,
-)
+from numa_migrate.adapters.domain import domain_from_xml
+from numa_migrate.adapters.rewrite import rewrite_domain_xml, xml_diff
 from numa_migrate.adapters.xmlsafe import parse_xml
+from numa_migrate.core.destination import DestinationPlan, RewriteError, plan_from_placement
+from numa_migrate.core.domainrequest import guest_request_from_domain
 from numa_migrate.core.errors import NumaMigrateError, ParseError
 from numa_migrate.core.fit.fitter import fit_guest
+from numa_migrate.core.model.domain import DomainInfo
 from numa_migrate.core.model.guest import Guest
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.model.placement import CellPlacement, Placement

@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
-from numa_migrate.adapters.domain import PciHostdev, domain_from_xml
+from numa_migrate.adapters.domain import domain_from_xml
 from numa_migrate.adapters.hostdevxml import device_elements, without_devices
-from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
+from numa_migrate.adapters.nodedev import pci_functions_from_nodedevs
 from numa_migrate.core.errors import ParseError
+from numa_migrate.core.model.domain import PciHostdev
+from numa_migrate.core.model.pci import PciFunction
 from numa_migrate.core.request import Flavor
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
 from numa_migrate.migrate.plan import MigrationPlan, NoRoom, SriovInputs, plan_migration

@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
-from numa_migrate.adapters.domain import DomainInfo, domain_from_xml
-from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
-from numa_migrate.adapters.rewrite import DestinationPlan, rewrite_domain_xml
+from numa_migrate.adapters.domain import domain_from_xml
+from numa_migrate.adapters.nodedev import pci_functions_from_nodedevs
+from numa_migrate.adapters.rewrite import rewrite_domain_xml
+from numa_migrate.core.destination import DestinationPlan
+from numa_migrate.core.model.domain import DomainInfo
+from numa_migrate.core.model.pci import PciFunction
 from numa_migrate.core.planjson import PlanFormatError, load_plan, plan_from_json, plan_to_json
 from numa_migrate.core.validation import (
     Check,

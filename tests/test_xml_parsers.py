@@ -19,7 +19,12 @@ from numa_migrate.adapters.capabilities import (
     host_facts_from_capabilities,
     host_from_capabilities,
 )
-from numa_migrate.adapters.domain import (
+from numa_migrate.adapters.domain import domain_from_xml
+from numa_migrate.adapters.nodedev import pci_functions_from_nodedevs
+from numa_migrate.adapters.xmlsafe import parse_xml, unit_scale
+from numa_migrate.core.domainrequest import guest_request_from_domain
+from numa_migrate.core.errors import ParseError
+from numa_migrate.core.model.domain import (
     DomainInfo,
     GuestNumaCell,
     HugePages,
@@ -28,12 +33,7 @@ from numa_migrate.adapters.domain import (
     NumaTune,
     PciHostdev,
     VcpuSched,
-    domain_from_xml,
-    guest_request_from_domain,
 )
-from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
-from numa_migrate.adapters.xmlsafe import parse_xml, unit_scale
-from numa_migrate.core.errors import ParseError
 from numa_migrate.core.model.guest import (
     CPUPolicy,
     EmulatorPolicy,
@@ -43,6 +43,7 @@ from numa_migrate.core.model.guest import (
     PageSizeRequest,
 )
 from numa_migrate.core.model.host import PagePool
+from numa_migrate.core.model.pci import PciFunction
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xml"
 GIB_MIB = 1024

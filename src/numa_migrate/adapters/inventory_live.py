@@ -18,13 +18,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
-from numa_migrate.adapters.domain import DomainInfo, domain_from_xml
+from numa_migrate.adapters.domain import domain_from_xml
 from numa_migrate.adapters.inventory import HostConfig, InventoryError, topology_for_host
-from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
+from numa_migrate.adapters.nodedev import pci_functions_from_nodedevs
 from numa_migrate.adapters.virt import lv as libvirt_module
 from numa_migrate.core.domainusage import HostUsage, host_usage
 from numa_migrate.core.errors import NumaMigrateError, ParseError
+from numa_migrate.core.model.domain import DomainInfo
 from numa_migrate.core.model.host import HostCell, HostTopology, PagePool
+from numa_migrate.core.model.pci import PciFunction
 
 SOURCE_KERNEL = "kernel free counts (libvirt virNodeGetFreePages)"
 SOURCE_DOMAINS = "running domains' XML"

@@ -1,43 +1,22 @@
 """PCI functions (SR-IOV PFs and VFs with their NUMA node) from libvirt node-device XML.
 
 Each input document is one ``<device>`` as ``virsh nodedev-dumpxml`` prints it. PCI devices
-become :class:`PciFunction`; ``net`` devices name the interface of their parent PCI function;
-every other device is skipped.
+become :class:`~numa_migrate.core.model.pci.PciFunction`; ``net`` devices name the interface
+of their parent PCI function; every other device is skipped.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from lxml import etree
 
 from numa_migrate.adapters.xmlsafe import XmlDoc
+from numa_migrate.core.model.pci import PciFunction
 
 _NO_NUMA_NODE = -1
-
-
-@dataclass(frozen=True, slots=True)
-class PciFunction:
-    """One PCI function. Ids are 4-digit lower-case hex (``'8086'``), addresses dddd:bb:ss.f."""
-
-    name: str
-    address: str
-    numa_node: int | None
-    vendor_id: str
-    product_id: str
-    parent: str | None
-    driver: str | None
-    is_pf: bool = False
-    vf_max_count: int | None = None
-    vf_addresses: tuple[str, ...] = ()
-    pf_address: str | None = None
-    net_interfaces: tuple[str, ...] = ()
-
-    @property
-    def is_vf(self) -> bool:
-        return self.pf_address is not None
 
 
 def pci_functions_from_nodedevs(

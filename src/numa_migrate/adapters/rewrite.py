@@ -19,7 +19,8 @@ What is rewritten, and nothing else:
 - ``<vcpu placement cpuset>``: ``cpuset`` set or dropped; ``placement='auto'`` becomes
   ``'static'`` when the plan pins anything (numad would otherwise choose other CPUs);
 - ``<cputune>``: one ``<vcpupin>`` per vCPU, ``<emulatorpin>``, one ``<iothreadpin>`` per
-  IOThread id; ``<vcpusched>`` and every tunable are kept (vCPU ids do not change);
+  IOThread id; the ``priority`` of each real-time ``<vcpusched>`` (``fifo``/``rr``) when
+  the plan gives the destination's; every other tunable is kept (vCPU ids do not change);
 - ``<numatune>``: ``<memory nodeset>`` (its mode kept) and one ``<memnode>`` per guest NUMA
   cell (an existing memnode keeps its mode; a new one is ``strict``, or ``restrictive``
   when ``<memory>`` is);
@@ -30,28 +31,19 @@ What is rewritten, and nothing else:
 from __future__ import annotations
 
 import difflib
-import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from lxml import etree
 
-from numa_migrate.adapters.domain import REALTIME_SCHEDULERS, DomainInfo, domain_from_xml
-from numa_migrate.adapters.xmlsafe import XmlDoc, format_pci_address, parse_xml
+from numa_migrate.adapters.domain import domain_from_xml
+from numa_migrate.adapters.xmlsafe import XmlDoc, parse_xml
 from numa_migrate.core.cpuset import format_cpu_spec
-from numa_migrate.core.errors import NumaMigrateError
-from numa_migrate.core.model.host import HostTopology
-from numa_migrate.core.model.placement import Placement
+from numa_migrate.core.destination import DestinationPlan, RewriteError
+from numa_migrate.core.model.domain import REALTIME_SCHEDULERS, DomainInfo
+from numa_migrate.core.model.pci import PciAddress
 
-__all__ = [
-    "DestinationPlan",
-    "RewriteError",
-    "plan_from_placement",
-    "rewrite_domain_xml",
-    "xml_diff",
-]
+__all__ = ["rewrite_domain_xml", "xml_diff"]
 
 # Top-level elements up to <numatune>, in the order libvirt formats a domain.
 _DOMAIN_ORDER = (
@@ -106,268 +98,7 @@ _MEMORY_BACKING_ORDER = (
     "allocation",
     "discard",
 )
-_PCI_ADDRESS = re.compile(
-    r"(?P<domain>[0-9a-f]{1,4}):(?P<bus>[0-9a-f]{1,2}):(?P<slot>[0-9a-f]{1,2})\."
-    r"(?P<function>[0-7])",
-    re.IGNORECASE,
-)
-_MAX_PCI_SLOT = 0x1F
-_K = TypeVar("_K", bound=int | str)
-_V = TypeVar("_V")
 _DEFAULT_INDENT = "  "
-
-
-class RewriteError(NumaMigrateError):
-    """A plan that does not match the domain it is applied to, or a plan that is invalid.
-
-    ``element`` is the XML element concerned (``"cputune/vcpupin"``, ``"numatune/memnode"``,
-    ...), so that callers can tell which part of the plan to fix.
-    """
-
-    def __init__(self, message: str, *, source: str | None = None, element: str) -> None:
-        super().__init__(f"{source}: {message}" if source else message)
-        self.source = source
-        self.element = element
-
-
-def _frozen_map(items: Mapping[_K, _V]) -> Mapping[_K, _V]:
-    return MappingProxyType({key: items[key] for key in sorted(items)})
-
-
-@dataclass(frozen=True)
-class DestinationPlan:
-    """Where a domain runs on its destination host, in host CPU / host node / PCI terms.
-
-    - ``vcpu_pins``: guest vCPU -> host CPUs (one CPU for a dedicated vCPU, the shared pool
-      for a floating one). It must name every vCPU of the domain, or be empty: a guest with
-      no NUMA topology, whose ``<vcpupin>`` elements are all removed.
-    - ``emulator_pins``: host CPUs of the emulator threads; empty removes ``<emulatorpin>``.
-    - ``iothread_pins``: IOThread id -> host CPUs; an IOThread it does not name follows the
-      emulator pins (and is unpinned when those are empty).
-    - ``shared_cpuset``: ``<vcpu cpuset>``; None drops the attribute.
-    - ``memory_nodes``: ``<numatune><memory nodeset>``; empty removes the host-node parts
-      of ``<numatune>``. It must contain every node of ``cell_nodes``.
-    - ``cell_nodes``: guest NUMA cell -> host NUMA node, one per guest cell of the domain.
-    - ``hugepage_kib``: guest cell -> page size in KiB; None leaves ``<hugepages>`` as it
-      is, an empty mapping removes it (every cell on the host's small pages), and a cell it
-      does not name is backed by ordinary pages.
-    - ``hostdev_map``: source PCI address -> destination PCI address (``dddd:bb:ss.f``).
-      A device whose source address is gone but whose destination address is present
-      counts as already moved, so that a rewritten XML can be rewritten again (a cyclic
-      swap, A -> B and B -> A, is the one plan that is not idempotent).
-
-    ``<vcpusched>`` is not part of the plan: vCPU ids do not change, so it is kept as is.
-    Mappings are copied into read-only, key-sorted views; PCI addresses are normalised.
-    """
-
-    vcpu_pins: Mapping[int, frozenset[int]] = field(hash=False)
-    emulator_pins: frozenset[int]
-    iothread_pins: Mapping[int, frozenset[int]] = field(hash=False)
-    shared_cpuset: frozenset[int] | None
-    memory_nodes: frozenset[int]
-    cell_nodes: Mapping[int, int] = field(hash=False)
-    hugepage_kib: Mapping[int, int] | None = field(hash=False)
-    hostdev_map: Mapping[str, str] = field(default_factory=dict, hash=False)
-
-    def __post_init__(self) -> None:
-        for name, pins in (("vcpu_pins", self.vcpu_pins), ("iothread_pins", self.iothread_pins)):
-            minimum = 0 if name == "vcpu_pins" else 1
-            for key, cpus in pins.items():
-                _check_ids(name, (key,), minimum=minimum, what="id")
-                _check_ids(f"{name}[{key}]", cpus, what="host CPU")
-                if not cpus:
-                    raise _plan_error(name, f"{name}[{key}] pins to no host CPU")
-        _check_ids("emulator_pins", self.emulator_pins, what="host CPU")
-        if self.shared_cpuset is not None:
-            _check_ids("shared_cpuset", self.shared_cpuset, what="host CPU")
-            if not self.shared_cpuset:
-                raise _plan_error(
-                    "shared_cpuset", "shared_cpuset is empty (use None to drop <vcpu cpuset>)"
-                )
-        _check_ids("memory_nodes", self.memory_nodes, what="host node")
-        _check_ids("cell_nodes", self.cell_nodes, what="guest cell")
-        _check_ids("cell_nodes", self.cell_nodes.values(), what="host node")
-        if self.hugepage_kib is not None:
-            _check_ids("hugepage_kib", self.hugepage_kib, what="guest cell")
-            _check_ids("hugepage_kib", self.hugepage_kib.values(), minimum=1, what="page size")
-        set_ = object.__setattr__
-        set_(self, "vcpu_pins", _frozen_map({k: frozenset(v) for k, v in self.vcpu_pins.items()}))
-        set_(
-            self,
-            "iothread_pins",
-            _frozen_map({k: frozenset(v) for k, v in self.iothread_pins.items()}),
-        )
-        set_(self, "emulator_pins", frozenset(self.emulator_pins))
-        set_(self, "memory_nodes", frozenset(self.memory_nodes))
-        set_(self, "cell_nodes", _frozen_map(self.cell_nodes))
-        if self.hugepage_kib is not None:
-            set_(self, "hugepage_kib", _frozen_map(self.hugepage_kib))
-        set_(
-            self,
-            "hostdev_map",
-            _frozen_map(
-                {
-                    _pci("hostdev_map", old): _pci(f"hostdev_map[{old!r}]", new)
-                    for old, new in self.hostdev_map.items()
-                }
-            ),
-        )
-
-
-def _plan_error(name: str, message: str) -> RewriteError:
-    return RewriteError(f"invalid plan: {message}", source="plan", element=name)
-
-
-def _check_ids(name: str, ids: Iterable[int], *, minimum: int = 0, what: str) -> None:
-    for value in ids:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise _plan_error(
-                name, f"{name}: {what} {value!r} is not an integer of at least {minimum}"
-            )
-
-
-def _pci(name: str, address: str) -> str:
-    match = _PCI_ADDRESS.fullmatch(address.strip()) if isinstance(address, str) else None
-    if match is None or int(match["slot"], 16) > _MAX_PCI_SLOT:
-        raise _plan_error(
-            name, f"{name}: {address!r} is not a PCI address dddd:bb:ss.f (slot at most 1f)"
-        )
-    return format_pci_address(*(int(match[k], 16) for k in ("domain", "bus", "slot", "function")))
-
-
-# --------------------------------------------------------------------------- planning
-
-
-def plan_from_placement(
-    info: DomainInfo,
-    placement: Placement,
-    host: HostTopology,
-    *,
-    shared_cpus: frozenset[int] | None = None,
-    hostdev_map: Mapping[str, str] | None = None,
-) -> DestinationPlan:
-    """The destination plan for ``info`` placed on ``host`` by ``placement``.
-
-    - a dedicated vCPU is pinned to its placement CPU; a floating one to ``shared_cpus``
-      if given, else to the shared CPUs (``cpuset``) of its guest cell's host cell;
-    - emulator threads go to ``placement.emulator_pins`` (``isolate``), else to the union
-      of the pins of every vCPU that has no real-time scheduler (Nova's default: the shared
-      pool and the pinned CPUs, never a real-time vCPU's CPU); IOThreads follow the
-      emulator threads;
-    - ``<vcpu cpuset>`` is ``shared_cpus`` if given; otherwise it is kept (with destination
-      CPUs: the placed host cells' shared CPUs, or the whole host's for a guest without
-      NUMA cells) only when the source domain had one;
-    - memory goes to the placed host cells; huge pages follow each cell's page size, a cell
-      on its host cell's smallest page size gets ordinary pages (as Nova writes it), and
-      ``hugepage_kib`` is None when the placement chose no page size.
-
-    A placement with no cells (a guest with no NUMA need) pins no vCPU and tunes no memory:
-    the source's pins and nodesets are removed rather than carried over.
-    """
-    vcpu_pins: dict[int, frozenset[int]] = {}
-    cell_nodes: dict[int, int] = {}
-    pages: dict[int, int | None] = {}
-    cell_pools: set[int] = set()
-    for cell in placement.cells:
-        try:
-            host_cell = host.cell(cell.host_cell)
-        except KeyError:
-            known = format_cpu_spec(c.id for c in host.cells) or "none"
-            raise RewriteError(
-                f"placement puts guest cell {cell.guest_cell} on host cell {cell.host_cell}, "
-                f"which host {host.name} does not have (cells: {known})",
-                source=info.name,
-                element="cpu/numa/cell",
-            ) from None
-        if cell.guest_cell in cell_nodes:
-            raise RewriteError(
-                f"placement places guest cell {cell.guest_cell} twice",
-                source=info.name,
-                element="cpu/numa/cell",
-            )
-        cell_nodes[cell.guest_cell] = host_cell.id
-        cell_pools |= host_cell.cpuset
-        pinned = cell.pinning_map()
-        pool = host_cell.cpuset if shared_cpus is None else shared_cpus
-        for vcpu in sorted(cell.vcpus):
-            if vcpu in vcpu_pins:
-                raise RewriteError(
-                    f"placement places vCPU {vcpu} in more than one guest cell",
-                    source=info.name,
-                    element="cputune/vcpupin",
-                )
-            if vcpu in pinned:
-                vcpu_pins[vcpu] = frozenset({pinned[vcpu]})
-            elif pool:
-                vcpu_pins[vcpu] = pool
-            else:
-                raise RewriteError(
-                    f"floating vCPU {vcpu} of guest cell {cell.guest_cell} has no shared CPU "
-                    f"to run on: host cell {host_cell.id} of {host.name} has none and no "
-                    "shared_cpus were given",
-                    source=info.name,
-                    element="cputune/vcpupin",
-                )
-        if cell.pagesize_kib is not None and cell.pagesize_kib != host_cell.smallest_page_kib:
-            pages[cell.guest_cell] = cell.pagesize_kib
-        elif cell.pagesize_kib is not None:
-            pages[cell.guest_cell] = None
-    all_pins = frozenset().union(*vcpu_pins.values())
-    emulator = placement.emulator_pins
-    if emulator is None:
-        realtime = frozenset().union(
-            *(s.vcpus for s in info.vcpusched if s.scheduler in REALTIME_SCHEDULERS)
-        )
-        emulator = (
-            frozenset().union(*(c for v, c in vcpu_pins.items() if v not in realtime)) or all_pins
-        )
-    return DestinationPlan(
-        vcpu_pins=vcpu_pins,
-        emulator_pins=emulator,
-        iothread_pins={},
-        shared_cpuset=_shared_cpuset(
-            info, placement, host, shared_cpus=shared_cpus, pools=cell_pools, pins=all_pins
-        ),
-        memory_nodes=frozenset(cell_nodes.values()),
-        cell_nodes=cell_nodes,
-        hugepage_kib=_hugepages_of(info, placement, pages),
-        hostdev_map=dict(hostdev_map or {}),
-    )
-
-
-def _shared_cpuset(
-    info: DomainInfo,
-    placement: Placement,
-    host: HostTopology,
-    *,
-    shared_cpus: frozenset[int] | None,
-    pools: set[int],
-    pins: frozenset[int],
-) -> frozenset[int] | None:
-    if shared_cpus is not None:
-        return shared_cpus
-    if info.vcpu_cpuset is None:
-        return None
-    pool = frozenset(pools)
-    if not placement.cells:
-        pool = frozenset().union(*(c.cpuset for c in host.cells))
-    return pool or (pins | (placement.emulator_pins or frozenset())) or None
-
-
-def _hugepages_of(
-    info: DomainInfo, placement: Placement, pages: dict[int, int | None]
-) -> dict[int, int] | None:
-    if not pages:
-        return None
-    if len(pages) != len(placement.cells):
-        sized = format_cpu_spec(pages)
-        raise RewriteError(
-            f"placement gives a page size to guest cells {sized} only; a guest's cells are "
-            "either all on a chosen page size or none is",
-            source=info.name,
-            element="memoryBacking/hugepages",
-        )
-    return {cell: size for cell, size in pages.items() if size is not None}
 
 
 # --------------------------------------------------------------------------- rewriting
@@ -406,6 +137,7 @@ def rewrite_domain_xml(xml: str | bytes, plan: DestinationPlan, *, source: str =
     root = doc.root
     _rewrite_vcpu(root, plan)
     _rewrite_cputune(root, target, plan)
+    _rewrite_vcpusched(root, plan)
     _rewrite_numatune(root, target, plan)
     _rewrite_hugepages(root, target, plan)
     _rewrite_hostdevs(target, plan)
@@ -574,6 +306,20 @@ def _rewrite_cputune(root: etree._Element, target: _Target, plan: DestinationPla
     _drop_if_empty(cputune)
 
 
+def _rewrite_vcpusched(root: etree._Element, plan: DestinationPlan) -> None:
+    """The destination's priority on every real-time ``<vcpusched>`` (Nova writes its
+    destination's ``realtime_scheduler_priority``); without one in the plan, the source's
+    priority stays. A non-real-time scheduler (batch, idle) has no priority to change."""
+    if plan.realtime_priority is None:
+        return
+    cputune = root.find("cputune")
+    if cputune is None:
+        return
+    for sched in cputune.iterfind("vcpusched"):
+        if sched.get("scheduler") in REALTIME_SCHEDULERS:
+            sched.set("priority", str(plan.realtime_priority))
+
+
 def _set_pins(
     doc: XmlDoc,
     cputune: etree._Element,
@@ -724,13 +470,8 @@ def _rewrite_hostdevs(target: _Target, plan: DestinationPlan) -> None:
         new = plan.hostdev_map.get(doc.pci_address(address))
         if new is None:
             continue
-        domain, rest = new.split(":", 1)
-        bus, rest = rest.split(":", 1)
-        slot, function = rest.split(".")
-        address.set("domain", f"0x{domain}")
-        address.set("bus", f"0x{bus}")
-        address.set("slot", f"0x{slot}")
-        address.set("function", f"0x{function}")
+        for name, value in PciAddress.parse(new).libvirt_attributes().items():
+            address.set(name, value)
 
 
 # --------------------------------------------------------------------------- tree editing

@@ -28,7 +28,7 @@ from numa_migrate.adapters.procaffinity import (
     local_run_dir,
     process_affinity,
 )
-from numa_migrate.adapters.rewrite import DestinationPlan
+from numa_migrate.core.destination import DestinationPlan
 from numa_migrate.core.planjson import PlanDocument
 from numa_migrate.core.validation import ThreadAffinities, ValidationReport, validate
 

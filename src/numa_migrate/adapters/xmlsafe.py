@@ -16,6 +16,7 @@ from lxml import etree
 
 from numa_migrate.core.cpuset import parse_cpu_spec
 from numa_migrate.core.errors import ParseError
+from numa_migrate.core.model.pci import PCI_FIELDS, PciAddress
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 _BYTES_PER_KIB = 1024
@@ -25,7 +26,6 @@ _LXML_POSITION = re.compile(r", line \d+, column \d+$")
 _INTEGER = re.compile(r"-?[0-9]{1,20}|0[xX][0-9a-fA-F]{1,16}")  # libvirt reads 64 bits
 _SCALED_UNIT = re.compile(r"([kmgtpe])(ib|b)?")
 _UNIT_HELP = "b, bytes, KB, K/KiB, MB, M/MiB, GB, G/GiB, TB, T/TiB, PB, P/PiB, EB, E/EiB"
-_PCI_FIELDS = (("domain", 0xFFFF), ("bus", 0xFF), ("slot", 0x1F), ("function", 0x7))
 
 
 def parse_xml(
@@ -95,11 +95,6 @@ def ceil_div(numerator: int, denominator: int) -> int:
 
 def kib_to_mib(kib: int, *, round_up: bool) -> int:
     return ceil_div(kib, 1024) if round_up else kib // 1024
-
-
-def format_pci_address(domain: int, bus: int, slot: int, function: int) -> str:
-    """The normalised ``dddd:bb:ss.f`` form (lower-case hex)."""
-    return f"{domain:04x}:{bus:02x}:{slot:02x}.{function:x}"
 
 
 def element_path(el: etree._Element) -> str:
@@ -239,13 +234,13 @@ class XmlDoc:
         """``<address domain= bus= slot= function=/>`` (domain defaults to 0) as dddd:bb:ss.f."""
         domain, bus, slot, function = (
             self.int_attr(el, name, maximum=limit, default=0 if name == "domain" else None)
-            for name, limit in _PCI_FIELDS
+            for name, limit in PCI_FIELDS
         )
-        return format_pci_address(domain, bus, slot, function)
+        return str(PciAddress(domain, bus, slot, function))
 
     def pci_address_elements(self, el: etree._Element) -> str:
         """``<domain>0</domain><bus>59</bus>...`` children (node-device form) as dddd:bb:ss.f."""
         domain, bus, slot, function = (
-            self.int_text(self.child(el, name), maximum=limit) for name, limit in _PCI_FIELDS
+            self.int_text(self.child(el, name), maximum=limit) for name, limit in PCI_FIELDS
         )
-        return format_pci_address(domain, bus, slot, function)
+        return str(PciAddress(domain, bus, slot, function))

@@ -122,7 +122,8 @@ class GuestSpec:
         if self.domain_xml is not None:
             if self.vcpus or self.ram or self.extra_specs or self.image_props:
                 raise click.UsageError("give either --domain-xml or the flavor options, not both")
-            from numa_migrate.adapters.domain import domain_from_xml, guest_request_from_domain
+            from numa_migrate.adapters.domain import domain_from_xml
+            from numa_migrate.core.domainrequest import guest_request_from_domain
 
             info = domain_from_xml(self.domain_xml.read_bytes(), source=str(self.domain_xml))
             request, _how = guest_request_from_domain(info)

@@ -30,8 +30,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from numa_migrate.adapters.domain import DomainInfo, declared_dedicated_vcpus
 from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.domainrequest import declared_dedicated_vcpus
+from numa_migrate.core.model.domain import DomainInfo
 from numa_migrate.core.model.host import HostCell, HostTopology
 
 _EMPTY: frozenset[int] = frozenset()

@@ -1,4 +1,4 @@
-"""A JSON form of :class:`~numa_migrate.adapters.rewrite.DestinationPlan` (``--plan`` files).
+"""A JSON form of :class:`~numa_migrate.core.destination.DestinationPlan` (``--plan`` files).
 
 ::
 
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from numa_migrate.adapters.rewrite import DestinationPlan, RewriteError
 from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.core.destination import DestinationPlan, RewriteError
 from numa_migrate.core.errors import ParseError
 
 FORMAT = "numa-migrate/destination-plan"

@@ -34,10 +34,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from numa_migrate.adapters.domain import DomainInfo
-from numa_migrate.adapters.nodedev import PciFunction
-from numa_migrate.adapters.rewrite import DestinationPlan
 from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.destination import DestinationPlan
 from numa_migrate.core.domainusage import (
     cells_of_cpus,
     dedicated_vcpus,
@@ -48,7 +46,9 @@ from numa_migrate.core.domainusage import (
     is_numa_placed,
     isolated_emulator,
 )
+from numa_migrate.core.model.domain import DomainInfo
 from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.model.pci import PciFunction
 
 _EMPTY: frozenset[int] = frozenset()
 NO_PLAN = "no plan given (--plan PLAN.json)"

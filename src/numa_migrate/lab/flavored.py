@@ -19,9 +19,10 @@ from pathlib import Path
 from lxml import etree
 
 from numa_migrate.adapters.domain import declared_specs_xml, domain_from_xml
-from numa_migrate.adapters.rewrite import DestinationPlan, plan_from_placement, rewrite_domain_xml
+from numa_migrate.adapters.rewrite import rewrite_domain_xml
 from numa_migrate.adapters.xmlsafe import parse_xml
 from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.destination import DestinationPlan, plan_from_placement
 from numa_migrate.core.fit.fitter import fit_request
 from numa_migrate.core.model.guest import GuestRequest
 from numa_migrate.core.model.host import HostTopology

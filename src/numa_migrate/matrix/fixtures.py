@@ -16,10 +16,11 @@ from importlib import resources
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
 from numa_migrate.adapters.domain import domain_from_xml
-from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
+from numa_migrate.adapters.nodedev import pci_functions_from_nodedevs
 from numa_migrate.core.cpuset import parse_cpu_spec
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.model.pci import PciFunction
 from numa_migrate.core.request import Flavor
 from numa_migrate.core.validation import validate
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest

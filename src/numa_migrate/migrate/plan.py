@@ -14,19 +14,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from numa_migrate.adapters.domain import DomainInfo, domain_from_xml, guest_request_from_domain
-from numa_migrate.adapters.nodedev import PciFunction
-from numa_migrate.adapters.rewrite import (
-    DestinationPlan,
-    plan_from_placement,
-    rewrite_domain_xml,
-    xml_diff,
-)
+from numa_migrate.adapters.domain import domain_from_xml
+from numa_migrate.adapters.rewrite import rewrite_domain_xml, xml_diff
 from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.destination import DestinationPlan, plan_from_placement
+from numa_migrate.core.domainrequest import guest_request_from_domain
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.fit.fitter import FitOptions, fit_request
+from numa_migrate.core.model.domain import DomainInfo
 from numa_migrate.core.model.guest import GuestRequest
 from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.model.pci import PciFunction
 from numa_migrate.core.model.placement import Placement
 from numa_migrate.migrate.sriov import DEFAULT_POLICY, PhysNets, VfMove, choose_vfs
 

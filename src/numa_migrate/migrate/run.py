@@ -29,11 +29,11 @@ from typing import Any, NoReturn
 from numa_migrate.adapters import virt
 from numa_migrate.adapters.domain import domain_from_xml
 from numa_migrate.adapters.hostdevxml import device_elements, without_devices
-from numa_migrate.adapters.nodedev import PciFunction
 from numa_migrate.claims import ClaimConflict, ClaimStore, subtract_holdings
 from numa_migrate.claims.model import ClaimState
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.model.pci import PciFunction
 from numa_migrate.migrate.plan import MigrationPlan, NoRoom, SriovInputs, plan_migration
 from numa_migrate.migrate.sriov import DEFAULT_POLICY, PhysNets, VfMove
 

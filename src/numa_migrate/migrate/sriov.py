@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from numa_migrate.adapters.domain import PciHostdev
-from numa_migrate.adapters.nodedev import PciFunction
 from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.core.model.domain import PciHostdev
+from numa_migrate.core.model.pci import PciFunction
 
 POLICIES = ("legacy", "required", "preferred")
 DEFAULT_POLICY = "legacy"
