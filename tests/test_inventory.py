@@ -104,7 +104,8 @@ BAD = [
     ("[hosts]\na = 1\n", r"hosts\.a must be a table .*not a int"),
     ("[hosts.a]\nuri = 'test:///default'\nflavour = 1\ncpu_set = '1'\n",
      r"hosts\.a: unknown key 'cpu_set', 'flavour' \(allowed: uri, cpu_dedicated_set, "
-     r"cpu_shared_set, reserved_huge_pages, reserved_host_memory_mb, physical_networks\)"),
+     r"cpu_shared_set, reserved_huge_pages, reserved_host_memory_mb, physical_networks, "
+     r"realtime_scheduler_priority\)"),
     ("[hosts.a]\ncpu_shared_set = '0'\n", r"hosts\.a\.uri is missing: a libvirt URI such as"),
     ("[hosts.a]\nuri = 3\n", r"hosts\.a\.uri: 3 is not a libvirt URI"),
     ("[hosts.a]\nuri = 'cmp-01'\n", r"hosts\.a\.uri: 'cmp-01' is not a libvirt URI"),
@@ -150,7 +151,35 @@ BAD = [
      r"reserved_host_memory_mb: must be a non-negative integer"),
     ("[hosts.a]\nuri = 'test:///default'\nreserved_host_memory_mb = true\n",
      r"reserved_host_memory_mb: must be a non-negative integer"),
+    ("[hosts.a]\nuri = 'test:///default'\nrealtime_scheduler_priority = 0\n",
+     r"hosts\.a\.realtime_scheduler_priority: 0 is not a real-time scheduler priority \(an "
+     r"integer from 1 to 99"),
+    ("[hosts.a]\nuri = 'test:///default'\nrealtime_scheduler_priority = 100\n",
+     r"realtime_scheduler_priority: 100 is not a real-time scheduler priority"),
+    ("[hosts.a]\nuri = 'test:///default'\nrealtime_scheduler_priority = '50'\n",
+     r"realtime_scheduler_priority: '50' is not a real-time scheduler priority"),
+    ("[hosts.a]\nuri = 'test:///default'\nrealtime_scheduler_priority = true\n",
+     r"realtime_scheduler_priority: True is not a real-time scheduler priority"),
+    ("[hosts.a]\nuri = 'test:///default'\nphysical_networks = { p1 = ['0000:3b:20.1'] }\n",
+     r"hosts\.a\.physical_networks\.p1: '0000:3b:20\.1' has slot 0x20, beyond 0x1f; a PCI "
+     r"address is dddd:bb:ss\.f"),
+    ("[hosts.a]\nuri = 'test:///default'\n"
+     "physical_networks = { p1 = ['0000:3B:00.1'], p2 = ['0000:3b:00.1'] }\n",
+     r"physical_networks: 0000:3b:00\.1 is in both p1 and p2"),
 ]
+
+
+def test_realtime_priority_and_physnet_pci_addresses(tmp_path: Path) -> None:
+    path = write(tmp_path, "[hosts.a]\nuri = 'test:///default'\nrealtime_scheduler_priority = 1\n"
+                 "physical_networks = { p1 = ['0000:3B:00.1', 'ens1f0'], p2 = ['0:5e:0.2'] }\n"
+                 "[hosts.b]\nuri = 'test:///default'\nrealtime_scheduler_priority = 99\n"
+                 "[hosts.c]\nuri = 'test:///default'\n")
+    inventory = load_inventory(path)
+    a, b, c = inventory.hosts
+    assert a.realtime_scheduler_priority == 1
+    assert b.realtime_scheduler_priority == 99
+    assert c.realtime_scheduler_priority is None
+    assert a.physical_networks == (("p1", ("0000:3b:00.1", "ens1f0")), ("p2", ("0000:5e:00.2",)))
 
 
 @pytest.mark.parametrize(("text", "pattern"), BAD)

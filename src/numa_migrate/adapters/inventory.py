@@ -9,6 +9,7 @@ An inventory is a TOML file with one table per host::
     reserved_huge_pages = ["node:0,size:2048,count:64", "node:1,size:1GB,count:1"]
     reserved_host_memory_mb = 4096           # Nova [DEFAULT] reserved_host_memory_mb
     physical_networks = { physnet1 = ["ens1f0", "0000:3b:00.1"] }   # SR-IOV PFs per network
+    realtime_scheduler_priority = 1          # Nova [libvirt] realtime_scheduler_priority
 
 Libvirt's capabilities say which CPUs a host has, not which of them are for pinned guests;
 the CPU sets say it the way Nova's configuration does. Without either set every host CPU is
@@ -30,8 +31,10 @@ from types import MappingProxyType
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
 from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.core.destination import check_realtime_priority
 from numa_migrate.core.errors import NumaMigrateError, ParseError, UnknownHostError
 from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.model.pci import PciAddress
 
 ENV_INVENTORY = "NUMA_MIGRATE_INVENTORY"
 DEFAULT_INVENTORY = Path("inventory.toml")
@@ -42,6 +45,7 @@ HOST_KEYS = (
     "reserved_huge_pages",
     "reserved_host_memory_mb",
     "physical_networks",
+    "realtime_scheduler_priority",
 )
 TOP_LEVEL_KEYS = ("hosts",)
 URI_EXAMPLES = (
@@ -91,6 +95,9 @@ class HostConfig:
     reserved_host_memory_mb: int | None = None
     physical_networks: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """physnet name -> the PFs (net interface names or PCI addresses) on it, sorted."""
+    realtime_scheduler_priority: int | None = None
+    """Nova's ``[libvirt] realtime_scheduler_priority`` of the host (1-99): the priority a
+    real-time guest migrated here runs with; None: not given (the guest keeps its own)."""
 
     @property
     def legacy_cpus(self) -> bool:
@@ -234,10 +241,21 @@ def _host(source: str, name: str, raw: object) -> HostConfig:
         reserved_huge_pages=_reserved_pages(where, raw.get("reserved_huge_pages")),
         reserved_host_memory_mb=_reserved_memory(where, raw.get("reserved_host_memory_mb")),
         physical_networks=_physical_networks(where, raw.get("physical_networks")),
+        realtime_scheduler_priority=_realtime_priority(
+            where, raw.get("realtime_scheduler_priority")
+        ),
     )
 
 
-_PCI = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]")
+def _realtime_priority(where: str, value: object) -> int | None:
+    if value is None:
+        return None
+    try:
+        return check_realtime_priority(value, field=f"{where}.realtime_scheduler_priority")
+    except ParseError as exc:
+        raise InventoryError(str(exc)) from None
+
+
 _IFNAME = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")
 
 
@@ -255,14 +273,22 @@ def _physical_networks(where: str, value: object) -> tuple[tuple[str, tuple[str,
                 isinstance(m, str) for m in members):
             raise InventoryError(f"{field}.{name}: must be a non-empty list of PF interface "
                                  "names or PCI addresses (dddd:bb:ss.f)")
+        normalised: list[str] = []
         for member in members:
-            if not (_PCI.fullmatch(member) or _IFNAME.fullmatch(member)):
+            key = member
+            if PciAddress.looks_like(member):
+                try:
+                    key = PciAddress.normalise(member, field=f"{field}.{name}")
+                except ParseError as exc:
+                    raise InventoryError(str(exc)) from None
+            elif not _IFNAME.fullmatch(member):
                 raise InventoryError(f"{field}.{name}: {member!r} is neither a PCI address "
                                      "(dddd:bb:ss.f) nor a network interface name")
-            if member in seen:
-                raise InventoryError(f"{field}: {member} is in both {seen[member]} and {name}")
-            seen[member] = name
-        out.append((name, tuple(m.lower() if _PCI.fullmatch(m) else m for m in members)))
+            if key in seen:
+                raise InventoryError(f"{field}: {key} is in both {seen[key]} and {name}")
+            seen[key] = name
+            normalised.append(key)
+        out.append((name, tuple(normalised)))
     return tuple(sorted(out))
 
 
