@@ -36,10 +36,10 @@ from numa_migrate.adapters import virt
 from numa_migrate.adapters.inventory import load_inventory
 from numa_migrate.adapters.validate_live import validate_on_host
 from numa_migrate.claims import ClaimStore
-from numa_migrate.cli.hosts import Hosts
 from numa_migrate.lab import Lab, counter_advances, wait_until_counting
 from numa_migrate.lab import hugepages as pool
 from numa_migrate.lab.guest import pinned_numa_guest_xml
+from numa_migrate.migrate.hosts import Hosts
 from numa_migrate.migrate.plan import NoRoom
 from numa_migrate.migrate.run import HostRef, Migration
 

@@ -31,7 +31,8 @@ from numa_migrate.matrix.report import (
     render_markdown,
 )
 from numa_migrate.matrix.scenarios import SCENARIOS, Kind, Scenario, select
-from numa_migrate.migrate.plan import MigrationPlan, NoRoom, plan_migration
+from numa_migrate.migrate.plan import MigrationPlan, NoRoom
+from numa_migrate.migrate.planxml import plan_migration
 
 XML = Path(__file__).parent / "fixtures" / "xml"
 

@@ -15,8 +15,8 @@ from numa_migrate.migrate.plan import (
     MigrationRefused,
     NoRoom,
     current_pagesize_kib,
-    plan_migration,
 )
+from numa_migrate.migrate.planxml import plan_migration
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xml"
 

@@ -24,7 +24,8 @@ from numa_migrate.core.model.domain import PciHostdev
 from numa_migrate.core.model.pci import PciFunction
 from numa_migrate.core.request import Flavor
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
-from numa_migrate.migrate.plan import MigrationPlan, NoRoom, SriovInputs, plan_migration
+from numa_migrate.migrate.plan import MigrationPlan, NoRoom, SriovInputs
+from numa_migrate.migrate.planxml import plan_migration
 from numa_migrate.migrate.run import Ports
 from numa_migrate.migrate.sriov import PhysNets, SriovRefused, choose_vfs
 

@@ -183,7 +183,7 @@ def test_unknown_domain_and_host_are_clear_errors(world: dict[str, Any]) -> None
 
 
 def _migration(world: dict[str, Any], store: ClaimStore, **kw: Any) -> Migration:
-    from numa_migrate.cli.hosts import load_hosts
+    from numa_migrate.migrate.hosts import load_hosts
 
     hosts = load_hosts(world["inventory"])
     return Migration(store=store, source=hosts.ref(SRC), destination=hosts.ref(DST),
@@ -192,7 +192,7 @@ def _migration(world: dict[str, Any], store: ClaimStore, **kw: Any) -> Migration
 
 def test_destination_pin_that_cannot_be_honoured_rolls_back(world: dict[str, Any]) -> None:
     """Our model says CPU 7 is free on lab-dst; the real host has no CPU 7: libvirt refuses."""
-    from numa_migrate.cli.hosts import load_hosts
+    from numa_migrate.migrate.hosts import load_hosts
 
     hosts = load_hosts(world["inventory"])
 

@@ -21,8 +21,7 @@ from numa_migrate.adapters.inventory import load_inventory
 from numa_migrate.adapters.inventory_live import read_live_host
 from numa_migrate.adapters.validate_live import validate_on_host
 from numa_migrate.claims import ClaimStore, default_url
-from numa_migrate.cli.hosts import Hosts
-from numa_migrate.cli.migrate import _pin_table
+from numa_migrate.cli.common import pin_table
 from numa_migrate.core.cpuset import format_cpu_spec
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.request import Flavor
@@ -30,6 +29,7 @@ from numa_migrate.lab import DST, SRC, Lab, LabUnavailableError
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
 from numa_migrate.lab.guest import counter_advances, wait_until_counting
 from numa_migrate.lab.state import default_lab
+from numa_migrate.migrate.hosts import Hosts
 from numa_migrate.migrate.plan import NoRoom
 from numa_migrate.migrate.run import Migration, Outcome
 
@@ -133,7 +133,7 @@ def _migrate(console: Console, hosts: Hosts, store: ClaimStore, source: str,
     outcome = job.run()
     if isinstance(outcome, NoRoom):
         raise NumaMigrateError(f"{dest} has no room: {outcome.summary}")
-    console.print(_pin_table(f"{GUEST}: {source} → {dest}", outcome))
+    console.print(pin_table(f"{GUEST}: {source} → {dest}", outcome))
     console.print(f"migrated in {time.monotonic() - started:.2f} s (libvirt "
                   f"{outcome.seconds:.2f} s), downtime {outcome.downtime_ms} ms; claim "
                   f"{outcome.claim_id} released once the guest ran on {dest}")

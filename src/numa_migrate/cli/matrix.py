@@ -15,8 +15,8 @@ import click
 
 from numa_migrate.adapters.inventory import InventoryError, load_inventory
 from numa_migrate.adapters.inventory import default_inventory_path as configured_inventory
+from numa_migrate.cli.common import db_option, open_store
 from numa_migrate.cli.hosts import hosts_option
-from numa_migrate.cli.migrate import _open_store, db_option
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.lab import Lab, LabUnavailableError
 from numa_migrate.lab.guest import write_floppy_image
@@ -119,7 +119,7 @@ def validate_matrix_cmd(  # noqa: PLR0917 (click passes every option)
         inventory.host(src), inventory.host(dst)
         if src == dst:
             raise InventoryError(f"--source and --destination are both {src}")
-        with _open_store(db_url) as store:
+        with open_store(db_url) as store:
             run = MatrixRun(inventory=inventory, source=src, destination=dst, store=store,
                             image=Path(image), domain_type=domain_type, lab=lab is not None,
                             say=_say, fixtures=run_fixture_scenario)

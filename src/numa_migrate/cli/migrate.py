@@ -24,13 +24,13 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
 
 from numa_migrate.adapters import virt
-from numa_migrate.claims import ClaimStore, default_url
-from numa_migrate.cli.hosts import Hosts, hosts_option, load_hosts
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.claims import ClaimStore
+from numa_migrate.cli.common import db_option, open_store, pin_table
+from numa_migrate.cli.hosts import hosts_option
 from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.migrate.hosts import Hosts, load_hosts
 from numa_migrate.migrate.plan import MigrationPlan, NoRoom
 from numa_migrate.migrate.recovery import Recovery, recover
 from numa_migrate.migrate.run import HostRef, Migration, MigrationFailed, Outcome
@@ -40,20 +40,8 @@ EXIT_NO_ROOM = 1
 EXIT_BAD_INPUT = 2
 EXIT_ROLLED_BACK = 3
 
-db_option = click.option(
-    "--db", "db_url", metavar="URL", envvar="NUMA_MIGRATE_DB",
-    help="Claims store: an SQLAlchemy URL, e.g. postgresql+psycopg://user@db/numa for several "
-    "operators at once. Default: SQLite in $XDG_STATE_HOME/numa-migrate/claims.db "
-    "(env NUMA_MIGRATE_DB).",
-)
-
-
 def _err() -> Console:
     return Console(stderr=True, highlight=False)
-
-
-def _open_store(db_url: str | None) -> ClaimStore:
-    return ClaimStore.open(db_url or default_url())
 
 
 def _auto_recover(store: ClaimStore, console: Console) -> list[Recovery]:
@@ -62,10 +50,6 @@ def _auto_recover(store: ClaimStore, console: Console) -> list[Recovery]:
         console.print(f"[yellow]recovered[/] interrupted migration {r.migration_id} of "
                       f"{r.domain}: {r.outcome}; {r.detail}")
     return done
-
-
-def _pins_text(pins: dict[int, list[int]]) -> dict[int, str]:
-    return {v: format_cpu_spec(c) for v, c in pins.items()}
 
 
 def _plan_json(plan: MigrationPlan) -> dict[str, Any]:
@@ -99,18 +83,6 @@ def _outcome_json(out: Outcome) -> dict[str, Any]:
         },
         "timings": {k: round(v, 4) for k, v in out.timings.items()},
     }
-
-
-def _pin_table(title: str, out: Outcome) -> Table:
-    table = Table(title=title)
-    for col in ("vCPU", f"before ({out.plan.source})", f"after, live ({out.plan.destination})",
-                "after, persistent"):
-        table.add_column(col)
-    before, live, pers = (_pins_text(p) for p in (out.source_pins, out.dest_pins,
-                                                  out.dest_persistent_pins))
-    for vcpu in sorted(set(before) | set(live)):
-        table.add_row(str(vcpu), before.get(vcpu, "-"), live.get(vcpu, "-"), pers.get(vcpu, "-"))
-    return table
 
 
 class _Bar:
@@ -200,7 +172,7 @@ def migrate(  # noqa: PLR0917 (click passes every option)
         source = inventory.ref(from_host) if from_host else inventory.find_running(domain)
         if source.name == dest.name:
             raise NumaMigrateError(f"{domain} already runs on {dest.name}")
-        store = _open_store(db_url)
+        store = open_store(db_url)
     except NumaMigrateError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
@@ -250,7 +222,7 @@ def _run(store: ClaimStore, console: Console, *, inventory: Hosts, domain: str,
         click.echo(json.dumps(_outcome_json(result), indent=2))
         return
     out = Console(highlight=False)
-    out.print(_pin_table(f"{domain}: {source.name} → {dest.name}", result))
+    out.print(pin_table(f"{domain}: {source.name} → {dest.name}", result))
     out.print(f"migrated in {result.seconds:.2f} s{' (post-copy)' if result.post_copy else ''}, "
               "downtime "
               f"{result.downtime_ms if result.downtime_ms is not None else '?'} ms; "
@@ -293,7 +265,7 @@ def recover_cmd(hosts_path: Path | None, db_url: str | None, as_json: bool) -> N
     """
     del hosts_path  # the journal records both hosts' URIs
     try:
-        store = _open_store(db_url)
+        store = open_store(db_url)
     except NumaMigrateError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)

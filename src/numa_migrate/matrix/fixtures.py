@@ -27,7 +27,8 @@ from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
 from numa_migrate.matrix.report import Check, Leg, ScenarioResult, Status
 from numa_migrate.matrix.runner import validation_checks
 from numa_migrate.matrix.scenarios import Scenario
-from numa_migrate.migrate.plan import MigrationPlan, SriovInputs, plan_migration
+from numa_migrate.migrate.plan import MigrationPlan, SriovInputs
+from numa_migrate.migrate.planxml import plan_migration
 
 SOURCE_VF = "0000:3b:02.1"
 BUSY_ON_DESTINATION = {"0000:3b:02.0": "vnf-other (running)",

@@ -25,7 +25,6 @@ from numa_migrate.adapters.inventory import HostConfig, Inventory, ReservedPages
 from numa_migrate.adapters.inventory_live import LiveHost, read_live_host
 from numa_migrate.adapters.validate_live import validate_on_host
 from numa_migrate.claims import ClaimStore
-from numa_migrate.cli.hosts import Hosts
 from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.request import Flavor
@@ -43,6 +42,7 @@ from numa_migrate.matrix.report import (
     Status,
 )
 from numa_migrate.matrix.scenarios import Kind, Scenario
+from numa_migrate.migrate.hosts import Hosts
 from numa_migrate.migrate.plan import NoRoom
 from numa_migrate.migrate.run import HostRef, Migration, Outcome
 

@@ -1,9 +1,11 @@
-"""Plan one live migration (pure, no I/O): where a running domain goes on the destination.
+"""Plan one live migration (pure, no I/O, no XML): where a running domain goes.
 
-Input: the domain's live (migratable) and persistent XML on the source, and the destination's
-live topology with its usage *minus what claims of other operators hold*. Output: a
-:class:`MigrationPlan` (request inferred from the domain, placement, destination plan, and
-both rewritten XML documents) or :class:`NoRoom` with the fitter's reasons.
+Input: the domain's values (:class:`DomainInfo`, read from its live XML by the caller) and the
+destination's live topology with its usage *minus what claims of other operators hold*.
+Output of :func:`plan_destination`: a :class:`Destination` (request inferred from the domain,
+placement, destination plan, VF moves) or :class:`NoRoom` with the fitter's reasons.
+:func:`numa_migrate.migrate.planxml.plan_migration` reads the XML, calls it and rewrites
+both XML documents into a :class:`MigrationPlan`.
 
 The destination keeps the guest's current page size (a live migration cannot change the
 page size under a running guest), as Nova's move claim insists.
@@ -14,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from numa_migrate.adapters.domain import domain_from_xml
-from numa_migrate.adapters.rewrite import rewrite_domain_xml, xml_diff
 from numa_migrate.core.cpuset import format_cpu_spec
 from numa_migrate.core.destination import DestinationPlan, plan_from_placement
 from numa_migrate.core.domainrequest import guest_request_from_domain
@@ -75,14 +75,12 @@ class MigrationPlan:
     vf_moves: tuple[VfMove, ...] = ()
     """SR-IOV ports: detached on the source, migrated without, attached to these VFs."""
     notes: tuple[str, ...] = ()
+    live_diff: str = ""
+    """Unified diff of the live XML, source -> destination (empty: unchanged)."""
 
     def diff(self) -> str:
         """Unified diff of the live XML, source -> destination (empty: unchanged)."""
-        if not self.source_live_xml or self.source_live_xml == self.live_xml:
-            return ""
-        return xml_diff(self.source_live_xml, self.live_xml,
-                        before_name=f"{self.source}/{self.domain}",
-                        after_name=f"{self.destination}/{self.domain}")
+        return self.live_diff
 
     def summary(self) -> str:
         if self.dest_plan is None:
@@ -135,18 +133,31 @@ def refuse_nova_managed(info: DomainInfo) -> None:
         )
 
 
-def _plan_floating(info: DomainInfo, inference: str, live_xml: str, *,
-                   persistent_xml: str | None, source: str,
-                   destination: HostTopology) -> MigrationPlan | NoRoom:
+@dataclass(frozen=True)
+class Destination:
+    """Where the domain goes, before any XML is written.
+
+    ``dest_plan`` None: the guest has no NUMA need and names no host CPU, so its XML moves
+    unchanged.
+    """
+
+    info: DomainInfo
+    request: GuestRequest | None
+    inference: str
+    placement: Placement
+    dest_plan: DestinationPlan | None
+    current_pagesize_kib: int | None
+    vf_moves: tuple[VfMove, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def _plan_floating(info: DomainInfo, inference: str, *, destination: HostTopology,
+                   realtime_priority: int | None) -> Destination | NoRoom:
     """A guest with no NUMA need. Its XML moves unchanged unless it names host CPUs
     (``<vcpu cpuset>``, ``<emulatorpin>``): those become the destination's shared CPUs, so
     that it never floats onto CPUs the destination dedicates to pinned guests."""
-    unchanged = MigrationPlan(
-        domain=info.name, uuid=info.uuid, source=source, destination=destination.name,
-        request=None, inference=inference, placement=Placement(()), dest_plan=None,
-        source_info=info, live_xml=live_xml, persistent_xml=persistent_xml,
-        current_pagesize_kib=None,
-    )
+    unchanged = Destination(info=info, request=None, inference=inference,
+                            placement=Placement(()), dest_plan=None, current_pagesize_kib=None)
     if info.vcpu_cpuset is None and info.emulatorpin is None:
         return unchanged
     shared = frozenset().union(*(c.cpuset for c in destination.cells))
@@ -155,32 +166,27 @@ def _plan_floating(info: DomainInfo, inference: str, live_xml: str, *,
                       "no shared CPUs for a floating guest",
                       (f"{info.name} floats on host CPUs (<vcpu cpuset>) and {destination.name} "
                        "has no shared CPUs (every CPU is in cpu_dedicated_set)",))
-    plan = plan_from_placement(info, Placement(()), destination, shared_cpus=shared)
+    plan = plan_from_placement(info, Placement(()), destination, shared_cpus=shared,
+                               realtime_priority=realtime_priority)
     plan = replace(plan, emulator_pins=shared if info.emulatorpin is not None else frozenset())
-    return replace(
-        unchanged, dest_plan=plan,
-        live_xml=rewrite_domain_xml(live_xml, plan, source=f"{info.name} (live)"),
-        persistent_xml=None if persistent_xml is None
-        else rewrite_domain_xml(persistent_xml, plan, source=f"{info.name} (persistent)"),
-        source_live_xml=live_xml,
-    )
+    return replace(unchanged, dest_plan=plan)
 
 
-def plan_migration(
+def plan_destination(
+    info: DomainInfo,
     *,
-    live_xml: str,
-    persistent_xml: str | None,
-    source: str,
     destination: HostTopology,
     shared_cpus: frozenset[int] | None = None,
     hostdev_map: dict[str, str] | None = None,
     sriov: SriovInputs | None = None,
-) -> MigrationPlan | NoRoom:
-    """Plan the move of the domain described by ``live_xml`` onto ``destination``.
+    realtime_priority: int | None = None,
+) -> Destination | NoRoom:
+    """Plan the move of the domain ``info`` onto ``destination``.
 
     ``destination`` must already be the live topology minus other claims' holdings.
+    ``realtime_priority`` is the destination's ``realtime_scheduler_priority`` (None: not
+    known, a real-time guest keeps its own priority).
     """
-    info = domain_from_xml(live_xml, source=f"{source}: live XML")
     refuse_nova_managed(info)
     request, inference = guest_request_from_domain(info)
     if request is None:
@@ -188,8 +194,8 @@ def plan_migration(
             raise MigrationRefused(
                 f"{info.name} has PCI devices but no NUMA placement to choose their "
                 "destination VFs by; give it a guest NUMA topology (or detach the devices)")
-        return _plan_floating(info, inference, live_xml, persistent_xml=persistent_xml,
-                              source=source, destination=destination)
+        return _plan_floating(info, inference, destination=destination,
+                              realtime_priority=realtime_priority)
     page = current_pagesize_kib(info)
     result = fit_request(destination, request, FitOptions(current_pagesize_kib=page))
     if result.placement is None:
@@ -213,15 +219,7 @@ def plan_migration(
         moves, notes = choice.moves, choice.notes
         hostdev_map = {m.source: m.destination for m in moves}
     plan = plan_from_placement(info, result.placement, destination, shared_cpus=shared_cpus,
-                               hostdev_map=hostdev_map)
-    new_live = rewrite_domain_xml(live_xml, plan, source=f"{info.name} (live)")
-    new_persistent = (
-        None if persistent_xml is None
-        else rewrite_domain_xml(persistent_xml, plan, source=f"{info.name} (persistent)")
-    )
-    return MigrationPlan(
-        domain=info.name, uuid=info.uuid, source=source, destination=destination.name,
-        request=request, inference=inference, placement=result.placement, dest_plan=plan,
-        source_info=info, live_xml=new_live, persistent_xml=new_persistent,
-        current_pagesize_kib=page, source_live_xml=live_xml, vf_moves=moves, notes=notes,
-    )
+                               hostdev_map=hostdev_map, realtime_priority=realtime_priority)
+    return Destination(info=info, request=request, inference=inference,
+                       placement=result.placement, dest_plan=plan, current_pagesize_kib=page,
+                       vf_moves=moves, notes=notes)

@@ -34,7 +34,8 @@ from numa_migrate.claims.model import ClaimState
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.model.pci import PciFunction
-from numa_migrate.migrate.plan import MigrationPlan, NoRoom, SriovInputs, plan_migration
+from numa_migrate.migrate.plan import MigrationPlan, NoRoom, SriovInputs
+from numa_migrate.migrate.planxml import plan_migration
 from numa_migrate.migrate.sriov import DEFAULT_POLICY, PhysNets, VfMove
 
 PHASES = ("planned", "claimed", "migrating", "migrated", "done")
@@ -55,6 +56,8 @@ class MigrationFailed(NumaMigrateError):
 class HostRef:
     name: str
     uri: str
+    realtime_priority: int | None = None
+    """The host's ``realtime_scheduler_priority`` (None: not given)."""
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ class Migration:
             source=self.source.name,
             destination=view,
             sriov=self._sriov_inputs(src, dst, live_xml, holdings.vfs),
+            realtime_priority=self.destination.realtime_priority,
         )
         self._timings["plan_s"] = time.monotonic() - t0
         return src, dst, dom, plan, live_host
