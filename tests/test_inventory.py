@@ -263,3 +263,14 @@ def test_topology_refuses_what_the_host_lacks(extra: str, pattern: str) -> None:
     config = host(f"[hosts.a]\nuri = 'test:///default'\n{extra}\n")
     with pytest.raises(InventoryError, match=pattern):
         topology_for_host(config, CAPS_LAB)
+
+
+def test_host_refs_carry_the_destinations_realtime_priority() -> None:
+    from numa_migrate.migrate.hosts import Hosts
+
+    hosts = Hosts(parse_inventory("[hosts.a]\nuri = 'test:///default'\n"
+                                  "realtime_scheduler_priority = 5\n"
+                                  "[hosts.b]\nuri = 'test:///default'\n"))
+    assert hosts.ref("a").realtime_priority == 5
+    assert hosts.ref("b").realtime_priority is None
+    assert (hosts.ref("a").name, hosts.ref("a").uri) == ("a", "test:///default")

@@ -11,10 +11,12 @@ from numa_migrate.adapters.domain import domain_from_xml
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.usage import apply_placement
 from numa_migrate.migrate.plan import (
+    Destination,
     MigrationPlan,
     MigrationRefused,
     NoRoom,
     current_pagesize_kib,
+    plan_destination,
 )
 from numa_migrate.migrate.planxml import plan_migration
 
@@ -109,3 +111,31 @@ def test_guest_without_numa_need_moves_unchanged() -> None:
     plan = plan_migration(live_xml=xml, persistent_xml=xml, source="src", destination=intel())
     assert isinstance(plan, MigrationPlan)
     assert plan.request is None and plan.dest_plan is None and plan.live_xml == xml
+
+
+def test_realtime_guest_takes_the_destinations_priority_in_both_xmls() -> None:
+    """Nova writes its destination's realtime_scheduler_priority; without one the guest
+    keeps its own (dom-mixed.xml runs vCPUs 2-3 fifo at priority 1)."""
+    xml = text("dom-mixed.xml")
+    epyc = host_from_capabilities(text("caps-epyc-4node.xml"), name="dst")
+    for given, expected in ((None, 1), (1, 1), (60, 60)):
+        plan = plan_migration(live_xml=xml, persistent_xml=xml, source="src", destination=epyc,
+                              realtime_priority=given)
+        assert isinstance(plan, MigrationPlan) and plan.dest_plan is not None
+        assert plan.dest_plan.realtime_priority == given
+        assert plan.persistent_xml is not None
+        for doc in (plan.live_xml, plan.persistent_xml):
+            scheds = domain_from_xml(doc).vcpusched
+            assert [(s.scheduler, s.priority) for s in scheds] == [("fifo", expected)]
+        if given == 60:
+            assert "priority=\"60\"" in plan.diff() and "priority=\"1\"" in plan.diff()
+
+
+def test_plan_destination_is_pure_and_matches_plan_migration() -> None:
+    xml = text("dom-pinned-2cell-2m.xml")
+    info = domain_from_xml(xml)
+    placed = plan_destination(info, destination=intel())
+    planned = plan_migration(live_xml=xml, persistent_xml=None, source="src", destination=intel())
+    assert isinstance(placed, Destination) and isinstance(planned, MigrationPlan)
+    assert placed.dest_plan == planned.dest_plan
+    assert placed.placement == planned.placement and placed.request == planned.request

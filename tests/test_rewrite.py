@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from numa_migrate.core.destination import DestinationPlan, RewriteError, plan_fr
 from numa_migrate.core.domainrequest import guest_request_from_domain
 from numa_migrate.core.errors import NumaMigrateError, ParseError
 from numa_migrate.core.fit.fitter import fit_guest
-from numa_migrate.core.model.domain import DomainInfo
+from numa_migrate.core.model.domain import REALTIME_SCHEDULERS, DomainInfo
 from numa_migrate.core.model.guest import Guest
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.model.placement import CellPlacement, Placement
@@ -159,7 +160,14 @@ def assert_matches_plan(before: str, after: str, plan: DestinationPlan) -> None:
             dev.alias,
             dev.managed,
         )
-    assert new.vcpusched == old.vcpusched
+    if plan.realtime_priority is None:
+        assert new.vcpusched == old.vcpusched
+    else:
+        assert new.vcpusched == tuple(
+            replace(sched, priority=plan.realtime_priority)
+            if sched.scheduler in REALTIME_SCHEDULERS else sched
+            for sched in old.vcpusched
+        )
     assert (new.name, new.uuid, new.vcpus, new.vcpu_current) == (
         old.name,
         old.uuid,
@@ -193,6 +201,9 @@ def without_rewritten_parts(xml: str) -> bytes:
             parent = el.getparent()
             assert parent is not None
             parent.remove(el)
+    for sched in root.iterfind("cputune/vcpusched"):  # a real-time priority may change
+        if sched.get("scheduler") in REALTIME_SCHEDULERS and "priority" in sched.attrib:
+            del sched.attrib["priority"]
     for tag in ("cputune", "memoryBacking"):
         container = root.find(tag)
         if container is not None and len(container) == 0:
@@ -331,6 +342,51 @@ def test_plan_from_placement_for_a_mixed_guest() -> None:
     # <memory mode='restrictive'> requires restrictive memnodes: the new one inherits it.
     assert [(m.cell_id, m.mode) for m in new.numatune.memnodes] == [(0, "restrictive")]
     assert '<page size="2048" unit="KiB" nodeset="0"/>' in after
+
+
+# --------------------------------------------------------------------------- real-time priority
+
+REALTIME_SCHEDS = (
+    "<vcpusched vcpus='0' scheduler='batch'/>"
+    "<vcpusched vcpus='1' scheduler='idle' priority='3'/>"
+    "<vcpusched vcpus='2' scheduler='fifo' priority='1'/>"
+    "<vcpusched vcpus='3' scheduler='rr' priority='20'/>"
+)
+
+
+@pytest.mark.parametrize(
+    ("scheds", "priority", "expected"),
+    [
+        # (the domain's <vcpusched> elements, the plan's priority, (scheduler, priority) after)
+        ("<vcpusched vcpus='2-3' scheduler='fifo' priority='1'/>", None, [("fifo", 1)]),
+        ("<vcpusched vcpus='2-3' scheduler='fifo' priority='1'/>", 50, [("fifo", 50)]),
+        ("<vcpusched vcpus='2-3' scheduler='fifo' priority='1'/>", 1, [("fifo", 1)]),
+        ("<vcpusched vcpus='2-3' scheduler='rr' priority='99'/>", 1, [("rr", 1)]),
+        (REALTIME_SCHEDS, 42, [("batch", None), ("idle", 3), ("fifo", 42), ("rr", 42)]),
+        (REALTIME_SCHEDS, None, [("batch", None), ("idle", 3), ("fifo", 1), ("rr", 20)]),
+        ("<vcpusched vcpus='0-3' scheduler='batch'/>", 42, [("batch", None)]),
+        ("", 42, []),
+    ],
+)
+def test_realtime_priority_is_the_destinations(
+    scheds: str, priority: int | None, expected: list[tuple[str, int | None]]
+) -> None:
+    xml = variant("dom-mixed.xml", "<vcpusched vcpus='2-3' scheduler='fifo' priority='1'/>",
+                  scheds)
+    rt_plan = plan_for("dom-mixed.xml", "caps-epyc-4node.xml", realtime_priority=priority)
+    after = rewrite_domain_xml(xml, rt_plan)
+    new = domain_from_xml(after)
+    assert [(s.scheduler, s.priority) for s in new.vcpusched] == expected
+    assert rewrite_domain_xml(after, rt_plan) == after  # idempotent
+    assert_matches_plan(xml, after, rt_plan)
+
+
+def test_plan_from_placement_carries_the_priority_of_a_realtime_guest_only() -> None:
+    rt = plan_for("dom-mixed.xml", "caps-epyc-4node.xml", realtime_priority=7)
+    assert rt.realtime_priority == 7
+    assert plan_for("dom-mixed.xml", "caps-epyc-4node.xml").realtime_priority is None
+    plain = plan_for("dom-pinned-2cell-2m.xml", "caps-2s-intel-smt.xml", realtime_priority=7)
+    assert plain.realtime_priority is None
 
 
 def test_plan_from_placement_isolated_emulator_and_explicit_shared_cpus() -> None:
@@ -708,6 +764,11 @@ def test_unknown_iothread() -> None:
         ({"cell_nodes": {0: "1"}}, "cell_nodes: host node '1'"),
         ({"hostdev_map": {"3b:02.1": "0000:3b:02.2"}}, "'3b:02.1' is not a PCI address"),
         ({"hostdev_map": {"0000:3b:02.1": "0000:3b:20.2"}}, "slot at most 1f"),
+        ({"hostdev_map": {"0000:3b:02.1": "10000:3b:02.2"}}, "is not a PCI address dddd:bb:ss.f"),
+        ({"realtime_priority": 0}, "realtime_priority: 0 is not a real-time scheduler priority"),
+        ({"realtime_priority": 100}, "realtime_priority: 100 is not a real-time scheduler"),
+        ({"realtime_priority": True}, "realtime_priority: True is not a real-time scheduler"),
+        ({"realtime_priority": "5"}, "realtime_priority: '5' is not a real-time scheduler"),
     ],
 )
 def test_invalid_plans_are_refused(overrides: dict[str, Any], message: str) -> None:
@@ -807,6 +868,7 @@ def random_plans(draw: st.DrawFn, dom: str) -> DestinationPlan:
         cell_nodes=cell_nodes,
         hugepage_kib=hugepage_kib,
         hostdev_map=hostdev_map,
+        realtime_priority=draw(st.none() | st.integers(1, 99)),
     )
 
 

@@ -111,6 +111,7 @@ def test_a_domain_placed_as_planned_passes_every_check_it_can_make() -> None:
         "hostdev_numa": "the domain has no PCI hostdev",
         "hostdev_exclusive": "the domain has no PCI hostdev",
         "floating_avoids_pinned": "the domain has no floating vCPU",
+        "realtime_priority_planned": "the domain has no real-time vCPU (no <vcpusched> fifo/rr)",
     }
     assert report.domain == "db-pinned-1" and report.host == "cmp-02"
     assert "kvm-nx-lpage-recovery" in report.check("emulator_affinity").detail
@@ -131,11 +132,45 @@ def test_without_plan_host_pci_or_affinity_nothing_passes_for_lack_of_data() -> 
     assert report.passed and report.host is None
 
 
+# --------------------------------------------------------------------------- real-time priority
+
+REALTIME_XML = PINNED_XML.replace(
+    "</cputune>", "<vcpusched vcpus='2-3' scheduler='fifo' priority='1'/></cputune>")
+
+
+@pytest.mark.parametrize(("live_priority", "persistent_priority", "planned", "want", "detail"), [
+    (1, 1, 1, Status.PASSED, ""),
+    (50, 50, 50, Status.PASSED, ""),
+    (1, 1, 50, Status.FAILED, "live: vCPUs 2-3 run fifo at priority 1, planned 50"),
+    (50, 1, 50, Status.FAILED, "persistent: vCPUs 2-3 run fifo at priority 1, planned 50"),
+    (1, 1, None, Status.SKIPPED, "the plan keeps the guest's own real-time priority"),
+])
+def test_realtime_priority_is_the_planned_one(
+    live_priority: int, persistent_priority: int, planned: int | None, want: Status, detail: str
+) -> None:
+    live = info(REALTIME_XML.replace("priority='1'", f"priority='{live_priority}'"))
+    persistent = info(REALTIME_XML.replace("priority='1'", f"priority='{persistent_priority}'"))
+    report = run(live=live, persistent=persistent,
+                 plan=replace(PLAN, realtime_priority=planned))
+    check = report.check("realtime_priority_planned")
+    assert check.status == want, check
+    assert detail in check.detail
+    if want == Status.PASSED:
+        assert check.expected == f"priority {planned}"
+
+
+def test_realtime_priority_without_plan_or_realtime_is_skipped() -> None:
+    assert run(live=info(REALTIME_XML), plan=None).check(
+        "realtime_priority_planned").detail.startswith("no plan given")
+    assert status(run(plan=replace(PLAN, realtime_priority=5)),
+                  "realtime_priority_planned") == Status.SKIPPED
+
+
 def test_report_json() -> None:
     doc = run(affinity=None, affinity_skip_reason="remote host").to_json()
     json.dumps(doc)
     assert doc["passed"] is True and doc["domain"] == "db-pinned-1"
-    assert doc["counts"]["failed"] == 0 and doc["counts"]["skipped"] == 6
+    assert doc["counts"]["failed"] == 0 and doc["counts"]["skipped"] == 7
     row = next(c for c in doc["checks"] if c["name"] == "vcpu_affinity")
     assert row == {"name": "vcpu_affinity", "title": "real vCPU thread affinity = pins",
                    "status": "skipped", "passed": False, "expected": "", "actual": "",
@@ -463,7 +498,8 @@ def test_check_properties() -> None:
 
 def test_plan_json_round_trip(tmp_path: Path) -> None:
     for plan in (PLAN, VF_PLAN, replace(PLAN, shared_cpuset=frozenset({0, 20}),
-                                        hugepage_kib=None)):
+                                        hugepage_kib=None),
+                 replace(PLAN, realtime_priority=1), replace(PLAN, realtime_priority=99)):
         doc = plan_to_json(plan, domain="db-pinned-1", host="cmp-02")
         path = tmp_path / "plan.json"
         path.write_text(json.dumps(doc))
@@ -473,6 +509,8 @@ def test_plan_json_round_trip(tmp_path: Path) -> None:
         assert loaded.plan.hugepage_kib == plan.hugepage_kib
         assert dict(loaded.plan.hostdev_map) == dict(plan.hostdev_map)
         assert (loaded.domain, loaded.host) == ("db-pinned-1", "cmp-02")
+        assert loaded.plan.realtime_priority == plan.realtime_priority
+        assert doc["realtime_priority"] == plan.realtime_priority
     doc = plan_to_json(PLAN)
     assert doc["vcpu_pins"] == {"0": "2", "1": "22", "2": "12", "3": "32"}
     assert doc["emulator_pins"] == "1,21" and doc["memory_nodes"] == "0-1"
@@ -504,6 +542,14 @@ def test_plan_json_accepts_integer_lists() -> None:
     ({**plan_to_json(PLAN), "hugepage_kib": {"0": 0}}, r"hugepage_kib.*at least 1"),
     ({**plan_to_json(PLAN), "hostdev_map": {"x": "y"}}, r"hostdev_map: 'x' is not a PCI"),
     ({**plan_to_json(PLAN), "hostdev_map": []}, r"hostdev_map must be an object"),
+    ({**plan_to_json(PLAN), "hostdev_map": {"0000:3b:02.1": "0000:3b:02.8"}},
+     r"hostdev_map\['0000:3b:02.1'\]: '0000:3b:02.8' has function 0x8, beyond 0x7"),
+    ({**plan_to_json(PLAN), "realtime_priority": 0},
+     r"realtime_priority: 0 is not a real-time scheduler priority \(an integer from 1 to 99"),
+    ({**plan_to_json(PLAN), "realtime_priority": 100}, r"realtime_priority: 100 is not a real"),
+    ({**plan_to_json(PLAN), "realtime_priority": "5"}, r"realtime_priority: '5' is not a real"),
+    ({**plan_to_json(PLAN), "realtime_priority": True}, r"realtime_priority: True is not a real"),
+    ({**plan_to_json(PLAN), "realtime_priority": 1.5}, r"realtime_priority: 1.5 is not a real"),
 ])
 def test_bad_plan_documents_name_the_field(data: object, pattern: str) -> None:
     with pytest.raises(PlanFormatError, match=pattern) as exc:

@@ -12,7 +12,8 @@
       "memory_nodes": "0",
       "cell_nodes": {"0": 0},                         # guest cell -> host node
       "hugepage_kib": {"0": 2048},                    # or null (keep as it is)
-      "hostdev_map": {"0000:3b:02.1": "0000:5e:02.3"}
+      "hostdev_map": {"0000:3b:02.1": "0000:5e:02.3"},
+      "realtime_priority": 1                          # or null (keep the guest's)
     }
 
 CPU and node lists are written as libvirt CPU lists (``"2-3,6"``); lists of integers are
@@ -46,6 +47,7 @@ KEYS = (
     "cell_nodes",
     "hugepage_kib",
     "hostdev_map",
+    "realtime_priority",
 )
 REQUIRED = ("vcpu_pins", "emulator_pins", "memory_nodes", "cell_nodes")
 
@@ -86,6 +88,7 @@ def plan_to_json(
         hugepage_kib=None if plan.hugepage_kib is None else {
             str(g): s for g, s in sorted(plan.hugepage_kib.items())},
         hostdev_map=dict(sorted(plan.hostdev_map.items())),
+        realtime_priority=plan.realtime_priority,
     )
     return doc
 
@@ -125,6 +128,7 @@ def plan_from_json(data: object, *, source: str = "plan") -> PlanDocument:
             hugepage_kib=None if pages is None else _map(pages, "hugepage_kib", fail,
                                                          _int_value),
             hostdev_map=_str_map(data.get("hostdev_map", {}), fail),
+            realtime_priority=data.get("realtime_priority"),
         )
     except RewriteError as exc:
         raise fail(str(exc).removeprefix(f"{exc.source}: ")) from None

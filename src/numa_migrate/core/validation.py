@@ -19,6 +19,8 @@ The checks:
 - ``numatune_strict`` / ``numatune_nodes``: memory is bound (mode strict) to exactly the
   host cells of the pins (and of the plan), per guest cell;
 - ``hugepages_planned``: each guest cell is backed by the planned page size;
+- ``realtime_priority_planned``: every real-time ``<vcpusched>`` (live and persistent) has
+  the destination's priority the plan gives;
 - ``hostdevs_planned``, ``hostdev_numa[ADDR]``, ``hostdev_exclusive[ADDR]``: PCI devices
   are the planned ones, on a host node of the guest, and given to no other guest;
 - ``vcpu_affinity`` / ``emulator_affinity``: what the kernel enforces equals the pins;
@@ -46,7 +48,7 @@ from numa_migrate.core.domainusage import (
     is_numa_placed,
     isolated_emulator,
 )
-from numa_migrate.core.model.domain import DomainInfo
+from numa_migrate.core.model.domain import REALTIME_SCHEDULERS, DomainInfo
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.model.pci import PciFunction
 
@@ -482,6 +484,31 @@ def _hugepages_planned(ctx: _Context) -> Check:
     return _verdict(name, title, _pages(want), _pages(actual), problems)
 
 
+def _realtime_priority_planned(ctx: _Context) -> Check:
+    name, title = "realtime_priority_planned", "real-time priority as planned"
+    if ctx.plan is None:
+        return _skip(name, title, NO_PLAN)
+    live = [s for s in ctx.live.vcpusched if s.scheduler in REALTIME_SCHEDULERS]
+    if not live:
+        return _skip(name, title, "the domain has no real-time vCPU (no <vcpusched> fifo/rr)")
+    want = ctx.plan.realtime_priority
+    if want is None:
+        return _skip(name, title, "the plan keeps the guest's own real-time priority (the "
+                     "destination's realtime_scheduler_priority was not given)")
+    scheds = [("live", s) for s in live]
+    if ctx.persistent is not None:
+        scheds += [("persistent", s) for s in ctx.persistent.vcpusched
+                   if s.scheduler in REALTIME_SCHEDULERS]
+    problems = [
+        f"{where}: vCPUs {_cpus(s.vcpus)} run {s.scheduler} at priority {s.priority}, "
+        f"planned {want}"
+        for where, s in scheds if s.priority != want
+    ]
+    actual = "; ".join(f"{where} vCPUs {_cpus(s.vcpus)}: {s.scheduler} {s.priority}"
+                       for where, s in scheds)
+    return _verdict(name, title, f"priority {want}", actual, problems)
+
+
 def _hostdevs_planned(ctx: _Context) -> Check:
     name, title = "hostdevs_planned", "PCI devices as planned"
     if ctx.plan is None:
@@ -721,6 +748,7 @@ def validate(
         _numatune_strict(ctx),
         _numatune_nodes(ctx),
         _hugepages_planned(ctx),
+        _realtime_priority_planned(ctx),
         _hostdevs_planned(ctx),
         *_hostdev_checks(ctx),
         _vcpu_affinity(ctx),
