@@ -2,8 +2,9 @@
 
 A PCI address is ``dddd:bb:ss.f`` in hex: domain at most ``ffff``, bus at most ``ff``, slot
 at most ``1f``, function at most ``7``. :class:`PciAddress` is the only place that rule is
-written; the XML adapters, the inventory, the plan and the SR-IOV choice all go through it,
-and all of them refuse a bad address with the same message.
+written: the XML readers, the inventory's ``physical_networks`` and the destination plan's
+``hostdev_map`` read addresses through it and refuse a bad one with the same message, so
+the addresses every other module compares are all in the one normalised form.
 """
 
 from __future__ import annotations
