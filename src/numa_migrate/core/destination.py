@@ -83,7 +83,6 @@ class DestinationPlan:
       A device whose source address is gone but whose destination address is present
       counts as already moved, so that a rewritten XML can be rewritten again (a cyclic
       swap, A -> B and B -> A, is the one plan that is not idempotent).
-
     - ``realtime_priority``: the priority of every real-time ``<vcpusched>`` (scheduler
       ``fifo`` or ``rr``), 1 to 99; None keeps the source's. Nova writes its destination's
       ``[libvirt] realtime_scheduler_priority``, so a plan gives the destination's value.
