@@ -109,3 +109,16 @@ def test_round_trip(domain: int, bus: int, slot: int, function: int) -> None:
     assert PciAddress.parse(text.upper()) == address
     attrs = address.libvirt_attributes()
     assert PciAddress.from_fields(*(int(attrs[k], 16) for k, _ in PCI_FIELDS)) == address
+
+
+def test_the_claims_store_reads_vf_addresses_by_the_same_rule() -> None:
+    from numa_migrate.claims.accounting import normalise_vf
+    from numa_migrate.claims.model import ClaimError
+
+    assert normalise_vf(" 0000:3B:02.1") == "0000:3b:02.1"
+    assert normalise_vf("0:3b:2.1") == "0000:3b:02.1"
+    for bad, why in (("0000:3b:20.1", "slot 0x20, beyond 0x1f"),
+                     ("00010000:3b:02.1", "is not a PCI address dddd:bb:ss.f"),
+                     ("vf1", "is not a PCI address")):
+        with pytest.raises(ClaimError, match=r"^VF address: .*" + why):
+            normalise_vf(bad)

@@ -19,7 +19,6 @@ would have refused the placement.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import replace
 
@@ -33,24 +32,21 @@ from numa_migrate.claims.model import (
     PoolResource,
 )
 from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.errors import ParseError
 from numa_migrate.core.fit.cellfit import Limits
 from numa_migrate.core.model.guest import CPUPolicy, GuestRequest, describe_page_size
 from numa_migrate.core.model.host import HostCell, HostTopology
+from numa_migrate.core.model.pci import PciAddress
 from numa_migrate.core.model.placement import Placement
 from numa_migrate.core.usage import UsageConflictError, apply_placement
-
-_PCI_ADDRESS = re.compile(r"^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 
 
 def normalise_vf(address: str) -> str:
     """A VF's PCI address in libvirt's ``dddd:bb:ss.f`` form (lower-case), or ClaimError."""
-    norm = address.strip().lower()
-    if not _PCI_ADDRESS.match(norm):
-        raise ClaimError(
-            f"VF address {address!r} is not a PCI address of the form dddd:bb:ss.f "
-            "(e.g. 0000:3b:02.1)"
-        )
-    return norm
+    try:
+        return PciAddress.normalise(address, field="VF address")
+    except ParseError as exc:
+        raise ClaimError(str(exc)) from None
 
 
 def _idle(cell: HostCell) -> HostCell:
