@@ -13,28 +13,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
-from numa_migrate.adapters.casefmt import answer_case
-from numa_migrate.adapters.fleet import load_fleet
-from numa_migrate.cli import render
-from numa_migrate.cli.lab import lab as lab_group
-from numa_migrate.cli.matrix import validate_matrix_cmd
-from numa_migrate.cli.migrate import migrate as migrate_cmd
-from numa_migrate.cli.migrate import recover_cmd
-from numa_migrate.cli.preflight import preflight_cmd
-from numa_migrate.cli.validate import validate_cmd
-from numa_migrate.core.cpuset import parse_cpu_spec
+from numa_migrate import __version__
+from numa_migrate.cli.lazy import LazyCommand, LazyGroup
 from numa_migrate.core.errors import InvalidRequestError, NumaMigrateError
-from numa_migrate.core.explain import explain_guest
-from numa_migrate.core.fit.cellfit import Limits
-from numa_migrate.core.fit.fitter import FitOptions, fit_guest
-from numa_migrate.core.model.guest import Guest
-from numa_migrate.core.model.host import HostTopology
-from numa_migrate.core.request import Flavor, guest_from_flavor
+
+# Only what --help and every command need is imported here; the rest is imported in the
+# function that uses it (start-up time: see docs/performance.md).
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from numa_migrate.core.fit.fitter import FitOptions
+    from numa_migrate.core.model.guest import Guest
+    from numa_migrate.core.model.host import HostTopology
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_NO_FIT = 1
@@ -53,6 +47,8 @@ huge pages become the request.
 
 def _stdout() -> Console:
     """Rich console on stdout; when piped, wide enough that tables do not wrap."""
+    from rich.console import Console
+
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=140)
@@ -123,6 +119,7 @@ class GuestSpec:
             if self.vcpus or self.ram or self.extra_specs or self.image_props:
                 raise click.UsageError("give either --domain-xml or the flavor options, not both")
             from numa_migrate.adapters.domain import domain_from_xml, guest_request_from_domain
+            from numa_migrate.core.model.guest import Guest
 
             info = domain_from_xml(self.domain_xml.read_bytes(), source=str(self.domain_xml))
             request, _how = guest_request_from_domain(info)
@@ -132,6 +129,8 @@ class GuestSpec:
                 "describe the guest with --flavor-vcpus and --flavor-ram (plus --extra-spec), "
                 "or with --domain-xml"
             )
+        from numa_migrate.core.request import Flavor, guest_from_flavor
+
         specs = _key_values(self.extra_specs, "--extra-spec")
         flavor = Flavor(self.vcpus, self.ram, specs, self.name)
         return guest_from_flavor(flavor, _key_values(self.image_props, "--image-property"))
@@ -178,6 +177,9 @@ guest_options = _bundle(
 def _fit_options(
     cpu_ratio: float | None, ram_ratio: float | None, pack: bool, current: int | None
 ) -> FitOptions:
+    from numa_migrate.core.fit.cellfit import Limits
+    from numa_migrate.core.fit.fitter import FitOptions
+
     limits = None
     if cpu_ratio is not None or ram_ratio is not None:
         limits = Limits(cpu_ratio or 1.0, ram_ratio or 1.0)
@@ -232,6 +234,7 @@ class HostSpec:
             if self.names or self.fleet_path:
                 raise click.UsageError("give either --capabilities or --fleet/--host, not both")
             from numa_migrate.adapters.capabilities import host_from_capabilities
+            from numa_migrate.core.cpuset import parse_cpu_spec
 
             dedicated = (
                 parse_cpu_spec(self.dedicated, field="--dedicated-set")
@@ -250,6 +253,8 @@ class HostSpec:
             ]
         if self.dedicated or self.shared:
             raise click.UsageError("--dedicated-set/--shared-set go with --capabilities")
+        from numa_migrate.adapters.fleet import load_fleet
+
         fleet = load_fleet(self.fleet_path)
         if self.names:
             return [fleet.host(n) for n in self.names]
@@ -297,8 +302,43 @@ host_options = _bundle(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="numa-migrate")
+# Commands that live in their own modules, imported only when they run. The short help is
+# what `numa-migrate --help` lists without importing them; tests/test_cli_startup.py checks
+# it against each command's own.
+LAZY_COMMANDS = {
+    "lab": LazyCommand(
+        "numa_migrate.cli.lab:lab",
+        "A real two-host libvirt lab on this machine: lab-src and lab-dst.",
+    ),
+    "migrate": LazyCommand(
+        "numa_migrate.cli.migrate:migrate",
+        "Live-migrate a running DOMAIN to another host with NUMA-correct pins.",
+    ),
+    "preflight": LazyCommand(
+        "numa_migrate.cli.preflight:preflight_cmd",
+        "Check that Nova (and the nova-compute charm) allow NUMA live migration, and how well.",
+    ),
+    "recover": LazyCommand(
+        "numa_migrate.cli.migrate:recover_cmd",
+        "Repair migrations interrupted by a crash or a kill.",
+    ),
+    "validate": LazyCommand(
+        "numa_migrate.cli.validate:validate_cmd",
+        "Prove that running DOMAIN is placed as planned on HOST.",
+    ),
+    "validate-matrix": LazyCommand(
+        "numa_migrate.cli.matrix:validate_matrix_cmd",
+        "Run the validation matrix: real guests, migrated there and back, then validated.",
+    ),
+}
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=LAZY_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(version=__version__, prog_name="numa-migrate")
 def cli() -> None:
     """Plan, fit and explain NUMA-sensitive guests (pinned CPUs, guest NUMA cells, huge
     pages) on KVM/libvirt hosts, with Nova's placement rules.
@@ -348,6 +388,9 @@ def fit(
             "to compare hosts use `numa-migrate explain`"
         )
     (host,) = host_spec.hosts()
+    from numa_migrate.cli import render
+    from numa_migrate.core.fit.fitter import fit_guest
+
     result = fit_guest(host, guest, fit_opts)
     if as_json:
         doc = {"guest": render.guest_json(guest), **render.fit_json(result)}
@@ -359,6 +402,8 @@ def fit(
 
 def _fit_batch() -> int:
     """Answer every case line; exit 2 only when no line at all was JSON."""
+    from numa_migrate.adapters.casefmt import answer_case
+
     lines = parsed = 0
     out = sys.stdout
     for line in sys.stdin:
@@ -398,6 +443,9 @@ def explain(
     dedicated CPUs, ...") and, per host, a grid of host cells x guest cells.
     Exit 0 when at least one host can take the guest, 1 when none can.
     """
+    from numa_migrate.cli import render
+    from numa_migrate.core.explain import explain_guest
+
     exp = explain_guest(host_spec.hosts(), guest_spec.guest(), fit_opts)
     if as_json:
         click.echo(json.dumps(render.explanation_json(exp), indent=2))
@@ -412,6 +460,9 @@ def explain(
 @handle_errors
 def fleet(fleet_path: Path | None, as_json: bool) -> None:
     """Show a fleet: hosts, NUMA cells, free dedicated CPUs, memory, huge pages, guests."""
+    from numa_migrate.adapters.fleet import load_fleet
+    from numa_migrate.cli import render
+
     loaded = load_fleet(fleet_path)
     if as_json:
         click.echo(json.dumps(render.fleet_json(loaded), indent=2))
@@ -446,12 +497,6 @@ def demo(no_lab: bool, keep_lab: bool) -> None:
 fit.help = (fit.help or "") + GUEST_HELP
 explain.help = (explain.help or "") + GUEST_HELP
 
-cli.add_command(lab_group)
-cli.add_command(migrate_cmd)
-cli.add_command(recover_cmd)
-cli.add_command(validate_cmd)
-cli.add_command(validate_matrix_cmd)
-cli.add_command(preflight_cmd)
 
 
 def main() -> None:

@@ -1,0 +1,142 @@
+"""Start-up: the command line imports only what the command it runs uses.
+
+``numa-migrate --help``, ``--version`` and ``fit`` must not load the claims store
+(SQLAlchemy, alembic), libvirt, the lab or the matrix; the group's help lists every
+command from the short helps registered next to the lazily loaded commands.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import numa_migrate
+from numa_migrate.cli.lazy import LazyCommand, LazyGroup
+from numa_migrate.cli.main import LAZY_COMMANDS, cli
+
+SRC = str(Path(numa_migrate.__file__).resolve().parents[1])
+
+# Never needed to print help or the version (measured: these were most of the start-up).
+NOT_FOR_HELP = (
+    "sqlalchemy", "alembic", "psycopg", "libvirt", "lxml", "yaml", "rich",
+    "numa_migrate.claims", "numa_migrate.lab", "numa_migrate.matrix", "numa_migrate.migrate",
+    "numa_migrate.adapters", "numa_migrate.preflight", "numa_migrate.core.fit",
+)
+# `fit` of a fleet host parses capabilities XML (lxml) and prints with rich; nothing else.
+NOT_FOR_FIT = (
+    "sqlalchemy", "alembic", "psycopg", "libvirt", "yaml",
+    "numa_migrate.claims", "numa_migrate.lab", "numa_migrate.matrix", "numa_migrate.migrate",
+    "numa_migrate.preflight", "numa_migrate.adapters.inventory", "numa_migrate.adapters.virt",
+)
+FIT = ["fit", "--host", "cmp-intel-01", "--flavor-vcpus", "4", "--flavor-ram", "4096",
+       "--extra-spec", "hw:cpu_policy=dedicated", "--extra-spec", "hw:mem_page_size=large"]
+
+PROBE = """
+import json, sys
+from numa_migrate.cli.main import cli
+try:
+    cli(args=sys.argv[1:], prog_name="numa-migrate")
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+sys.stdout.flush()
+print("\\nMODULES " + json.dumps(sorted(sys.modules)), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def _modules_after(args: list[str]) -> tuple[int, str, set[str]]:
+    """Run the command line in a fresh interpreter: exit code, stdout, modules loaded."""
+    env = {**os.environ, "PYTHONPATH": SRC}
+    done = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True,
+                          text=True, env=env, timeout=120, check=False)
+    marker = done.stderr.rindex("MODULES ")
+    return done.returncode, done.stdout, set(json.loads(done.stderr[marker + 8:]))
+
+
+def _loaded(modules: set[str], forbidden: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in modules if any(m == f or m.startswith(f + ".") for f in forbidden))
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["fit", "--help"],
+                                  ["explain", "--help"], ["fleet", "--help"]])
+def test_help_and_version_import_nothing_heavy(args: list[str]) -> None:
+    code, out, modules = _modules_after(args)
+    assert code == 0, out
+    assert _loaded(modules, NOT_FOR_HELP) == []
+
+
+def test_top_help_lists_every_command() -> None:
+    _code, out, _modules = _modules_after(["--help"])
+    for name in ("demo", "explain", "fit", "fleet", *LAZY_COMMANDS):
+        assert f"\n  {name} " in out, name
+
+
+def test_fit_imports_only_the_fitter_and_the_fleet() -> None:
+    code, out, modules = _modules_after(FIT)
+    assert code == 0, out
+    assert "placement" in out.lower()
+    assert _loaded(modules, NOT_FOR_FIT) == []
+
+
+def test_lazy_short_helps_match_the_commands() -> None:
+    for name, lazy in LAZY_COMMANDS.items():
+        command = lazy.load()
+        assert command.name == name
+        assert command.get_short_help_str(limit=10_000) == lazy.short_help, name
+
+
+def test_lazy_help_listing_is_what_click_prints_for_the_loaded_commands() -> None:
+    """The group's help from the table equals click's own listing of the real commands."""
+    eager = click.Group(
+        name=cli.name, help=cli.help, params=cli.params, context_settings=cli.context_settings,
+        commands={**cli.commands, **{n: c.load() for n, c in LAZY_COMMANDS.items()}},
+    )
+    fresh = LazyGroup(
+        name=cli.name, help=cli.help, params=cli.params, context_settings=cli.context_settings,
+        commands={n: c for n, c in cli.commands.items() if n not in LAZY_COMMANDS},
+        lazy=LAZY_COMMANDS,
+    )
+    for width in (60, 100):
+        runner = CliRunner()
+        want = runner.invoke(eager, ["--help"], prog_name="numa-migrate", terminal_width=width)
+        got = runner.invoke(fresh, ["--help"], prog_name="numa-migrate", terminal_width=width)
+        assert got.output == want.output
+        assert set(fresh.commands) == set(cli.commands) - set(LAZY_COMMANDS)
+
+
+def test_lazy_commands_run_and_unknown_ones_are_refused() -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["recover", "--help"], prog_name="numa-migrate")
+    assert result.exit_code == 0 and "Repair migrations" in result.output
+    result = runner.invoke(cli, ["no-such-command"], prog_name="numa-migrate")
+    assert result.exit_code == 2 and "No such command" in result.output
+
+
+def test_a_wrong_target_is_a_clear_error() -> None:
+    with pytest.raises(TypeError, match="is not a click command"):
+        LazyCommand("numa_migrate.cli.main:LAZY_COMMANDS", "x").load()
+
+
+def test_version_is_the_package_version() -> None:
+    result = CliRunner().invoke(cli, ["--version"], prog_name="numa-migrate")
+    assert result.output == f"numa-migrate, version {metadata.version('numa-migrate')}\n"
+    assert numa_migrate.__version__ == metadata.version("numa-migrate")
+
+
+def test_package_names_load_on_first_use() -> None:
+    from numa_migrate.core.fit.fitter import fit_guest
+
+    assert numa_migrate.fit_guest is fit_guest
+    assert set(numa_migrate.__all__) <= set(dir(numa_migrate))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        numa_migrate.no_such_name  # type: ignore[attr-defined]  # noqa: B018
