@@ -140,3 +140,44 @@ def test_package_names_load_on_first_use() -> None:
     assert set(numa_migrate.__all__) <= set(dir(numa_migrate))
     with pytest.raises(AttributeError, match="no_such_name"):
         numa_migrate.no_such_name  # type: ignore[attr-defined]  # noqa: B018
+
+
+# A command's --help needs its options, not the claims store, libvirt, the lab or the runner.
+NOT_FOR_COMMAND_HELP = (
+    "sqlalchemy", "alembic", "psycopg", "libvirt", "numa_migrate.claims",
+    "numa_migrate.migrate.run", "numa_migrate.migrate.recovery", "numa_migrate.matrix.runner",
+    "numa_migrate.matrix.report",
+)
+
+
+@pytest.mark.parametrize("command", ["migrate", "recover", "validate", "validate-matrix",
+                                     "preflight"])
+def test_command_help_does_not_load_the_claims_store(command: str) -> None:
+    code, out, modules = _modules_after([command, "--help"])
+    assert code == 0, out
+    assert _loaded(modules, NOT_FOR_COMMAND_HELP) == []
+    assert command != "validate-matrix" or _loaded(modules, ("numa_migrate.lab",)) == []
+
+
+def test_matrix_help_lists_the_scenarios_one_per_line_by_group() -> None:
+    from numa_migrate.matrix.scenarios import SCENARIOS
+
+    out = CliRunner().invoke(cli, ["validate-matrix", "--help"], prog_name="numa-migrate",
+                             terminal_width=100).output
+    lines = out.splitlines()
+    start = lines.index("  Scenarios (ID for --only), by group:")
+    listing = lines[start:]
+    seen_groups: list[str] = []
+    for scenario in SCENARIOS:
+        header = f"  {scenario.group}:"
+        assert header in listing, header
+        if scenario.group not in seen_groups:
+            seen_groups.append(scenario.group)
+        row = next(line for line in listing if line.split()[:1] == [scenario.id])
+        assert row.startswith(f"    {scenario.id} ")
+        assert scenario.title.split()[0] in row
+        # the row sits under its group's header
+        assert listing.index(row) > listing.index(header)
+    assert [line[2:-1] for line in listing if line.startswith("  ") and line.endswith(":")
+            and not line.startswith("   ")][1:] == seen_groups
+    assert max(len(line) for line in listing) <= 82

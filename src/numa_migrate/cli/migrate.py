@@ -11,30 +11,27 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
-from numa_migrate.adapters import virt
-from numa_migrate.claims import ClaimStore, default_url
 from numa_migrate.cli.hosts import Hosts, hosts_option, load_hosts
 from numa_migrate.core.cpuset import format_cpu_spec
 from numa_migrate.core.errors import NumaMigrateError
-from numa_migrate.migrate.plan import MigrationPlan, NoRoom
-from numa_migrate.migrate.recovery import Recovery, recover
-from numa_migrate.migrate.run import HostRef, Migration, MigrationFailed, Outcome
 from numa_migrate.migrate.sriov import DEFAULT_POLICY, POLICIES
+
+# The claims store (SQLAlchemy, alembic), libvirt and rich are imported in the functions
+# that use them, so that --help and bad usage answer at once.
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
+    from rich.table import Table
+
+    from numa_migrate.adapters import virt
+    from numa_migrate.claims import ClaimStore
+    from numa_migrate.migrate.plan import MigrationPlan, NoRoom
+    from numa_migrate.migrate.recovery import Recovery
+    from numa_migrate.migrate.run import HostRef, Outcome
 
 EXIT_NO_ROOM = 1
 EXIT_BAD_INPUT = 2
@@ -49,14 +46,20 @@ db_option = click.option(
 
 
 def _err() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False)
 
 
 def _open_store(db_url: str | None) -> ClaimStore:
+    from numa_migrate.claims import ClaimStore, default_url
+
     return ClaimStore.open(db_url or default_url())
 
 
 def _auto_recover(store: ClaimStore, console: Console) -> list[Recovery]:
+    from numa_migrate.migrate.recovery import recover
+
     done = recover(store)
     for r in done:
         console.print(f"[yellow]recovered[/] interrupted migration {r.migration_id} of "
@@ -102,6 +105,8 @@ def _outcome_json(out: Outcome) -> dict[str, Any]:
 
 
 def _pin_table(title: str, out: Outcome) -> Table:
+    from rich.table import Table
+
     table = Table(title=title)
     for col in ("vCPU", f"before ({out.plan.source})", f"after, live ({out.plan.destination})",
                 "after, persistent"):
@@ -117,6 +122,15 @@ class _Bar:
     """A rich progress bar on stderr fed from the migration job's statistics."""
 
     def __init__(self, console: Console, label: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
             TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=False,
@@ -193,6 +207,8 @@ def migrate(  # noqa: PLR0917 (click passes every option)
         raise click.UsageError("--auto-converge and --post-copy are alternatives; pick one")
     if post_copy_after is not None and not post_copy:
         raise click.UsageError("--post-copy-after needs --post-copy")
+    from numa_migrate.adapters import virt
+
     console = _err()
     try:
         inventory = load_hosts(hosts_path)
@@ -216,6 +232,11 @@ def _run(store: ClaimStore, console: Console, *, inventory: Hosts, domain: str,
          source: HostRef, dest: HostRef,
          dry_run: bool, as_json: bool, ttl_s: float, options: virt.MigrateOptions,
          pci_numa_policy: str) -> None:
+    from rich.console import Console
+
+    from numa_migrate.migrate.plan import NoRoom
+    from numa_migrate.migrate.run import Migration, MigrationFailed
+
     bar = _Bar(console, f"{domain} → {dest.name}")
 
     def phase(name: str, message: str) -> None:
@@ -259,6 +280,10 @@ def _run(store: ClaimStore, console: Console, *, inventory: Hosts, domain: str,
 
 
 def _print_plan(plan: MigrationPlan | NoRoom, as_json: bool) -> None:
+    from rich.console import Console
+
+    from numa_migrate.migrate.plan import NoRoom
+
     if isinstance(plan, NoRoom):
         if as_json:
             click.echo(json.dumps({"fits": False, "domain": plan.domain,
@@ -292,6 +317,8 @@ def recover_cmd(hosts_path: Path | None, db_url: str | None, as_json: bool) -> N
     both hosts or on neither is left alone and reported. Safe to run at any time.
     """
     del hosts_path  # the journal records both hosts' URIs
+    from numa_migrate.migrate.recovery import recover
+
     try:
         store = _open_store(db_url)
     except NumaMigrateError as exc:
