@@ -181,3 +181,10 @@ def test_matrix_help_lists_the_scenarios_one_per_line_by_group() -> None:
     assert [line[2:-1] for line in listing if line.startswith("  ") and line.endswith(":")
             and not line.startswith("   ")][1:] == seen_groups
     assert max(len(line) for line in listing) <= 82
+
+
+def test_fit_json_does_not_load_rich() -> None:
+    code, out, modules = _modules_after([*FIT, "--json"])
+    assert code == 0, out
+    assert json.loads(out)["fits"] is True
+    assert _loaded(modules, ("rich", *NOT_FOR_FIT)) == []
