@@ -188,3 +188,53 @@ def test_fit_json_does_not_load_rich() -> None:
     assert code == 0, out
     assert json.loads(out)["fits"] is True
     assert _loaded(modules, ("rich", *NOT_FOR_FIT)) == []
+
+
+def _every_command() -> list[tuple[list[str], click.Command, list[click.Command]]]:
+    """(words after numa-migrate, command, the groups above it below the top one)."""
+    out: list[tuple[list[str], click.Command, list[click.Command]]] = []
+
+    def walk(words: list[str], command: click.Command, above: list[click.Command]) -> None:
+        out.append((words, command, above))
+        if isinstance(command, click.Group):
+            ctx = click.Context(command)
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                assert sub is not None
+                walk([*words, name], sub, [*above, command] if words else [])
+
+    walk([], cli, [])
+    return out
+
+
+def test_every_help_reads_well() -> None:
+    """Plain metavars, exit codes stated (by the command or its group), nothing run on."""
+    runner = CliRunner()
+    commands = _every_command()
+    assert len(commands) > 15
+    for words, command, above in commands:
+        result = runner.invoke(cli, [*words, "--help"], prog_name="numa-migrate",
+                               terminal_width=100)
+        assert result.exit_code == 0, words
+        text = result.output
+        assert "INTEGER RANGE" not in text and "FLOAT RANGE" not in text, words
+        if words and not isinstance(command, click.Group):
+            told = "".join(c.help or "" for c in (command, *above))
+            assert "Exit 0" in told, words
+        # a paragraph click re-wrapped from an indented docstring keeps its indent inside
+        # lines ("...sample) or a     capabilities"): never three spaces inside a sentence
+        description = text.split("\nOptions:")[0]
+        for line in description.splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("numa-migrate ", "virsh ", "--")) or "#" in line:
+                continue
+            assert "   " not in stripped, (words, line)
+
+
+@pytest.mark.parametrize("command", ["fit", "explain"])
+def test_guest_help_keeps_its_layout(command: str) -> None:
+    out = CliRunner().invoke(cli, [command, "--help"], prog_name="numa-migrate",
+                             terminal_width=100).output
+    assert "\n  The guest is given either as a Nova flavor:\n    --flavor-vcpus 8 " in out
+    assert "\n  Examples:\n    numa-migrate " + command in out
+    assert "\n  Exit 0 " in out

@@ -95,7 +95,6 @@ def _print_status(status: LabStatus) -> None:
 def lab() -> None:
     """A real two-host libvirt lab on this machine: lab-src and lab-dst.
 
-    \b
     Two libvirtd daemons run side by side, each in its own mount namespace with private
     /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt
     and a distinct host UUID, so that a real live migration can go from one to the
@@ -103,6 +102,7 @@ def lab() -> None:
     Needs root; missing Debian packages are installed with apt-get.
 
     \b
+    Examples:
       numa-migrate lab up --hugepages 64     # start both daemons, reserve 64 x 2 MiB
       numa-migrate lab status                # what runs, URIs, huge pages
       numa-migrate lab guest start demo      # a counter guest on lab-src
@@ -111,6 +111,9 @@ def lab() -> None:
 
     The state lives in /var/lib/numa-migrate/lab (or $NUMA_MIGRATE_LAB_DIR); `up`
     writes the hosts' URIs to inventory.toml there.
+
+    Exit 0 success, 1 `lab status` found the lab not (fully) up or `lab guest counter`
+    saw the counter stand still, 2 an error (one line on stderr: what failed, what to do).
     """
 
 
@@ -214,14 +217,16 @@ def _find(lab_: Lab, name: str) -> tuple[str, Any, Any] | None:
 
 @guest.command("start")
 @click.argument("name")
-@click.option("--host", type=click.Choice(HOST_NAMES), default=SRC, show_default=True)
-@click.option("--vcpus", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--memory", "memory_mib", type=click.IntRange(min=16), default=64,
+@click.option("--host", type=click.Choice(HOST_NAMES), default=SRC, show_default=True,
+              help="The lab host to start it on.")
+@click.option("--vcpus", type=click.IntRange(min=1), default=2, show_default=True,
+              metavar="N", help="vCPUs.")
+@click.option("--memory", "memory_mib", type=click.IntRange(min=16), default=64, metavar="MiB",
               show_default=True, help="Memory in MiB.")
 @click.option("--pin", "pins", multiple=True, metavar="VCPU=CPUS",
               help="Pin a vCPU (<vcpupin>), e.g. --pin 0=0 --pin 1=1.")
 @click.option("--emulator-pin", metavar="CPUS", help="CPUs of QEMU's other threads.")
-@click.option("--cells", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--cells", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
               help="Guest NUMA cells (vCPUs and memory split evenly; memory on host node 0).")
 @click.option("--hugepages", is_flag=True, help="Back the memory with 2 MiB huge pages.")
 @_errors
@@ -276,7 +281,8 @@ def guest_start(
 
 @guest.command("counter")
 @click.argument("name")
-@click.option("--samples", type=click.IntRange(min=2), default=3, show_default=True)
+@click.option("--samples", type=click.IntRange(min=2), default=3, show_default=True,
+              metavar="N", help="How many readings.")
 @_errors
 def guest_counter(name: str, samples: int) -> None:
     """Read the counter of guest NAME a few times (0.5 s apart): is it alive?

@@ -7,6 +7,7 @@ Human output is rich text on stdout; ``--json`` prints one JSON document instead
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Callable
@@ -138,8 +139,10 @@ class GuestSpec:
 
 guest_options = _bundle(
     [
-        click.option("--flavor-vcpus", type=click.IntRange(min=1), help="Flavor vCPUs."),
-        click.option("--flavor-ram", type=click.IntRange(min=1), help="Flavor memory in MiB."),
+        click.option("--flavor-vcpus", type=click.IntRange(min=1), metavar="N",
+                     help="Flavor vCPUs."),
+        click.option("--flavor-ram", type=click.IntRange(min=1), metavar="MiB",
+                     help="Flavor memory in MiB."),
         click.option(
             "--extra-spec",
             "extra_specs",
@@ -191,12 +194,14 @@ fit_options = _bundle(
         click.option(
             "--cpu-allocation-ratio",
             type=click.FloatRange(min=0, min_open=True),
+            metavar="RATIO",
             help="Over-commit limit for shared vCPUs per cell (Nova's limits); without "
             "ratios no over-commit check is made, as in Nova.",
         ),
         click.option(
             "--ram-allocation-ratio",
             type=click.FloatRange(min=0, min_open=True),
+            metavar="RATIO",
             help="Over-commit limit for the memory of shared guests per cell.",
         ),
         click.option(
@@ -373,7 +378,6 @@ def fit(
 
     The host is a fleet host (--host NAME; default fleet: the bundled sample) or a
     capabilities XML (--capabilities with --dedicated-set/--shared-set).
-    Exit 0 fits, 1 does not fit, 2 bad input.
 
     With --batch, fit cases in the fit-case JSON format are read on stdin (one per
     line) and one answer line per case is written on stdout; a bad case gets an
@@ -441,7 +445,6 @@ def explain(
 
     Prints a one-line summary ("1/3 hosts can take web-7 (...): 2 not enough free
     dedicated CPUs, ...") and, per host, a grid of host cells x guest cells.
-    Exit 0 when at least one host can take the guest, 1 when none can.
     """
     from numa_migrate.cli import render
     from numa_migrate.core.explain import explain_guest
@@ -459,7 +462,11 @@ def explain(
 @json_option
 @handle_errors
 def fleet(fleet_path: Path | None, as_json: bool) -> None:
-    """Show a fleet: hosts, NUMA cells, free dedicated CPUs, memory, huge pages, guests."""
+    """Show a fleet: hosts, NUMA cells, free dedicated CPUs, memory, huge pages, guests.
+
+    Without --fleet, the bundled sample fleet (the one `fit` and `explain` use by default).
+    Exit 0, or 2 when the fleet file is bad.
+    """
     from numa_migrate.adapters.fleet import load_fleet
     from numa_migrate.cli import render
 
@@ -482,6 +489,7 @@ def demo(no_lab: bool, keep_lab: bool) -> None:
 
     The lab part needs root (it brings the lab up when it is down, and down again
     afterwards); without root it says so and stops after the fleet tour.
+    Exit 0 when the tour ran (or stopped for want of root), 1 when the lab part failed.
     """
     from numa_migrate.cli.demo import run_demo
 
@@ -494,8 +502,32 @@ def demo(no_lab: bool, keep_lab: bool) -> None:
             sys.exit(1)
 
 
-fit.help = (fit.help or "") + GUEST_HELP
-explain.help = (explain.help or "") + GUEST_HELP
+FIT_TAIL = """
+\b
+Examples:
+  numa-migrate fit --host cmp-intel-01 --flavor-vcpus 4 --flavor-ram 4096 \\
+      --extra-spec hw:cpu_policy=dedicated --extra-spec hw:mem_page_size=large
+  numa-migrate fit --capabilities caps.xml --dedicated-set 2-15 --domain-xml web-1.xml
+  numa-migrate fit --batch < cases.jsonl > answers.jsonl
+
+Exit 0 fits, 1 does not fit, 2 bad input.
+"""
+
+EXPLAIN_TAIL = """
+\b
+Examples:
+  numa-migrate explain --flavor-vcpus 8 --flavor-ram 8192 \\
+      --extra-spec hw:cpu_policy=dedicated --extra-spec hw:numa_nodes=2
+  numa-migrate explain --fleet fleet.json --host cmp-01 --host cmp-02 \\
+      --domain-xml web-1.xml --json
+
+Exit 0 when at least one host can take the guest, 1 when none can, 2 bad input.
+"""
+
+# cleandoc first: the docstring is indented, the parts added are not (click would
+# otherwise dedent nothing and rewrap the docstring's indented lines into one paragraph).
+fit.help = inspect.cleandoc(fit.help or "") + "\n" + GUEST_HELP + FIT_TAIL
+explain.help = inspect.cleandoc(explain.help or "") + "\n" + GUEST_HELP + EXPLAIN_TAIL
 
 
 

@@ -178,6 +178,7 @@ class _Bar:
 @click.option("--bandwidth", type=click.IntRange(min=1), metavar="MiB/s",
               help="Limit the migration bandwidth.")
 @click.option("--ttl", "ttl_s", type=click.FloatRange(min=10), default=600.0, show_default=True,
+              metavar="SECONDS",
               help="Seconds before an unrenewed claim counts as abandoned.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 def migrate(  # noqa: PLR0917 (click passes every option)
@@ -202,6 +203,10 @@ def migrate(  # noqa: PLR0917 (click passes every option)
     Examples:
       numa-migrate migrate web-1 --to cmp-02 --dry-run
       numa-migrate migrate web-1 --to cmp-02 --bandwidth 200 --json
+
+    Exit 0 migrated (or planned, with --dry-run), 1 the destination has no room (nothing
+    moved), 2 bad input, 3 the migration failed and was rolled back (the guest still runs
+    on the source).
     """
     if auto_converge and post_copy:
         raise click.UsageError("--auto-converge and --post-copy are alternatives; pick one")
@@ -315,6 +320,9 @@ def recover_cmd(hosts_path: Path | None, db_url: str | None, as_json: bool) -> N
     source definition removed, claim released); if it is alive on the source it is rolled
     back (guest resumed, destination leftovers removed, claim rolled back). A guest found on
     both hosts or on neither is left alone and reported. Safe to run at any time.
+
+    Exit 0 every interrupted migration repaired (or none found), 2 the claims store
+    cannot be opened, 3 one needs attention or was skipped (see the lines printed).
     """
     del hosts_path  # the journal records both hosts' URIs
     from numa_migrate.migrate.recovery import recover
