@@ -51,10 +51,6 @@ def _errors(func: F) -> F:
             message = str(exc)
         except OSError as exc:
             message = f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
-        except Exception as exc:
-            if type(exc).__name__ != "libvirtError":
-                raise
-            message = f"libvirt: {str(exc).strip()}"
         click.echo(f"error: {' '.join(message.split())}", err=True)
         sys.exit(EXIT_ERROR)
 

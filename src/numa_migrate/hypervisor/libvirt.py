@@ -47,10 +47,10 @@ def _import(name: str) -> ModuleType:
     try:
         module = importlib.import_module(name)
     except ImportError as exc:
+        what = f"`import {name}` failed ({exc})"
         raise HypervisorError(
-            f"`import {name}` failed ({exc}): libvirt-python is not installed; run "
-            "`bash scripts/lab-deps.sh` or "
-            "`pip install libvirt-python==$(pkg-config --modversion libvirt)`"
+            f"{what}: libvirt-python is not installed; run `bash scripts/lab-deps.sh` or "
+            "`pip install libvirt-python==$(pkg-config --modversion libvirt)`", detail=what,
         ) from None
     if not _silenced:
         # libvirt prints every error on stderr by default; we raise them instead
@@ -58,6 +58,12 @@ def _import(name: str) -> ModuleType:
         lib.registerErrorHandler(lambda _ctx, _err: None, None)
         _silenced.append(True)
     return module
+
+
+def check_installed() -> None:
+    """:class:`HypervisorError` unless both ``libvirt`` and ``libvirt_qemu`` import."""
+    _import("libvirt")
+    _import("libvirt_qemu")
 
 
 def lv() -> ModuleType:

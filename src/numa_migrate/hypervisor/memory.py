@@ -15,6 +15,7 @@ from typing import Any
 
 from lxml import etree
 
+from numa_migrate.adapters.hostdevxml import without_devices
 from numa_migrate.adapters.xmlsafe import XmlDoc, parse_xml
 from numa_migrate.core.validation import ThreadAffinities
 from numa_migrate.hypervisor.base import (
@@ -31,6 +32,7 @@ from numa_migrate.hypervisor.base import (
     NoDomainError,
     UnsupportedError,
     Versions,
+    has_pci_source,
     run_migration,
 )
 
@@ -64,21 +66,14 @@ def _identity(xml: str) -> tuple[str, str]:
 
 
 def _device_address(device_xml: str) -> str:
-    doc = XmlDoc.load(device_xml, source="device XML", root="hostdev")
+    doc = XmlDoc(parse_xml(device_xml, source="device XML"), "device XML")
     return doc.pci_address(doc.child(doc.root, "source/address"))
 
 
 def _without_device(xml: str, address: str) -> tuple[str, bool]:
-    doc = XmlDoc.load(xml, source="domain XML", root="domain")
-    found = False
-    for el in doc.root.iterfind("devices/hostdev"):
-        src = el.find("source/address")
-        if src is not None and doc.pci_address(src) == address:
-            parent = el.getparent()
-            assert parent is not None
-            parent.remove(el)
-            found = True
-    return etree.tostring(doc.root, encoding="unicode"), found
+    if not has_pci_source(xml, address):
+        return xml, False
+    return without_devices(xml, [address], source="domain XML"), True
 
 
 def _with_device(xml: str, device_xml: str) -> str:
@@ -182,7 +177,9 @@ class MemoryDomain:
 
     def detach_device(self, device_xml: str) -> None:
         record = self._call("detach_device")
-        record.xml, found = _without_device(record.xml, _device_address(device_xml))
+        xml, found = _without_device(record.xml, _device_address(device_xml))
+        if self._host.unplug:
+            record.xml = xml
         if not found:
             raise HypervisorError(f"host {self.host}: cannot detach a device from "
                                   f"{record.name}: device not found",
@@ -224,6 +221,9 @@ class MemoryHost:
     records: dict[str, MemoryDomainRecord] = field(default_factory=dict)
     vcpu_affinities: dict[str, dict[int, frozenset[int]]] = field(default_factory=dict)
     affinities: dict[str, ThreadAffinities] = field(default_factory=dict)
+    unplug: bool = True
+    """The guests let go of a PCI device at once when asked to (False: never, like a guest
+    OS without PCI hot-unplug)."""
     job: JobStats | None = None
     """What ``job_stats`` answers while a migration runs (None: no job)."""
     on_transfer: Callable[[], None] | None = None
