@@ -293,13 +293,15 @@ def run_migration(
     dom: Domain,
     transfer: Callable[[], Domain],
     *,
+    dest: str,
     options: MigrateOptions,
     on_progress: Callable[[JobProgress], None] | None,
     poll_s: float,
     on_post_copy: Callable[[], None] | None,
 ) -> tuple[Domain, JobResult]:
-    """Run the blocking ``transfer`` while another thread polls ``dom``'s job for progress and
-    the post-copy switch; then collect the completed job's statistics (from either side)."""
+    """Run the blocking ``transfer`` (of ``dom`` to the host named ``dest``) while another
+    thread polls ``dom``'s job for progress and the post-copy switch; then collect the
+    completed job's statistics (from either side)."""
     done = threading.Event()
     start = time.monotonic()
     switched: list[float] = []
@@ -326,7 +328,9 @@ def run_migration(
         done.set()
         poller.join()
         after = " after the switch to post-copy" if switched else ""
-        error = HypervisorError(f"migration failed{after}: {exc.detail}", detail=exc.detail)
+        error = HypervisorError(
+            f"host {dom.host}: migration of {dom.name()} to {dest} failed{after}: "
+            f"{exc.detail}", detail=exc.detail)
         error.post_copy_started = bool(switched)
         raise error from None
     finally:

@@ -350,8 +350,8 @@ class LibvirtHypervisor:
             except lib.libvirtError as exc:
                 raise HypervisorError(detail(exc)) from None
 
-        return run_migration(dom, transfer, options=options, on_progress=on_progress,
-                             poll_s=poll_s, on_post_copy=on_post_copy)
+        return run_migration(dom, transfer, dest=dest.name, options=options,
+                             on_progress=on_progress, poll_s=poll_s, on_post_copy=on_post_copy)
 
     def thread_affinity(self, dom: Domain) -> tuple[ThreadAffinities | None, str]:
         """A local QEMU daemon: /proc of the QEMU process (pid file in the daemon's run dir).

@@ -140,7 +140,7 @@ class MemoryDomain:
         if record.state not in need:
             raise HypervisorError(f"host {self.host}: cannot {call} {record.name}: domain is "
                                   f"{record.state.value}", detail=f"domain is {record.state.value}")
-        record.state = state
+        record.state, record.reason = state, 1
 
     def start(self) -> None:
         self._set("start", DomainState.RUNNING, need=(DomainState.SHUTOFF,))
@@ -346,8 +346,8 @@ class MemoryHost:
                 True, {"type": 3, "downtime": 1, "data_processed": len(live_xml)})
             return MemoryDomain(dest, record.uuid)
 
-        return run_migration(dom, transfer, options=options, on_progress=on_progress,
-                             poll_s=poll_s, on_post_copy=on_post_copy)
+        return run_migration(dom, transfer, dest=dest.name, options=options,
+                             on_progress=on_progress, poll_s=poll_s, on_post_copy=on_post_copy)
 
     def thread_affinity(self, dom: Domain) -> tuple[ThreadAffinities | None, str]:
         self.check("thread_affinity")
