@@ -444,3 +444,18 @@ def test_libvirt_unreachable_host_is_one_clear_line(uri: str) -> None:
         connect(uri, "cmp-9")
     assert str(info.value).startswith(f"host cmp-9: cannot connect to {uri}: ")
     assert "\n" not in str(info.value)
+
+
+def test_missing_libvirt_python_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from numa_migrate.hypervisor import libvirt as impl
+
+    def refuse(name: str) -> Any:
+        raise ImportError(f"No module named {name!r}")
+
+    monkeypatch.setattr(impl.importlib, "import_module", refuse)
+    with pytest.raises(HypervisorError) as info:
+        impl.connect(URI, "t")
+    message = str(info.value)
+    assert message.startswith("`import libvirt` failed (No module named 'libvirt'): "
+                              "libvirt-python is not installed; run ")
+    assert "\n" not in message and info.value.detail.startswith("`import libvirt` failed")
