@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +15,7 @@ import click
 if TYPE_CHECKING:
     from numa_migrate.adapters.inventory import Inventory
     from numa_migrate.core.model.host import HostTopology
+    from numa_migrate.hypervisor.base import Hypervisor
     from numa_migrate.migrate.run import HostDevices, HostRef
 
 hosts_option = click.option(
@@ -57,12 +58,12 @@ class Hosts:
         entry = self.inventory.host(name)
         return HostRef(entry.name, entry.uri)
 
-    def read_host(self, conn: Any, ref: HostRef) -> HostTopology:
+    def read_host(self, conn: Hypervisor, ref: HostRef) -> HostTopology:
         from numa_migrate.adapters.inventory_live import read_live_host
 
         return read_live_host(self.inventory.host(ref.name), conn=conn).topology
 
-    def read_devices(self, conn: Any, ref: HostRef) -> HostDevices:
+    def read_devices(self, conn: Hypervisor, ref: HostRef) -> HostDevices:
         """PCI functions, VFs given to running domains, and the inventory's physnets."""
         from numa_migrate.adapters.inventory_live import read_live_host
         from numa_migrate.migrate.run import HostDevices
@@ -75,22 +76,21 @@ class Hosts:
 
     def find_running(self, domain: str) -> HostRef:
         """The one host where ``domain`` runs (hosts that cannot be reached are skipped)."""
-        from numa_migrate.adapters import virt
         from numa_migrate.adapters.inventory import InventoryError
+        from numa_migrate.hypervisor.base import HypervisorError
+        from numa_migrate.hypervisor.libvirt import connection
         from numa_migrate.migrate.run import HostRef
 
         found: list[HostRef] = []
         unreachable: list[str] = []
         for entry in self.inventory.hosts:
             try:
-                conn = virt.connect(entry.uri, entry.name)
-            except virt.VirtError:
+                with connection(entry.uri, entry.name) as conn:
+                    dom = conn.lookup(domain)
+                    if dom is not None and dom.is_active():
+                        found.append(HostRef(entry.name, entry.uri))
+            except HypervisorError:
                 unreachable.append(entry.name)
-                continue
-            dom = virt.lookup(conn, domain, entry.name)
-            if dom is not None and dom.isActive():
-                found.append(HostRef(entry.name, entry.uri))
-            conn.close()
         if len(found) == 1:
             return found[0]
         if not found:
