@@ -383,7 +383,7 @@ def host_usage(host: HostTopology, domains: Iterable[DomainInfo]) -> HostUsage:
             pages=tuple(sorted(page_use.items())),
         )
         for pool in updated.mempages:
-            if pool.free < 0:
+            if pool.overcommitted:
                 notes.append(
                     f"host cell {cell.id}: domains use {pool.used} pages of {pool.size_kib} KiB "
                     f"but the cell has {pool.total} ({pool.reserved} reserved)"

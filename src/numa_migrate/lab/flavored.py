@@ -69,7 +69,7 @@ def flavored_guest(
                              _with_identity(xml, flavor))
     fit = fit_request(host, request)
     if fit.placement is None:
-        return NoRoom(name, host.name, fit.summary, tuple(r.message for r in fit.reasons))
+        return NoRoom(name, host.name, fit.summary, fit.messages)
     base = _with_identity(
         counter_guest_xml(
             name, image=image, vcpus=flavor.vcpus, memory_mib=flavor.memory_mib,

@@ -108,7 +108,9 @@ def _plan(scenario: Scenario) -> MigrationPlan:
                           destination=_host("fixture-dst"),
                           sriov=SriovInputs(functions, functions, BUSY_ON_DESTINATION, policy))
     if not isinstance(plan, MigrationPlan):
-        raise NumaMigrateError(f"refused: {plan.summary} ({'; '.join(plan.reasons)})")
+        extra = [r for r in plan.reasons if r not in plan.summary]
+        detail = f" ({'; '.join(extra)})" if extra else ""
+        raise NumaMigrateError(f"refused: {plan.summary}{detail}")
     return plan
 
 

@@ -155,8 +155,10 @@ class MatrixRun:
         outcome = Migration(store=self.store, source=src, destination=dst, domain=name,
                             read_host=hosts.read_host).run()
         if isinstance(outcome, NoRoom):
-            raise ScenarioError(f"{label}: {dst.name} refused the guest: {outcome.summary} "
-                                f"({'; '.join(outcome.reasons[:3])})")
+            extra = [r for r in outcome.reasons if r not in outcome.summary][:3]
+            detail = f" ({'; '.join(extra)})" if extra else ""
+            raise ScenarioError(f"{label}: {dst.name} refused the guest: {outcome.summary}"
+                                f"{detail}")
         self._after_move(hosts, outcome, dst, name=name, label=label)
         if "cpuset_avoids_neighbour" in scenario.checks and neighbour is not None:
             self._cpuset_check(hosts, dst, name, neighbour, label)
@@ -214,7 +216,7 @@ class MatrixRun:
                             read_host=hosts.read_host).run()
         reasons: tuple[str, ...] = ()
         if isinstance(outcome, NoRoom):
-            reasons = (outcome.summary, *outcome.reasons)
+            reasons = tuple(dict.fromkeys((outcome.summary, *outcome.reasons)))
             self._check("refused", "refused by the fitter", "pass", outcome.summary)
             text = " ".join(reasons).lower()
             self._check("reason", f"the reasons mention {scenario.expect_reason!r}",

@@ -195,8 +195,7 @@ def plan_migration(
     page = current_pagesize_kib(info)
     result = fit_request(destination, request, FitOptions(current_pagesize_kib=page))
     if result.placement is None:
-        return NoRoom(info.name, destination.name, result.summary,
-                      tuple(r.message for r in result.reasons))
+        return NoRoom(info.name, destination.name, result.summary, result.messages)
     moves: tuple[VfMove, ...] = ()
     notes: tuple[str, ...] = ()
     if info.hostdevs and hostdev_map is None:
