@@ -27,13 +27,13 @@ from numa_migrate.cli.migrate import migrate as migrate_cmd
 from numa_migrate.cli.migrate import recover_cmd
 from numa_migrate.cli.preflight import preflight_cmd
 from numa_migrate.cli.validate import validate_cmd
-from numa_migrate.core.cpuset import parse_cpu_spec
 from numa_migrate.core.errors import InvalidRequestError, NumaMigrateError
 from numa_migrate.core.explain import explain_guest
 from numa_migrate.core.fit.cellfit import Limits
 from numa_migrate.core.fit.fitter import FitOptions, fit_guest
 from numa_migrate.core.model.guest import Guest
 from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.novaopts import cpu_set_option
 from numa_migrate.core.request import Flavor, guest_from_flavor
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -233,15 +233,23 @@ class HostSpec:
                 raise click.UsageError("give either --capabilities or --fleet/--host, not both")
             from numa_migrate.adapters.capabilities import host_from_capabilities
 
+            data = self.capabilities.read_bytes()
+            # the host's own CPU count bounds the sets (read before any set is expanded)
+            bound = max(host_from_capabilities(data, source=str(self.capabilities)).cpus,
+                        default=-1) + 1
             dedicated = (
-                parse_cpu_spec(self.dedicated, field="--dedicated-set")
-                if (self.dedicated)
+                cpu_set_option(self.dedicated, option="--dedicated-set", bound=bound)
+                if self.dedicated
                 else None
             )
-            shared = parse_cpu_spec(self.shared, field="--shared-set") if self.shared else None
+            shared = (
+                cpu_set_option(self.shared, option="--shared-set", bound=bound)
+                if self.shared
+                else None
+            )
             return [
                 host_from_capabilities(
-                    self.capabilities.read_bytes(),
+                    data,
                     name=self.capabilities.stem,
                     cpu_dedicated_set=dedicated,
                     cpu_shared_set=shared,

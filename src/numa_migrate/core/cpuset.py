@@ -23,6 +23,10 @@ _MAX_ID_DIGITS: Final = 20
 _SHOWN: Final = 60
 
 
+class CpuBoundError(ParseError):
+    """A CPU list naming an id at or beyond the bound (the list is otherwise well formed)."""
+
+
 def _shorten(text: str) -> str:
     return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(text)} characters)"
 
@@ -69,7 +73,7 @@ class CpuSet(frozenset[int]):
                 )
             if end >= bound:
                 allowed = f"ids are 0-{bound - 1}" if bound > 0 else "no CPU id is allowed"
-                raise ParseError(
+                raise CpuBoundError(
                     f"{field}: CPU id {end} in {_shorten(spec)!r} is beyond the bound ({allowed})"
                 )
             target.append((start, end))
