@@ -314,7 +314,7 @@ def topology_for_host(config: HostConfig, capabilities_xml: str | bytes) -> Host
     pages, after checking that every configured CPU and page pool exists on the host."""
     source = f"{config.name} capabilities ({config.uri})"
     bare = host_from_capabilities(capabilities_xml, name=config.name, source=source)
-    host_cpus = frozenset().union(*(c.cpuset for c in bare.cells))
+    host_cpus = bare.shared_cpus
     for key, cpus in (
         ("cpu_dedicated_set", config.cpu_dedicated_set),
         ("cpu_shared_set", config.cpu_shared_set),

@@ -65,7 +65,7 @@ def _idle(cell: HostCell) -> HostCell:
 
 def validate_placement(host: HostTopology, request: GuestRequest, placement: Placement) -> None:
     """Refuse a placement that does not belong to this host and request (ClaimError)."""
-    ids = {c.id for c in host.cells}
+    ids = host.cell_ids
     seen: set[int] = set()
     for placed in placement.cells:
         if placed.host_cell not in ids:
@@ -212,7 +212,7 @@ def holdings_problems(host: HostTopology, holdings: Holdings) -> tuple[str, ...]
     """Claims whose cells, CPUs or page sizes the live host does not have (kubelet-style
     validation of stored state against the live topology)."""
     problems: list[str] = []
-    ids = {c.id for c in host.cells}
+    ids = host.cell_ids
     for claim in holdings.claims:
         for cu in claim.resources.cells:
             if cu.cell not in ids:

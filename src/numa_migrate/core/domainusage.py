@@ -102,24 +102,17 @@ class HostUsage:
 
 def host_cpus(host: HostTopology) -> frozenset[int]:
     """Every CPU of the host that any pool or SMT group names."""
-    out: set[int] = set()
-    for cell in host.cells:
-        out |= cell.cpuset | cell.pcpuset
-        for group in cell.siblings:
-            out |= group
-    return frozenset(out)
+    return host.cpus
 
 
 def cell_of_cpu(host: HostTopology, cpu: int) -> int | None:
-    for cell in host.cells:
-        if cpu in cell.cpuset or cpu in cell.pcpuset or any(cpu in g for g in cell.siblings):
-            return cell.id
-    return None
+    cell = host.cell_of(cpu)
+    return None if cell is None else cell.id
 
 
 def cells_of_cpus(host: HostTopology, cpus: Iterable[int]) -> frozenset[int]:
     """The host cells the CPUs lie in (CPUs the host does not have are ignored)."""
-    return frozenset(c for c in (cell_of_cpu(host, cpu) for cpu in cpus) if c is not None)
+    return host.cells_of(cpus)
 
 
 def dedicated_vcpus(info: DomainInfo) -> dict[int, int]:
@@ -200,7 +193,7 @@ def is_numa_placed(info: DomainInfo) -> bool:
 def _guest_cell_host(
     host: HostTopology, info: DomainInfo, cell: int, vcpus: frozenset[int], notes: list[str]
 ) -> int | None:
-    known = {c.id for c in host.cells}
+    known = host.cell_ids
     memnodes = {m.cell_id: m.nodeset for m in (info.numatune.memnodes if info.numatune else ())}
     pins = dict(info.vcpupin)
     pin_cells = cells_of_cpus(host, frozenset().union(*(pins.get(v, _EMPTY) for v in vcpus)))

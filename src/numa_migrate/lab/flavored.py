@@ -60,7 +60,7 @@ def flavored_guest(
     guest = guest_from_flavor(flavor)
     request = guest.numa
     if request is None:
-        shared = frozenset().union(*(c.cpuset for c in host.cells))
+        shared = host.shared_cpus
         xml = counter_guest_xml(
             name, image=image, vcpus=flavor.vcpus, memory_mib=flavor.memory_mib,
             domain_type=domain_type, vcpu_cpuset=format_cpu_spec(shared) if shared else None,

@@ -197,7 +197,7 @@ class MatrixRun:
                         "fail", "guest or neighbour not found on the destination")
             return
         pinned = frozenset().union(*(c for _v, c in nb.info.vcpupin))
-        shared = frozenset().union(*(c.cpuset for c in live.capacity.cells))
+        shared = live.capacity.shared_cpus
         cpuset = dom.info.vcpu_cpuset
         ok = cpuset is not None and not (cpuset & pinned) and cpuset <= shared
         self._check(f"{label}:cpuset", f"{label}: <vcpu cpuset> avoids the pinned neighbour",
@@ -281,8 +281,7 @@ class MatrixRun:
 
     def _start_neighbour(self, scenario: Scenario, dst_cfg: HostConfig,
                          dst_live: LiveHost) -> FlavoredGuest:
-        free = len(frozenset().union(*(c.pcpuset - c.pinned_cpus
-                                       for c in dst_live.topology.cells)))
+        free = len(dst_live.topology.dedicated_cpus - dst_live.topology.pinned_cpus)
         vcpus = max(1, free) if scenario.kind is Kind.NO_ROOM else 1
         flavor = Flavor(vcpus, 16, dict(scenario.neighbour_specs or {}), "neighbour")
         guest = flavored_guest(f"{PREFIX}{scenario.id}-nb", flavor, dst_live.topology,

@@ -151,7 +151,7 @@ def _plan_floating(info: DomainInfo, inference: str, live_xml: str, *,
     )
     if info.vcpu_cpuset is None and info.emulatorpin is None:
         return unchanged
-    shared = frozenset().union(*(c.cpuset for c in destination.cells))
+    shared = destination.shared_cpus
     if not shared:
         return NoRoom(info.name, destination.name,
                       "no shared CPUs for a floating guest",
