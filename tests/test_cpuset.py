@@ -154,3 +154,17 @@ def test_free_pages_never_go_below_zero() -> None:
     pool = PagePool(2048, 80, used=48, reserved=64)
     assert pool.free == 0 and pool.free_kib == 0 and pool.overcommitted == 32
     assert PagePool(2048, 80, used=8).overcommitted == 0
+
+
+def test_guest_and_placement_cpu_sets_are_cpusets() -> None:
+    from numa_migrate.core.fit.fitter import fit_guest
+    from numa_migrate.core.request import Flavor, guest_from_flavor
+
+    guest = guest_from_flavor(Flavor(2, 2, {"hw:cpu_policy": "dedicated"}))
+    assert guest.numa is not None
+    cell = guest.numa.cells[0]
+    assert isinstance(cell.dedicated_vcpus, CpuSet) and isinstance(cell.shared_vcpus, CpuSet)
+    result = fit_guest(_host(), guest)
+    assert result.placement is not None
+    assert isinstance(result.placement.cells[0].vcpus, CpuSet)
+    assert str(result.placement.pinned_host_cpus()) == "6-7"
