@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from numa_migrate.adapters.xmlsafe import XmlDoc, kib_to_mib
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet, format_cpu_spec
 from numa_migrate.core.errors import ParseError
 from numa_migrate.core.limits import (
     MAX_CPUS,
@@ -250,8 +250,8 @@ def _host_cell(
     dedicated: frozenset[int],
     reserved: Mapping[tuple[int, int], int],
 ) -> HostCell:
-    cpuset = cell.cpus & shared
-    pcpuset = cell.cpus & dedicated
+    cpuset = CpuSet(cell.cpus & shared)
+    pcpuset = CpuSet(cell.cpus & dedicated)
     usable = cpuset | pcpuset
     groups = sorted({group & usable for group in cell.sibling_groups if group & usable}, key=min)
     return HostCell(

@@ -399,7 +399,7 @@ def _auto_cells(nodes: int, flavor: Flavor, pcpus: frozenset[int]) -> tuple[Gues
     ncpus, mem = flavor.vcpus // nodes, flavor.memory_mib // nodes
     cells = []
     for node in range(nodes):
-        cpus = frozenset(range(node * ncpus, (node + 1) * ncpus))
+        cpus = CpuSet(range(node * ncpus, (node + 1) * ncpus))
         cells.append(GuestCell(node, cpus - pcpus, cpus & pcpus, mem))
     return tuple(cells)
 
@@ -430,7 +430,12 @@ def _manual_cells(
                 )
             unassigned.remove(cpu)
         cells.append(
-            GuestCell(node, cpu_list[node] - pcpus, cpu_list[node] & pcpus, mem_list[node])
+            GuestCell(
+                node,
+                CpuSet(cpu_list[node] - pcpus),
+                CpuSet(cpu_list[node] & pcpus),
+                mem_list[node],
+            )
         )
     if unassigned:
         raise InvalidRequestError(

@@ -62,8 +62,8 @@ class GuestCell:
     """One guest NUMA cell: its shared and dedicated vCPUs and its memory."""
 
     index: int
-    shared_vcpus: frozenset[int]
-    dedicated_vcpus: frozenset[int]
+    shared_vcpus: CpuSet
+    dedicated_vcpus: CpuSet
     memory_mib: int
 
     def __post_init__(self) -> None:
@@ -71,7 +71,7 @@ class GuestCell:
         object.__setattr__(self, "dedicated_vcpus", CpuSet.of(self.dedicated_vcpus))
 
     @property
-    def vcpus(self) -> frozenset[int]:
+    def vcpus(self) -> CpuSet:
         return self.shared_vcpus | self.dedicated_vcpus
 
 

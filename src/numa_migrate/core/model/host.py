@@ -71,13 +71,13 @@ class HostCell:
     """
 
     id: int
-    cpuset: frozenset[int]
-    pcpuset: frozenset[int]
+    cpuset: CpuSet
+    pcpuset: CpuSet
     memory_mib: int
     siblings: tuple[frozenset[int], ...] = ()
     memory_usage_mib: int = 0
     cpu_usage: int = 0
-    pinned_cpus: frozenset[int] = EMPTY
+    pinned_cpus: CpuSet = EMPTY
     mempages: tuple[PagePool, ...] = ()
 
     def __post_init__(self) -> None:
