@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from numa_migrate.core.cpuset import CpuSet, format_cpu_spec, parse_cpu_spec
 from numa_migrate.core.errors import ParseError
@@ -168,3 +170,18 @@ def test_guest_and_placement_cpu_sets_are_cpusets() -> None:
     assert result.placement is not None
     assert isinstance(result.placement.cells[0].vcpus, CpuSet)
     assert str(result.placement.pinned_host_cpus()) == "6-7"
+
+
+@given(st.frozensets(st.integers(0, MAX_CPUS - 1), max_size=200))
+def test_format_then_parse_round_trips(cpus: frozenset[int]) -> None:
+    text = CpuSet(cpus).format()
+    assert CpuSet.parse(text) == cpus
+    assert CpuSet.parse(text).format() == text
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(0, 300), st.integers(0, 40)), max_size=12))
+def test_parse_agrees_with_expanding_every_range(rules: list[tuple[bool, int, int]]) -> None:
+    spec = ",".join(f"{'^' if excl else ''}{a}-{a + n}" for excl, a, n in rules)
+    include = {c for excl, a, n in rules if not excl for c in range(a, a + n + 1)}
+    exclude = {c for excl, a, n in rules if excl for c in range(a, a + n + 1)}
+    assert CpuSet.parse(spec) == include - exclude
