@@ -12,7 +12,7 @@ from functools import lru_cache
 from lxml import etree
 
 from numa_migrate.adapters.xmlsafe import XmlDoc, kib_to_mib
-from numa_migrate.core.cpuset import CpuSet, format_cpu_spec
+from numa_migrate.core.cpuset import format_cpu_spec
 from numa_migrate.core.errors import InvalidRequestError, ParseError
 from numa_migrate.core.limits import MAX_GUEST_VCPUS, MAX_NUMA_NODES
 from numa_migrate.core.model.guest import (
@@ -458,7 +458,7 @@ def _declared_request(info: DomainInfo) -> tuple[GuestRequest | None, str]:
                          source=f"{info.name}: metadata/guest") from None
     if request is None:
         return None, f"{info.name}: no NUMA need, per its numa-migrate metadata ({listed})"
-    declared: list[tuple[frozenset[int], int]] = [(c.vcpus, c.memory_mib) for c in request.cells]
+    declared = [(c.vcpus, c.memory_mib) for c in request.cells]
     actual = [(c.cpus, c.memory_mib) for c in info.numa_cells]
     if actual and declared != actual:
         def show(cells: list[tuple[frozenset[int], int]]) -> str:
@@ -501,8 +501,8 @@ def _guest_cell(
 ) -> GuestCell:
     return GuestCell(
         index=index,
-        shared_vcpus=CpuSet(vcpus - dedicated),
-        dedicated_vcpus=CpuSet(vcpus & dedicated),
+        shared_vcpus=vcpus - dedicated,
+        dedicated_vcpus=vcpus & dedicated,
         memory_mib=memory_mib,
     )
 

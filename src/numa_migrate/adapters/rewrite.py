@@ -350,7 +350,7 @@ def _shared_cpuset(
         return None
     pool = frozenset(pools)
     if not placement.cells:
-        pool = host.shared_cpus
+        pool = frozenset().union(*(c.cpuset for c in host.cells))
     return pool or (pins | (placement.emulator_pins or frozenset())) or None
 
 

@@ -62,16 +62,17 @@ class GuestCell:
     """One guest NUMA cell: its shared and dedicated vCPUs and its memory."""
 
     index: int
-    shared_vcpus: CpuSet
-    dedicated_vcpus: CpuSet
+    shared_vcpus: frozenset[int]
+    dedicated_vcpus: frozenset[int]
     memory_mib: int
 
     def __post_init__(self) -> None:
+        # typed frozenset[int] so that callers may pass any frozenset; held as a CpuSet
         object.__setattr__(self, "shared_vcpus", CpuSet.of(self.shared_vcpus))
         object.__setattr__(self, "dedicated_vcpus", CpuSet.of(self.dedicated_vcpus))
 
     @property
-    def vcpus(self) -> CpuSet:
+    def vcpus(self) -> frozenset[int]:
         return self.shared_vcpus | self.dedicated_vcpus
 
 
