@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import InvalidCaseError, InvalidRequestError
 from numa_migrate.core.fit.cellfit import Limits
 from numa_migrate.core.fit.fitter import FitOptions, FitResult, fit_guest
@@ -77,13 +76,13 @@ def _cell_from_json(raw: object, where: str) -> HostCell:
         )
     return HostCell(
         id=_field(raw, "id", where, int),
-        cpuset=CpuSet(_int_list(raw, "cpuset", where, [])),
-        pcpuset=CpuSet(_int_list(raw, "pcpuset", where, [])),
+        cpuset=_int_list(raw, "cpuset", where, []),
+        pcpuset=_int_list(raw, "pcpuset", where, []),
         memory_mib=_field(raw, "memory_mib", where, int),
         siblings=tuple(siblings),
         memory_usage_mib=_optional(raw, "memory_usage_mib", where, int, 0),
         cpu_usage=_optional(raw, "cpu_usage", where, int, 0),
-        pinned_cpus=CpuSet(_int_list(raw, "pinned_cpus", where, [])),
+        pinned_cpus=_int_list(raw, "pinned_cpus", where, []),
         mempages=tuple(pools),
     )
 

@@ -35,10 +35,13 @@ from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.novaopts import (
     RESERVED_PAGES_SYNTAX,
     OptionError,
-    ReservedPages,
     cpu_set_option,
     reserved_huge_pages,
 )
+from numa_migrate.core.novaopts import ReservedPages as _ReservedPages
+
+ReservedPages = _ReservedPages
+"""One ``reserved_huge_pages`` entry (the type lives in :mod:`numa_migrate.core.novaopts`)."""
 
 ENV_INVENTORY = "NUMA_MIGRATE_INVENTORY"
 DEFAULT_INVENTORY = Path("inventory.toml")

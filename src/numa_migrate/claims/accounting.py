@@ -32,7 +32,6 @@ from numa_migrate.claims.model import (
     PoolKey,
     PoolResource,
 )
-from numa_migrate.core.cpuset import EMPTY as EMPTY_CPUS
 from numa_migrate.core.cpuset import format_cpu_spec
 from numa_migrate.core.fit.cellfit import Limits
 from numa_migrate.core.model.guest import CPUPolicy, GuestRequest, describe_page_size
@@ -57,7 +56,7 @@ def normalise_vf(address: str) -> str:
 def _idle(cell: HostCell) -> HostCell:
     return replace(
         cell,
-        pinned_cpus=EMPTY_CPUS,
+        pinned_cpus=frozenset(),
         cpu_usage=0,
         memory_usage_mib=0,
         mempages=tuple(replace(p, used=0) for p in cell.mempages),

@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from numa_migrate.adapters import virt
-from numa_migrate.adapters.inventory import HostConfig, Inventory
+from numa_migrate.adapters.inventory import HostConfig, Inventory, ReservedPages
 from numa_migrate.adapters.inventory_live import LiveHost, read_live_host
 from numa_migrate.adapters.validate_live import validate_on_host
 from numa_migrate.claims import ClaimStore
 from numa_migrate.cli.hosts import Hosts
 from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
 from numa_migrate.core.errors import NumaMigrateError
-from numa_migrate.core.novaopts import ReservedPages
 from numa_migrate.core.request import Flavor
 from numa_migrate.core.validation import Status as CheckStatus
 from numa_migrate.core.validation import ValidationReport

@@ -71,13 +71,13 @@ class HostCell:
     """
 
     id: int
-    cpuset: CpuSet
-    pcpuset: CpuSet
+    cpuset: frozenset[int]
+    pcpuset: frozenset[int]
     memory_mib: int
     siblings: tuple[frozenset[int], ...] = ()
     memory_usage_mib: int = 0
     cpu_usage: int = 0
-    pinned_cpus: CpuSet = EMPTY
+    pinned_cpus: frozenset[int] = EMPTY
     mempages: tuple[PagePool, ...] = ()
 
     def __post_init__(self) -> None:
