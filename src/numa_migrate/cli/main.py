@@ -33,7 +33,6 @@ from numa_migrate.core.fit.cellfit import Limits
 from numa_migrate.core.fit.fitter import FitOptions, fit_guest
 from numa_migrate.core.model.guest import Guest
 from numa_migrate.core.model.host import HostTopology
-from numa_migrate.core.novaopts import cpu_set_option
 from numa_migrate.core.request import Flavor, guest_from_flavor
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -232,6 +231,7 @@ class HostSpec:
             if self.names or self.fleet_path:
                 raise click.UsageError("give either --capabilities or --fleet/--host, not both")
             from numa_migrate.adapters.capabilities import host_from_capabilities
+            from numa_migrate.core.novaopts import cpu_set_option
 
             data = self.capabilities.read_bytes()
             # the host's own CPU count bounds the sets (read before any set is expanded)
