@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import click
 
-from numa_migrate.adapters import virt
 from numa_migrate.adapters.inventory import (
     Inventory,
     InventoryError,
@@ -20,6 +18,8 @@ from numa_migrate.adapters.inventory import (
 )
 from numa_migrate.adapters.inventory_live import read_live_host
 from numa_migrate.core.model.host import HostTopology
+from numa_migrate.hypervisor.base import Hypervisor, HypervisorError
+from numa_migrate.hypervisor.libvirt import connection
 from numa_migrate.migrate.run import HostDevices, HostRef
 from numa_migrate.migrate.sriov import PhysNets
 
@@ -56,10 +56,10 @@ class Hosts:
         entry = self.inventory.host(name)
         return HostRef(entry.name, entry.uri)
 
-    def read_host(self, conn: Any, ref: HostRef) -> HostTopology:
+    def read_host(self, conn: Hypervisor, ref: HostRef) -> HostTopology:
         return read_live_host(self.inventory.host(ref.name), conn=conn).topology
 
-    def read_devices(self, conn: Any, ref: HostRef) -> HostDevices:
+    def read_devices(self, conn: Hypervisor, ref: HostRef) -> HostDevices:
         """PCI functions, VFs given to running domains, and the inventory's physnets."""
         config = self.inventory.host(ref.name)
         live = read_live_host(config, conn=conn)
@@ -72,14 +72,12 @@ class Hosts:
         unreachable: list[str] = []
         for entry in self.inventory.hosts:
             try:
-                conn = virt.connect(entry.uri, entry.name)
-            except virt.VirtError:
+                with connection(entry.uri, entry.name) as conn:
+                    dom = conn.lookup(domain)
+                    if dom is not None and dom.is_active():
+                        found.append(HostRef(entry.name, entry.uri))
+            except HypervisorError:
                 unreachable.append(entry.name)
-                continue
-            dom = virt.lookup(conn, domain, entry.name)
-            if dom is not None and dom.isActive():
-                found.append(HostRef(entry.name, entry.uri))
-            conn.close()
         if len(found) == 1:
             return found[0]
         if not found:

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import click
 
 from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.hypervisor.base import Domain, Hypervisor
+from numa_migrate.hypervisor.libvirt import connect, connection
 from numa_migrate.lab import (
     HOST_NAMES,
     SRC,
@@ -26,7 +28,6 @@ from numa_migrate.lab import (
     counter_delta,
     counter_guest_xml,
     read_counter,
-    virt,
     wait_until_counting,
 )
 
@@ -50,10 +51,6 @@ def _errors(func: F) -> F:
             message = str(exc)
         except OSError as exc:
             message = f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
-        except Exception as exc:
-            if type(exc).__name__ != "libvirtError":
-                raise
-            message = f"libvirt: {str(exc).strip()}"
         click.echo(f"error: {' '.join(message.split())}", err=True)
         sys.exit(EXIT_ERROR)
 
@@ -200,15 +197,14 @@ def _pins(values: tuple[str, ...]) -> dict[int, str]:
     return pins
 
 
-def _find(lab_: Lab, name: str) -> tuple[str, Any, Any] | None:
+def _find(lab_: Lab, name: str) -> tuple[str, Hypervisor, Domain] | None:
     """(host, connection, domain) of the first lab host that has domain ``name``."""
-    lv = virt.libvirt()
     for host in HOST_NAMES:
-        conn = virt.open_connection(lab_.uri(host))
-        try:
-            return host, conn, conn.lookupByName(name)
-        except lv.libvirtError:
-            conn.close()
+        conn = connect(lab_.uri(host), host)
+        dom = conn.lookup(name)
+        if dom is not None:
+            return host, conn, dom
+        conn.close()
     return None
 
 
@@ -266,10 +262,10 @@ def guest_start(
         hugepage_kib=2048 if hugepages else None,
         domain_type=lab_.domain_type(),
     )
-    with virt.connection(lab_.uri(host)) as conn:
-        dom = conn.defineXML(xml)
+    with connection(lab_.uri(host), host) as conn:
+        dom = conn.define(xml)
         _progress(f"{name}: defined on {host}, starting")
-        dom.create()
+        dom.start()
         value = wait_until_counting(dom)
     click.echo(f"{name} runs on {host}; counter {value:#010x} and moving")
 
@@ -308,17 +304,15 @@ def guest_counter(name: str, samples: int) -> None:
 def guest_stop(name: str) -> None:
     """Destroy and undefine guest NAME on whichever lab host has it."""
     lab_ = _lab()
-    lv = virt.libvirt()
     gone = []
     for host in HOST_NAMES:
-        with virt.connection(lab_.uri(host)) as conn:
-            try:
-                dom = conn.lookupByName(name)
-            except lv.libvirtError:
+        with connection(lab_.uri(host), host) as conn:
+            dom = conn.lookup(name)
+            if dom is None:
                 continue
-            if dom.isActive():
+            if dom.is_active():
                 dom.destroy()
-            if dom.isPersistent():
+            if dom.is_persistent():
                 dom.undefine()
             gone.append(host)
     if not gone:

@@ -26,11 +26,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from numa_migrate.adapters import virt
 from numa_migrate.claims import ClaimStore, default_url
 from numa_migrate.cli.hosts import Hosts, hosts_option, load_hosts
 from numa_migrate.core.cpuset import format_cpu_spec
 from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.hypervisor.base import JobProgress, MigrateOptions
 from numa_migrate.migrate.plan import MigrationPlan, NoRoom
 from numa_migrate.migrate.recovery import Recovery, recover
 from numa_migrate.migrate.run import HostRef, Migration, MigrationFailed, Outcome
@@ -124,7 +124,7 @@ class _Bar:
         self.task: TaskID | None = None
         self.label = label
 
-    def __call__(self, p: virt.JobProgress) -> None:
+    def __call__(self, p: JobProgress) -> None:
         if self.task is None:
             self.progress.start()
             self.task = self.progress.add_task(self.label, total=p.data_total or None)
@@ -207,14 +207,14 @@ def migrate(  # noqa: PLR0917 (click passes every option)
     with store:
         _run(store, console, inventory=inventory, domain=domain, source=source, dest=dest,
              dry_run=dry_run, as_json=as_json, pci_numa_policy=pci_numa_policy,
-             ttl_s=ttl_s, options=virt.MigrateOptions(
+             ttl_s=ttl_s, options=MigrateOptions(
                  auto_converge=auto_converge, post_copy=post_copy,
                  post_copy_after_s=post_copy_after, bandwidth_mib_s=bandwidth))
 
 
 def _run(store: ClaimStore, console: Console, *, inventory: Hosts, domain: str,
          source: HostRef, dest: HostRef,
-         dry_run: bool, as_json: bool, ttl_s: float, options: virt.MigrateOptions,
+         dry_run: bool, as_json: bool, ttl_s: float, options: MigrateOptions,
          pci_numa_policy: str) -> None:
     bar = _Bar(console, f"{domain} → {dest.name}")
 
