@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from numa_migrate.adapters.xmlsafe import XmlDoc, kib_to_mib
-from numa_migrate.core.cpuset import CpuSet, format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import ParseError
 from numa_migrate.core.limits import (
     MAX_CPUS,
@@ -149,9 +149,9 @@ def _read_cells(doc: XmlDoc, host: etree._Element) -> tuple[_Cell, ...]:
             unknown = group - owner.keys()
             if unknown:
                 raise doc.error(
-                    host, f"cell {cell.id}: siblings {format_cpu_spec(group)!r} name CPUs "
-                    f"{format_cpu_spec(unknown)} that no cell lists "
-                    f"(host CPUs: {format_cpu_spec(owner)})"
+                    host, f"cell {cell.id}: siblings {CpuSet.of(group).format()!r} name CPUs "
+                    f"{CpuSet.of(unknown)} that no cell lists "
+                    f"(host CPUs: {CpuSet.of(owner)})"
                 )
     return cells
 
@@ -211,14 +211,14 @@ def _cpu_pools(
         unknown = (cpus or _EMPTY) - host_cpus
         if unknown:
             raise ParseError(
-                f"{option}: CPUs {format_cpu_spec(unknown)} do not exist on this host "
-                f"(host CPUs: {format_cpu_spec(host_cpus)})",
+                f"{option}: CPUs {CpuSet.of(unknown)} do not exist on this host "
+                f"(host CPUs: {CpuSet.of(host_cpus)})",
                 source=source,
             )
     overlap = (dedicated or _EMPTY) & (shared or _EMPTY)
     if overlap:
         raise ParseError(
-            f"cpu_dedicated_set and cpu_shared_set overlap on CPUs {format_cpu_spec(overlap)}; "
+            f"cpu_dedicated_set and cpu_shared_set overlap on CPUs {CpuSet.of(overlap)}; "
             "a CPU is either dedicated or shared",
             source=source,
         )

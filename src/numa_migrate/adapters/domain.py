@@ -12,7 +12,7 @@ from functools import lru_cache
 from lxml import etree
 
 from numa_migrate.adapters.xmlsafe import XmlDoc, kib_to_mib
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import InvalidRequestError, ParseError
 from numa_migrate.core.limits import MAX_GUEST_VCPUS, MAX_NUMA_NODES
 from numa_migrate.core.model.guest import (
@@ -178,7 +178,7 @@ def _check_vcpu_ids(
     if beyond:
         raise doc.error(
             el,
-            f"{attr} {el.get(attr)!r} names vCPU {format_cpu_spec(beyond)} but <vcpu> gives "
+            f"{attr} {el.get(attr)!r} names vCPU {CpuSet.of(beyond)} but <vcpu> gives "
             f"{vcpus} vCPUs (ids 0-{vcpus - 1})",
         )
 
@@ -278,7 +278,7 @@ def _numa_cells(doc: XmlDoc, numa: etree._Element | None, vcpus: int) -> tuple[G
         if taken:
             raise doc.error(
                 el,
-                f"cpus {el.get('cpus')!r} overlaps another cell on vCPUs {format_cpu_spec(taken)}",
+                f"cpus {el.get('cpus')!r} overlaps another cell on vCPUs {CpuSet.of(taken)}",
             )
         cells.append(
             GuestNumaCell(
@@ -410,7 +410,7 @@ def guest_request_from_domain(info: DomainInfo) -> tuple[GuestRequest | None, st
         *(s.vcpus for s in info.vcpusched if s.scheduler in REALTIME_SCHEDULERS)
     )
     if realtime:
-        notes.append(f"vCPUs {format_cpu_spec(realtime)} have a real-time scheduler: realtime")
+        notes.append(f"vCPUs {CpuSet.of(realtime)} have a real-time scheduler: realtime")
     notes.append("thread policy: cannot be inferred from a domain, left unset")
     request = GuestRequest(
         cells=cells,
@@ -462,7 +462,7 @@ def _declared_request(info: DomainInfo) -> tuple[GuestRequest | None, str]:
     actual = [(c.cpus, c.memory_mib) for c in info.numa_cells]
     if actual and declared != actual:
         def show(cells: list[tuple[frozenset[int], int]]) -> str:
-            return ", ".join(f"vCPUs {format_cpu_spec(v)} {m} MiB" for v, m in cells)
+            return ", ".join(f"vCPUs {CpuSet.of(v)} {m} MiB" for v, m in cells)
 
         raise ParseError(
             f"{info.name}: the extra specs of its numa-migrate metadata ask for guest cells "
@@ -487,7 +487,7 @@ def _guest_cells(
     notes.append(f"{count} guest cell{'s' if count != 1 else ''} from <cpu><numa>")
     if loose:
         notes.append(
-            f"vCPUs {format_cpu_spec(loose)} are in no guest cell: counted in cell {first.id}, "
+            f"vCPUs {CpuSet.of(loose)} are in no guest cell: counted in cell {first.id}, "
             "where QEMU puts them"
         )
     return (
@@ -513,14 +513,14 @@ def _cpu_policy(info: DomainInfo, dedicated: frozenset[int], notes: list[str]) -
         return CPUPolicy.DEDICATED
     if dedicated:
         notes.append(
-            f"vCPUs {format_cpu_spec(dedicated)} pinned to one host CPU each, the others "
+            f"vCPUs {CpuSet.of(dedicated)} pinned to one host CPU each, the others "
             "float: mixed"
         )
         return CPUPolicy.MIXED
     if info.vcpu_cpuset is not None:
         notes.append(
             f"no vCPU pinned to a single host CPU, <vcpu cpuset="
-            f"'{format_cpu_spec(info.vcpu_cpuset)}'>: shared"
+            f"'{CpuSet.of(info.vcpu_cpuset)}'>: shared"
         )
         return CPUPolicy.SHARED
     notes.append("no vCPU pinned to a single host CPU and no <vcpu cpuset>: no CPU policy")
@@ -536,12 +536,12 @@ def _emulator_policy(
     shared = info.emulatorpin & frozenset().union(*(cpus for _, cpus in info.vcpupin))
     if shared:
         notes.append(
-            f"emulator threads share host CPUs {format_cpu_spec(shared)} with vCPU pins, "
+            f"emulator threads share host CPUs {CpuSet.of(shared)} with vCPU pins, "
             "policy unset"
         )
         return None
     notes.append(
-        f"emulator threads pinned to host CPUs {format_cpu_spec(info.emulatorpin)}, apart "
+        f"emulator threads pinned to host CPUs {CpuSet.of(info.emulatorpin)}, apart "
         "from every vCPU: isolate"
     )
     return EmulatorPolicy.ISOLATE

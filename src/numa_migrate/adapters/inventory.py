@@ -29,7 +29,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError, ParseError, UnknownHostError
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.novaopts import (
@@ -221,7 +221,7 @@ def _host(source: str, name: str, raw: object) -> HostConfig:
     if dedicated is not None and shared is not None and dedicated & shared:
         raise InventoryError(
             f"{where}: cpu_dedicated_set and cpu_shared_set overlap on CPUs "
-            f"{format_cpu_spec(dedicated & shared)}; a CPU is either dedicated or shared"
+            f"{CpuSet.of(dedicated & shared)}; a CPU is either dedicated or shared"
         )
     return HostConfig(
         name=name,
@@ -325,8 +325,8 @@ def topology_for_host(config: HostConfig, capabilities_xml: str | bytes) -> Host
         missing = (cpus or frozenset()) - host_cpus
         if missing:
             raise InventoryError(
-                f"{config.field(key)}: CPUs {format_cpu_spec(missing)} are not on the host "
-                f"(its CPUs: {format_cpu_spec(host_cpus)})"
+                f"{config.field(key)}: CPUs {CpuSet.of(missing)} are not on the host "
+                f"(its CPUs: {CpuSet.of(host_cpus)})"
             )
     for entry in config.reserved_huge_pages:
         _check_reserved(config, bare, entry)

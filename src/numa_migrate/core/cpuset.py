@@ -87,7 +87,7 @@ class CpuSet(frozenset[int]):
 
     def format(self) -> str:
         """Canonical compact form: sorted, consecutive ids as ranges (``"0-3,8,10-11"``)."""
-        return format_cpu_spec(self)
+        return _format(self)
 
     def __str__(self) -> str:
         return self.format()
@@ -147,12 +147,7 @@ def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def parse_cpu_spec(spec: str, *, field: str = "CPU list", bound: int = MAX_CPUS) -> CpuSet:
-    """Read a CPU list (see :meth:`CpuSet.parse`)."""
-    return CpuSet.parse(spec, field=field, bound=bound)
-
-
-def format_cpu_spec(cpus: Iterable[int]) -> str:
+def _format(cpus: Iterable[int]) -> str:
     """Canonical compact form: sorted, consecutive ids as ranges (``"0-3,8,10-11"``)."""
     ids = sorted(set(cpus))
     parts: list[str] = []

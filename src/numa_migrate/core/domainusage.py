@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from numa_migrate.adapters.domain import DomainInfo, declared_dedicated_vcpus
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.model.host import HostCell, HostTopology
 
 _EMPTY: frozenset[int] = frozenset()
@@ -209,7 +209,7 @@ def _guest_cell_host(
         if not nodes:
             notes.append(
                 f"{info.name}: guest cell {cell} is bound to host node "
-                f"{format_cpu_spec(nodeset)}, which the host does not have"
+                f"{CpuSet.of(nodeset)}, which the host does not have"
             )
             return None
     elif len(pin_cells) == 1:
@@ -219,8 +219,8 @@ def _guest_cell_host(
         if len(cpuset_cells) == 1:
             return next(iter(cpuset_cells))
     where = (
-        f"numatune nodes {format_cpu_spec(nodeset)}" if nodeset is not None
-        else f"pins on host cells {format_cpu_spec(pin_cells)}" if pin_cells
+        f"numatune nodes {CpuSet.of(nodeset)}" if nodeset is not None
+        else f"pins on host cells {CpuSet.of(pin_cells)}" if pin_cells
         else "no pin or numatune"
     )
     notes.append(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from numa_migrate.core import novaopts
-from numa_migrate.core.cpuset import CpuBoundError, CpuSet, format_cpu_spec
+from numa_migrate.core.cpuset import CpuBoundError, CpuSet
 from numa_migrate.core.errors import InvalidRequestError, ParseError
 from numa_migrate.core.limits import MAX_GUEST_CELLS, MAX_GUEST_VCPUS, MAX_MEMORY_MIB
 from numa_migrate.core.model.guest import (
@@ -243,7 +243,7 @@ def _realtime_vcpus(flavor: Flavor, image: ImageProps) -> frozenset[int] | None:
     if not rt <= all_vcpus:
         raise InvalidRequestError(
             "RealtimeMaskNotFoundOrInvalid",
-            f"{key}={mask!r} names vCPUs {format_cpu_spec(rt - all_vcpus)} but the flavor "
+            f"{key}={mask!r} names vCPUs {CpuSet.of(rt - all_vcpus)} but the flavor "
             f"has vCPUs 0-{flavor.vcpus - 1}",
             key=key,
         )
@@ -266,7 +266,7 @@ def _dedicated_mask(flavor: Flavor) -> frozenset[int] | None:
     if not pcpus <= all_vcpus:
         raise InvalidRequestError(
             "InvalidMixedInstanceDedicatedMask",
-            f"hw:cpu_dedicated_mask={spec!r} names vCPUs {format_cpu_spec(pcpus - all_vcpus)} "
+            f"hw:cpu_dedicated_mask={spec!r} names vCPUs {CpuSet.of(pcpus - all_vcpus)} "
             f"outside the flavor's 0-{flavor.vcpus - 1}",
             key="hw:cpu_dedicated_mask",
         )
@@ -440,7 +440,7 @@ def _manual_cells(
     if unassigned:
         raise InvalidRequestError(
             "ImageNUMATopologyCPUsUnassigned",
-            f"vCPUs {format_cpu_spec(unassigned)} are in no hw:numa_cpus.N; every vCPU "
+            f"vCPUs {CpuSet.of(unassigned)} are in no hw:numa_cpus.N; every vCPU "
             "must be in exactly one guest cell",
             key="hw:numa_cpus",
         )

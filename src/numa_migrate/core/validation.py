@@ -37,7 +37,7 @@ from typing import Any
 from numa_migrate.adapters.domain import DomainInfo
 from numa_migrate.adapters.nodedev import PciFunction
 from numa_migrate.adapters.rewrite import DestinationPlan
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.domainusage import (
     cells_of_cpus,
     dedicated_vcpus,
@@ -165,7 +165,7 @@ class ThreadAffinities:
 def _cpus(cpus: Iterable[int] | None) -> str:
     if cpus is None:
         return "any"
-    text = format_cpu_spec(cpus)
+    text = CpuSet.of(cpus).format()
     return text or "none"
 
 

@@ -17,7 +17,7 @@ from importlib import resources
 from numa_migrate.adapters.capabilities import host_from_capabilities
 from numa_migrate.adapters.domain import domain_from_xml
 from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
-from numa_migrate.core.cpuset import parse_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.request import Flavor
@@ -50,7 +50,7 @@ def _functions() -> tuple[PciFunction, ...]:
 
 def _host(name: str) -> HostTopology:
     return host_from_capabilities(_data("caps.xml"), name=name,
-                                  cpu_dedicated_set=parse_cpu_spec(NODE1_CPUS))
+                                  cpu_dedicated_set=CpuSet.parse(NODE1_CPUS))
 
 
 def run_fixture_scenario(scenario: Scenario) -> ScenarioResult:

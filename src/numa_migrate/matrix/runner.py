@@ -24,7 +24,7 @@ from numa_migrate.adapters.inventory_live import LiveHost, read_live_host
 from numa_migrate.adapters.validate_live import validate_on_host
 from numa_migrate.claims import ClaimStore
 from numa_migrate.cli.hosts import Hosts
-from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.request import Flavor
 from numa_migrate.core.validation import Status as CheckStatus
@@ -259,9 +259,9 @@ class MatrixRun:
                 configs.append(config)
                 continue
             dedicated, shared = sets
-            configs.append(replace(config, cpu_dedicated_set=parse_cpu_spec(dedicated),
+            configs.append(replace(config, cpu_dedicated_set=CpuSet.parse(dedicated),
                                    cpu_shared_set=None if shared is None
-                                   else parse_cpu_spec(shared)))
+                                   else CpuSet.parse(shared)))
         return Hosts(Inventory(self.inventory.path, tuple(configs)))
 
     def _without_pages(self, hosts: Hosts, dst_live: LiveHost,
@@ -414,7 +414,7 @@ def _page_size(guest: FlavoredGuest) -> int | None:
 
 
 def _spec(cpus: frozenset[int] | None) -> str:
-    return "none" if cpus is None else format_cpu_spec(cpus) or "none"
+    return "none" if cpus is None else CpuSet.of(cpus).format() or "none"
 
 
 def _now() -> str:

@@ -22,7 +22,7 @@ from numa_migrate.adapters.rewrite import (
     rewrite_domain_xml,
     xml_diff,
 )
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.fit.fitter import FitOptions, fit_request
 from numa_migrate.core.model.guest import GuestRequest
@@ -104,7 +104,7 @@ class MigrationPlan:
 
 
 def _cpus(cpus: frozenset[int]) -> str:
-    return format_cpu_spec(cpus)
+    return CpuSet.of(cpus).format()
 
 
 def current_pagesize_kib(info: DomainInfo, default_huge_kib: int = 2048) -> int | None:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import ParseError
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.novaopts import (
@@ -181,7 +181,7 @@ def cpu_sets(c: Compute, host: HostTopology | None) -> list[Finding]:
                            "(floating), then reshape as Nova's upgrade notes describe", where))
     if dedicated is not None and shared is not None and dedicated & shared:
         out.append(Finding(Severity.ERROR, "cpu-sets-overlap", c.name,
-                           f"CPUs {format_cpu_spec(dedicated & shared)} are in both "
+                           f"CPUs {CpuSet.of(dedicated & shared)} are in both "
                            "cpu_dedicated_set and cpu_shared_set",
                            "a CPU is either dedicated or shared: remove it from one set",
                            c.conf.where(c.conf.get("compute", "cpu_shared_set"))))
@@ -199,8 +199,8 @@ def cpu_sets(c: Compute, host: HostTopology | None) -> list[Finding]:
         if cpus and cpus - have:
             section = "DEFAULT" if key == "vcpu_pin_set" else "compute"
             out.append(Finding(Severity.ERROR, "cpu-sets-missing-cpus", c.name,
-                               f"{key} names CPUs {format_cpu_spec(cpus - have)} that "
-                               f"{host.name} does not have (it has {format_cpu_spec(have)})",
+                               f"{key} names CPUs {CpuSet.of(cpus - have)} that "
+                               f"{host.name} does not have (it has {CpuSet.of(have)})",
                                f"fix [{section}] {key}",
                                c.conf.where(c.conf.get(section, key))))
     if dedicated and shared:
@@ -209,7 +209,7 @@ def cpu_sets(c: Compute, host: HostTopology | None) -> list[Finding]:
                 if siblings & dedicated and siblings & shared:
                     out.append(Finding(
                         Severity.WARNING, "cpu-sets-split-siblings", c.name,
-                        f"thread siblings {format_cpu_spec(siblings)} are split between "
+                        f"thread siblings {CpuSet.of(siblings)} are split between "
                         "cpu_dedicated_set and cpu_shared_set: a pinned guest shares a core "
                         "with floating ones", "put both threads of a core in the same set",
                         c.conf.where(c.conf.get("compute", "cpu_shared_set"))))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.fit.reasons import Code, Reason, describe_pool, plural
 from numa_migrate.core.model.guest import (
     CPUPolicy,
@@ -389,4 +389,4 @@ def fit_cell(
 
 
 def describe_cpus(cpus: frozenset[int]) -> str:
-    return format_cpu_spec(cpus) or "none"
+    return CpuSet.of(cpus).format() or "none"
