@@ -22,7 +22,7 @@ from numa_migrate.adapters.validate_live import validate_on_host
 from numa_migrate.claims import ClaimStore, default_url
 from numa_migrate.cli.hosts import Hosts
 from numa_migrate.cli.migrate import _pin_table
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.request import Flavor
 from numa_migrate.hypervisor.base import HypervisorError
@@ -139,17 +139,17 @@ def _migrate(console: Console, hosts: Hosts, store: ClaimStore, source: str,
 def _plan_text(guest: FlavoredGuest) -> str:
     if guest.plan is None:
         return "floating"
-    pins = ", ".join(f"vCPU {v} → CPU {format_cpu_spec(c)}"
+    pins = ", ".join(f"vCPU {v} → CPU {CpuSet.of(c)}"
                      for v, c in sorted(guest.plan.vcpu_pins.items()))
     pages = (f", {max(guest.plan.hugepage_kib.values())} KiB pages"
              if guest.plan.hugepage_kib else "")
-    nodes = format_cpu_spec(guest.plan.memory_nodes)
-    return f"{pins}, emulator → CPU {format_cpu_spec(guest.plan.emulator_pins)}, " \
+    nodes = CpuSet.of(guest.plan.memory_nodes).format()
+    return f"{pins}, emulator → CPU {CpuSet.of(guest.plan.emulator_pins)}, " \
            f"memory on node {nodes}{pages}"
 
 
 def _spec(cpus: frozenset[int] | None) -> str:
-    return "(unset)" if cpus is None else format_cpu_spec(cpus)
+    return "(unset)" if cpus is None else CpuSet.of(cpus).format()
 
 
 def _remove_guest(lab: Lab) -> None:

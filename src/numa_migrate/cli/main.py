@@ -239,17 +239,25 @@ class HostSpec:
             if self.names or self.fleet_path:
                 raise click.UsageError("give either --capabilities or --fleet/--host, not both")
             from numa_migrate.adapters.capabilities import host_from_capabilities
-            from numa_migrate.core.cpuset import parse_cpu_spec
+            from numa_migrate.core.novaopts import cpu_set_option
 
+            data = self.capabilities.read_bytes()
+            # the host's own CPU count bounds the sets (read before any set is expanded)
+            bound = max(host_from_capabilities(data, source=str(self.capabilities)).cpus,
+                        default=-1) + 1
             dedicated = (
-                parse_cpu_spec(self.dedicated, field="--dedicated-set")
-                if (self.dedicated)
+                cpu_set_option(self.dedicated, option="--dedicated-set", bound=bound)
+                if self.dedicated
                 else None
             )
-            shared = parse_cpu_spec(self.shared, field="--shared-set") if self.shared else None
+            shared = (
+                cpu_set_option(self.shared, option="--shared-set", bound=bound)
+                if self.shared
+                else None
+            )
             return [
                 host_from_capabilities(
-                    self.capabilities.read_bytes(),
+                    data,
                     name=self.capabilities.stem,
                     cpu_dedicated_set=dedicated,
                     cpu_shared_set=shared,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from numa_migrate.cli.hosts import Hosts, hosts_option, load_hosts
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.migrate.sriov import DEFAULT_POLICY, POLICIES
 
@@ -68,7 +68,7 @@ def _auto_recover(store: ClaimStore, console: Console) -> list[Recovery]:
 
 
 def _pins_text(pins: dict[int, list[int]]) -> dict[int, str]:
-    return {v: format_cpu_spec(c) for v, c in pins.items()}
+    return {v: CpuSet.of(c).format() for v, c in pins.items()}
 
 
 def _plan_json(plan: MigrationPlan) -> dict[str, Any]:

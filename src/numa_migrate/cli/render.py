@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from numa_migrate.adapters.casefmt import placement_to_json
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.explain import Explanation, HostExplanation
 from numa_migrate.core.fit.fitter import FitResult
 from numa_migrate.core.model.guest import Guest, describe_page_size
@@ -102,13 +102,13 @@ def placement_table(placement: Placement, title: str) -> Table:
         table.add_row(
             str(c.guest_cell),
             str(c.host_cell),
-            format_cpu_spec(c.vcpus),
+            CpuSet.of(c.vcpus).format(),
             f"{c.memory_mib} MiB",
             describe_page_size(c.pagesize_kib) if c.pagesize_kib else "default",
             _pins_text(c),
         )
     if placement.emulator_pins:
-        table.caption = f"emulator threads pinned to {format_cpu_spec(placement.emulator_pins)}"
+        table.caption = f"emulator threads pinned to {CpuSet.of(placement.emulator_pins)}"
     return table
 
 
@@ -164,9 +164,9 @@ def host_json(host: HostTopology) -> list[dict[str, object]]:
     return [
         {
             "cell": c.id,
-            "dedicated_cpus": format_cpu_spec(c.pcpuset),
-            "shared_cpus": format_cpu_spec(c.cpuset),
-            "pinned_cpus": format_cpu_spec(c.pinned_cpus),
+            "dedicated_cpus": CpuSet.of(c.pcpuset).format(),
+            "shared_cpus": CpuSet.of(c.cpuset).format(),
+            "pinned_cpus": CpuSet.of(c.pinned_cpus).format(),
             "free_dedicated": len(c.free_pcpus),
             "memory_mib": c.memory_mib,
             "memory_used_mib": c.memory_usage_mib,
@@ -233,9 +233,9 @@ def print_fleet(console: Console, fleet: Fleet) -> None:
             )
             table.add_row(
                 str(c.id),
-                format_cpu_spec(c.pcpuset) or "-",
+                CpuSet.of(c.pcpuset).format() or "-",
                 f"{len(c.free_pcpus)}/{len(c.pcpuset)}",
-                format_cpu_spec(c.cpuset) or "-",
+                CpuSet.of(c.cpuset).format() or "-",
                 f"{c.memory_usage_mib}/{c.memory_mib}",
                 pages,
             )

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from numa_migrate.adapters.xmlsafe import parse_xml
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import ParseError
 from numa_migrate.hypervisor.base import HypervisorError
 from numa_migrate.hypervisor.libvirt import connection
@@ -285,7 +285,7 @@ def lab_cpu_sets(cpus: Sequence[int]) -> dict[str, tuple[str, str]]:
     if len(ordered) < 2:
         return {}
     half = len(ordered) // 2
-    low, high = format_cpu_spec(ordered[:half]), format_cpu_spec(ordered[half:])
+    low, high = CpuSet.of(ordered[:half]).format(), CpuSet.of(ordered[half:]).format()
     return {"lab-src": (high, low), "lab-dst": (low, high)}
 
 

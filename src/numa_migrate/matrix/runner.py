@@ -24,7 +24,7 @@ from numa_migrate.adapters.inventory_live import LiveHost, read_live_host
 from numa_migrate.adapters.validate_live import validate_on_host
 from numa_migrate.claims import ClaimStore
 from numa_migrate.cli.hosts import Hosts
-from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.request import Flavor
 from numa_migrate.core.validation import Status as CheckStatus
@@ -155,8 +155,10 @@ class MatrixRun:
         outcome = Migration(store=self.store, source=src, destination=dst, domain=name,
                             read_host=hosts.read_host).run()
         if isinstance(outcome, NoRoom):
-            raise ScenarioError(f"{label}: {dst.name} refused the guest: {outcome.summary} "
-                                f"({'; '.join(outcome.reasons[:3])})")
+            extra = [r for r in outcome.reasons if r not in outcome.summary][:3]
+            detail = f" ({'; '.join(extra)})" if extra else ""
+            raise ScenarioError(f"{label}: {dst.name} refused the guest: {outcome.summary}"
+                                f"{detail}")
         self._after_move(hosts, outcome, dst, name=name, label=label)
         if "cpuset_avoids_neighbour" in scenario.checks and neighbour is not None:
             self._cpuset_check(hosts, dst, name, neighbour, label)
@@ -194,7 +196,7 @@ class MatrixRun:
                         "fail", "guest or neighbour not found on the destination")
             return
         pinned = frozenset().union(*(c for _v, c in nb.info.vcpupin))
-        shared = frozenset().union(*(c.cpuset for c in live.capacity.cells))
+        shared = live.capacity.shared_cpus
         cpuset = dom.info.vcpu_cpuset
         ok = cpuset is not None and not (cpuset & pinned) and cpuset <= shared
         self._check(f"{label}:cpuset", f"{label}: <vcpu cpuset> avoids the pinned neighbour",
@@ -214,7 +216,7 @@ class MatrixRun:
                             read_host=hosts.read_host).run()
         reasons: tuple[str, ...] = ()
         if isinstance(outcome, NoRoom):
-            reasons = (outcome.summary, *outcome.reasons)
+            reasons = tuple(dict.fromkeys((outcome.summary, *outcome.reasons)))
             self._check("refused", "refused by the fitter", "pass", outcome.summary)
             text = " ".join(reasons).lower()
             self._check("reason", f"the reasons mention {scenario.expect_reason!r}",
@@ -257,9 +259,9 @@ class MatrixRun:
                 configs.append(config)
                 continue
             dedicated, shared = sets
-            configs.append(replace(config, cpu_dedicated_set=parse_cpu_spec(dedicated),
+            configs.append(replace(config, cpu_dedicated_set=CpuSet.parse(dedicated),
                                    cpu_shared_set=None if shared is None
-                                   else parse_cpu_spec(shared)))
+                                   else CpuSet.parse(shared)))
         return Hosts(Inventory(self.inventory.path, tuple(configs)))
 
     def _without_pages(self, hosts: Hosts, dst_live: LiveHost,
@@ -278,8 +280,7 @@ class MatrixRun:
 
     def _start_neighbour(self, scenario: Scenario, dst_cfg: HostConfig,
                          dst_live: LiveHost) -> FlavoredGuest:
-        free = len(frozenset().union(*(c.pcpuset - c.pinned_cpus
-                                       for c in dst_live.topology.cells)))
+        free = len(dst_live.topology.dedicated_cpus - dst_live.topology.pinned_cpus)
         vcpus = max(1, free) if scenario.kind is Kind.NO_ROOM else 1
         flavor = Flavor(vcpus, 16, dict(scenario.neighbour_specs or {}), "neighbour")
         guest = flavored_guest(f"{PREFIX}{scenario.id}-nb", flavor, dst_live.topology,
@@ -413,7 +414,7 @@ def _page_size(guest: FlavoredGuest) -> int | None:
 
 
 def _spec(cpus: frozenset[int] | None) -> str:
-    return "none" if cpus is None else format_cpu_spec(cpus) or "none"
+    return "none" if cpus is None else CpuSet.of(cpus).format() or "none"
 
 
 def _now() -> str:
