@@ -10,7 +10,8 @@ from __future__ import annotations
 from lxml import etree
 
 from numa_migrate.adapters.xmlsafe import XmlDoc, kib_to_mib
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
+from numa_migrate.core.limits import MAX_GUEST_VCPUS, MAX_NUMA_NODES
 from numa_migrate.core.model.domain import (
     MEMORY_MODES,
     REALTIME_SCHEDULERS,
@@ -37,7 +38,7 @@ def domain_from_xml(xml: str | bytes, *, source: str = "domain") -> DomainInfo:
     doc = XmlDoc.load(xml, source=source, root="domain")
     root = doc.root
     vcpu = doc.child(root, "vcpu")
-    vcpus = doc.int_text(vcpu, minimum=1)
+    vcpus = doc.int_text(vcpu, minimum=1, maximum=MAX_GUEST_VCPUS)
     memory_mib = _memory_mib(doc, doc.child(root, "memory"))
     current_memory = root.find("currentMemory")
     cputune = root.find("cputune")
@@ -79,7 +80,7 @@ def _check_vcpu_ids(
     if beyond:
         raise doc.error(
             el,
-            f"{attr} {el.get(attr)!r} names vCPU {format_cpu_spec(beyond)} but <vcpu> gives "
+            f"{attr} {el.get(attr)!r} names vCPU {CpuSet.of(beyond)} but <vcpu> gives "
             f"{vcpus} vCPUs (ids 0-{vcpus - 1})",
         )
 
@@ -124,7 +125,7 @@ def _vcpuscheds(doc: XmlDoc, cputune: etree._Element | None, vcpus: int) -> tupl
 
 
 def _vcpusched(doc: XmlDoc, el: etree._Element, vcpus: int) -> VcpuSched:
-    ids = doc.opt_cpus_attr(el, "vcpus")
+    ids = doc.opt_cpus_attr(el, "vcpus", bound=MAX_GUEST_VCPUS)
     if ids is None:
         ids = frozenset(range(vcpus))
     _check_vcpu_ids(doc, el, "vcpus", ids, vcpus)
@@ -143,7 +144,9 @@ def _numatune(doc: XmlDoc, el: etree._Element | None, cell_ids: set[int]) -> Num
     memory = el.find("memory")
     return NumaTune(
         mode="strict" if memory is None else _memory_mode(doc, memory),
-        nodeset=None if memory is None else doc.opt_cpus_attr(memory, "nodeset"),
+        nodeset=None if memory is None else doc.opt_cpus_attr(
+            memory, "nodeset", bound=MAX_NUMA_NODES
+        ),
         memnodes=tuple(_memnode(doc, node, cell_ids) for node in el.iterfind("memnode")),
     )
 
@@ -160,7 +163,9 @@ def _memnode(doc: XmlDoc, el: etree._Element, cell_ids: set[int]) -> MemNode:
             el, f"cellid {cell_id} is not a guest NUMA cell in <cpu><numa> (cells: {known})"
         )
     return MemNode(
-        cell_id=cell_id, mode=_memory_mode(doc, el), nodeset=doc.cpus_attr(el, "nodeset")
+        cell_id=cell_id,
+        mode=_memory_mode(doc, el),
+        nodeset=doc.cpus_attr(el, "nodeset", bound=MAX_NUMA_NODES),
     )
 
 
@@ -169,13 +174,13 @@ def _numa_cells(doc: XmlDoc, numa: etree._Element | None, vcpus: int) -> tuple[G
         return ()
     cells: list[GuestNumaCell] = []
     for index, el in enumerate(numa.iterfind("cell")):
-        cpus = doc.opt_cpus_attr(el, "cpus") or frozenset()
+        cpus = doc.opt_cpus_attr(el, "cpus", bound=MAX_GUEST_VCPUS) or frozenset()
         _check_vcpu_ids(doc, el, "cpus", cpus, vcpus)
         taken = cpus & frozenset().union(*(c.cpus for c in cells))
         if taken:
             raise doc.error(
                 el,
-                f"cpus {el.get('cpus')!r} overlaps another cell on vCPUs {format_cpu_spec(taken)}",
+                f"cpus {el.get('cpus')!r} overlaps another cell on vCPUs {CpuSet.of(taken)}",
             )
         cells.append(
             GuestNumaCell(
@@ -197,7 +202,7 @@ def _hugepages(doc: XmlDoc, el: etree._Element | None) -> tuple[HugePages, ...]:
     pages = tuple(
         HugePages(
             size_kib=doc.attr_kib(page, "size"),
-            nodeset=doc.opt_cpus_attr(page, "nodeset"),
+            nodeset=doc.opt_cpus_attr(page, "nodeset", bound=MAX_NUMA_NODES),
         )
         for page in el.iterfind("page")
     )

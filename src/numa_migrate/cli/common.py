@@ -1,15 +1,19 @@
-"""What several commands share: the ``--db`` option, opening the claims store, the pin table."""
+"""What several commands share: the ``--db`` option, opening the claims store, the pin table.
+
+SQLAlchemy and rich are imported where they are used, so that ``--help`` stays quick.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from numa_migrate.claims import ClaimStore
     from numa_migrate.migrate.run import Outcome
 
@@ -24,18 +28,20 @@ db_option = click.option(
 
 
 def open_store(db_url: str | None) -> ClaimStore:
-    """The claims store at ``db_url``, else the default one (SQLAlchemy is loaded here)."""
+    """The claims store at ``db_url``, else the default one."""
     from numa_migrate.claims import ClaimStore, default_url
 
     return ClaimStore.open(db_url or default_url())
 
 
 def pins_text(pins: dict[int, list[int]]) -> dict[int, str]:
-    return {v: format_cpu_spec(c) for v, c in pins.items()}
+    return {v: CpuSet.of(c).format() for v, c in pins.items()}
 
 
 def pin_table(title: str, out: Outcome) -> Table:
     """vCPU pins before the migration, and after it in the live and persistent XML."""
+    from rich.table import Table
+
     table = Table(title=title)
     for col in ("vCPU", f"before ({out.plan.source})", f"after, live ({out.plan.destination})",
                 "after, persistent"):

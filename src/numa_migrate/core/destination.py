@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeVar
 
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError, ParseError
 from numa_migrate.core.model.domain import REALTIME_SCHEDULERS, DomainInfo
 from numa_migrate.core.model.host import HostTopology
@@ -228,7 +228,7 @@ def plan_from_placement(
         try:
             host_cell = host.cell(cell.host_cell)
         except KeyError:
-            known = format_cpu_spec(c.id for c in host.cells) or "none"
+            known = CpuSet.of(c.id for c in host.cells).format() or "none"
             raise RewriteError(
                 f"placement puts guest cell {cell.guest_cell} on host cell {cell.host_cell}, "
                 f"which host {host.name} does not have (cells: {known})",
@@ -321,7 +321,7 @@ def _hugepages_of(
     if not pages:
         return None
     if len(pages) != len(placement.cells):
-        sized = format_cpu_spec(pages)
+        sized = CpuSet.of(pages).format()
         raise RewriteError(
             f"placement gives a page size to guest cells {sized} only; a guest's cells are "
             "either all on a chosen page size or none is",

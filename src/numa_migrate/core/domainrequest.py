@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import InvalidRequestError, ParseError
 from numa_migrate.core.model.domain import REALTIME_SCHEDULERS, DomainInfo
 from numa_migrate.core.model.guest import (
@@ -48,7 +48,7 @@ def guest_request_from_domain(info: DomainInfo) -> tuple[GuestRequest | None, st
         *(s.vcpus for s in info.vcpusched if s.scheduler in REALTIME_SCHEDULERS)
     )
     if realtime:
-        notes.append(f"vCPUs {format_cpu_spec(realtime)} have a real-time scheduler: realtime")
+        notes.append(f"vCPUs {CpuSet.of(realtime).format()} have a real-time scheduler: realtime")
     notes.append("thread policy: cannot be inferred from a domain, left unset")
     request = GuestRequest(
         cells=cells,
@@ -100,7 +100,7 @@ def _declared_request(info: DomainInfo) -> tuple[GuestRequest | None, str]:
     actual = [(c.cpus, c.memory_mib) for c in info.numa_cells]
     if actual and declared != actual:
         def show(cells: list[tuple[frozenset[int], int]]) -> str:
-            return ", ".join(f"vCPUs {format_cpu_spec(v)} {m} MiB" for v, m in cells)
+            return ", ".join(f"vCPUs {CpuSet.of(v).format()} {m} MiB" for v, m in cells)
 
         raise ParseError(
             f"{info.name}: the extra specs of its numa-migrate metadata ask for guest cells "
@@ -125,7 +125,7 @@ def _guest_cells(
     notes.append(f"{count} guest cell{'s' if count != 1 else ''} from <cpu><numa>")
     if loose:
         notes.append(
-            f"vCPUs {format_cpu_spec(loose)} are in no guest cell: counted in cell {first.id}, "
+            f"vCPUs {CpuSet.of(loose).format()} are in no guest cell: counted in cell {first.id}, "
             "where QEMU puts them"
         )
     return (
@@ -151,14 +151,14 @@ def _cpu_policy(info: DomainInfo, dedicated: frozenset[int], notes: list[str]) -
         return CPUPolicy.DEDICATED
     if dedicated:
         notes.append(
-            f"vCPUs {format_cpu_spec(dedicated)} pinned to one host CPU each, the others "
+            f"vCPUs {CpuSet.of(dedicated).format()} pinned to one host CPU each, the others "
             "float: mixed"
         )
         return CPUPolicy.MIXED
     if info.vcpu_cpuset is not None:
         notes.append(
             f"no vCPU pinned to a single host CPU, <vcpu cpuset="
-            f"'{format_cpu_spec(info.vcpu_cpuset)}'>: shared"
+            f"'{CpuSet.of(info.vcpu_cpuset).format()}'>: shared"
         )
         return CPUPolicy.SHARED
     notes.append("no vCPU pinned to a single host CPU and no <vcpu cpuset>: no CPU policy")
@@ -174,12 +174,12 @@ def _emulator_policy(
     shared = info.emulatorpin & frozenset().union(*(cpus for _, cpus in info.vcpupin))
     if shared:
         notes.append(
-            f"emulator threads share host CPUs {format_cpu_spec(shared)} with vCPU pins, "
+            f"emulator threads share host CPUs {CpuSet.of(shared).format()} with vCPU pins, "
             "policy unset"
         )
         return None
     notes.append(
-        f"emulator threads pinned to host CPUs {format_cpu_spec(info.emulatorpin)}, apart "
+        f"emulator threads pinned to host CPUs {CpuSet.of(info.emulatorpin).format()}, apart "
         "from every vCPU: isolate"
     )
     return EmulatorPolicy.ISOLATE

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.destination import DestinationPlan, plan_from_placement
 from numa_migrate.core.domainrequest import guest_request_from_domain
 from numa_migrate.core.errors import NumaMigrateError
@@ -100,7 +100,7 @@ class MigrationPlan:
 
 
 def _cpus(cpus: frozenset[int]) -> str:
-    return format_cpu_spec(cpus)
+    return CpuSet.of(cpus).format()
 
 
 def current_pagesize_kib(info: DomainInfo, default_huge_kib: int = 2048) -> int | None:
@@ -160,7 +160,7 @@ def _plan_floating(info: DomainInfo, inference: str, *, destination: HostTopolog
                             placement=Placement(()), dest_plan=None, current_pagesize_kib=None)
     if info.vcpu_cpuset is None and info.emulatorpin is None:
         return unchanged
-    shared = frozenset().union(*(c.cpuset for c in destination.cells))
+    shared = destination.shared_cpus
     if not shared:
         return NoRoom(info.name, destination.name,
                       "no shared CPUs for a floating guest",
@@ -199,8 +199,7 @@ def plan_destination(
     page = current_pagesize_kib(info)
     result = fit_request(destination, request, FitOptions(current_pagesize_kib=page))
     if result.placement is None:
-        return NoRoom(info.name, destination.name, result.summary,
-                      tuple(r.message for r in result.reasons))
+        return NoRoom(info.name, destination.name, result.summary, result.messages)
     moves: tuple[VfMove, ...] = ()
     notes: tuple[str, ...] = ()
     if info.hostdevs and hostdev_map is None:
