@@ -19,7 +19,9 @@ from numa_migrate.adapters.capabilities import host_from_capabilities
 from numa_migrate.adapters.domain import PciHostdev, domain_from_xml
 from numa_migrate.adapters.hostdevxml import device_elements, without_devices
 from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
+from numa_migrate.claims.journal import Journal
 from numa_migrate.core.errors import ParseError
+from numa_migrate.core.migration.journal import VfAttachedEntry
 from numa_migrate.core.request import Flavor
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
 from numa_migrate.migrate.plan import MigrationPlan, NoRoom, SriovInputs, plan_migration
@@ -222,13 +224,14 @@ def test_ports_detach_then_attach_the_chosen_vf_live_and_persistent(
     assert source.calls[0][2] == libvirt.VIR_DOMAIN_AFFECT_LIVE
     stripped = ports.strip(planned.live_xml)
     assert domain_from_xml(stripped).hostdevs == ()  # migrated without the port
-    journal: list[tuple[str, str, Any]] = []
+    journal: list[Any] = []
     dest = Dom(stripped)
-    assert ports.attach_on_destination(dest, lambda *a: journal.append(a), "m1") == ""
+    assert ports.attach_on_destination(dest, journal.append) == ""
     [(kind, xml, flags)] = dest.calls
     assert kind == "attach" and planned.vf_moves[0].destination.split(":")[1] in xml
     assert flags == libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
-    assert journal == [("m1", "vf_attached", {"failed": []})]
+    assert journal == [VfAttachedEntry(failed=())]
+    assert journal[0].to_json() == {"failed": []}
 
 
 def test_a_failed_migration_re_attaches_the_old_vf_on_the_source(
@@ -258,7 +261,7 @@ def test_a_guest_that_never_releases_the_vf_is_a_clear_error(
 
 def test_an_attach_failure_on_the_destination_is_reported(planned: MigrationPlan) -> None:
     ports = Ports.of(planned, "src", "dst")
-    error = ports.attach_on_destination(Dom("", fail_attach=True), lambda *a: None, "m1")
+    error = ports.attach_on_destination(Dom("", fail_attach=True), lambda _e: None)
     assert "cannot attach PCI device" in error and "no free IOMMU group" in error
 
 
@@ -345,7 +348,7 @@ def test_run_hands_the_port_over_around_the_migration(tmp_path: Path,
     assert domain_from_xml(persistent).hostdevs == ()  # migrated without the port
     [new] = hosts["dst"].doms
     assert [c[0] for c in new.calls] == ["attach"] and move.destination[5:7] in new.calls[0][1]
-    phases = [e.phase for e in store.journal_entries(outcome.migration_id)]
+    phases = [e.phase for e in Journal(store).entries(outcome.migration_id)]
     assert phases == ["planned", "claimed", "migrating", "vf_detaching", "vf_detached",
                       "migrated", "vf_attached", "done"]
     claim = store.get(outcome.claim_id)
