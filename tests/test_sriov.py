@@ -367,3 +367,27 @@ def test_run_failure_re_attaches_the_port_and_rolls_back(tmp_path: Path,
     assert hosts["dst"].doms == []
     assert [c for c in store.list_claims() if c.state.live] == []
     store.close()
+
+
+def test_run_failure_after_post_copy_keeps_the_claim_and_journals_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from numa_migrate.adapters import virt
+    from numa_migrate.migrate.run import MigrationFailed
+
+    job, _source, _hosts, _moved, store = _run(tmp_path, monkeypatch, fail=True)
+
+    def switched_then_failed(_dom: Any, _dst: Any, *, on_post_copy: Any, **_kw: Any) -> Any:
+        on_post_copy()
+        error = virt.VirtError("migration failed after the switch to post-copy: link down")
+        error.post_copy_started = True
+        raise error
+
+    job.transfer = switched_then_failed
+    with pytest.raises(MigrationFailed, match="did NOT roll back"):
+        job.run()
+    phases = [e.phase for e in Journal(store).entries(job.migration_id)]
+    assert phases == ["planned", "claimed", "migrating", "vf_detaching", "vf_detached",
+                      "post_copy", "post_copy_failed"]
+    [claim] = [c for c in store.list_claims() if c.state.live]
+    assert claim.state.value == "migrating"
+    store.close()
