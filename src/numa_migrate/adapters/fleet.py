@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
-from numa_migrate.core.cpuset import parse_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import InvalidRequestError, ParseError, UnknownHostError
 from numa_migrate.core.fit.fitter import fit_guest
 from numa_migrate.core.model.guest import Guest
@@ -61,7 +61,7 @@ def _cpu_set(raw: Mapping[str, Any], key: str, where: str) -> frozenset[int] | N
         return None
     if not isinstance(value, str):
         raise ParseError(f"{where}.{key} must be a CPU list string like '2-19,22-39'")
-    return parse_cpu_spec(value, field=f"{where}.{key}")
+    return CpuSet.parse(value, field=f"{where}.{key}")
 
 
 def _reserved_pages(raw: Mapping[str, Any], where: str) -> dict[tuple[int, int], int]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from numa_migrate.adapters.rewrite import DestinationPlan, RewriteError
-from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import ParseError
 
 FORMAT = "numa-migrate/destination-plan"
@@ -77,11 +77,15 @@ def plan_to_json(
     if host is not None:
         doc["host"] = host
     doc.update(
-        vcpu_pins={str(v): format_cpu_spec(c) for v, c in sorted(plan.vcpu_pins.items())},
-        emulator_pins=format_cpu_spec(plan.emulator_pins),
-        iothread_pins={str(t): format_cpu_spec(c) for t, c in sorted(plan.iothread_pins.items())},
-        shared_cpuset=None if plan.shared_cpuset is None else format_cpu_spec(plan.shared_cpuset),
-        memory_nodes=format_cpu_spec(plan.memory_nodes),
+        vcpu_pins={str(v): CpuSet.of(c).format() for v, c in sorted(plan.vcpu_pins.items())},
+        emulator_pins=CpuSet.of(plan.emulator_pins).format(),
+        iothread_pins={
+            str(t): CpuSet.of(c).format() for t, c in sorted(plan.iothread_pins.items())
+        },
+        shared_cpuset=(
+            None if plan.shared_cpuset is None else CpuSet.of(plan.shared_cpuset).format()
+        ),
+        memory_nodes=CpuSet.of(plan.memory_nodes).format(),
         cell_nodes={str(g): n for g, n in sorted(plan.cell_nodes.items())},
         hugepage_kib=None if plan.hugepage_kib is None else {
             str(g): s for g, s in sorted(plan.hugepage_kib.items())},
@@ -131,7 +135,7 @@ def plan_from_json(data: object, *, source: str = "plan") -> PlanDocument:
     for cell, node in plan.cell_nodes.items():
         if node not in plan.memory_nodes:
             raise fail(f"cell_nodes: guest cell {cell} on host node {node}, outside "
-                       f"memory_nodes {format_cpu_spec(plan.memory_nodes) or 'none'}")
+                       f"memory_nodes {CpuSet.of(plan.memory_nodes).format() or 'none'}")
     return PlanDocument(plan, data.get("domain"), data.get("host"))
 
 
@@ -156,7 +160,7 @@ def load_plan(path: Path | str) -> PlanDocument:
 def _cpu_value(value: object, where: str, fail: _Fail) -> frozenset[int]:
     if isinstance(value, str):
         try:
-            return parse_cpu_spec(value, field=where)
+            return CpuSet.parse(value, field=where)
         except ParseError as exc:
             raise fail(str(exc)) from None
     if isinstance(value, list) and all(

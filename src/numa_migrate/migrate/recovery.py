@@ -4,17 +4,16 @@ A migration is *interrupted* when its journal has no final phase and its owner i
 local owner process that no longer exists, or any owner whose claim has expired. What to do
 with one is decided by :func:`numa_migrate.core.migration.recovery.decide` (pure, table
 tested: completed, rolled back, needs attention, post-copy resume, skipped); this module
-reads the journal and the claims, inspects both hosts and carries the decided steps out,
-then journals the result. Nothing here runs for a migration whose owner is still alive.
+reads the journal and the claims, inspects both hosts (through the hypervisor seam) and
+carries the decided steps out, then journals the result. Nothing here runs for a migration
+whose owner is still alive.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from numa_migrate.adapters import virt
 from numa_migrate.adapters.domain import domain_from_xml
 from numa_migrate.claims import ClaimStore
 from numa_migrate.claims.journal import Journal
@@ -42,7 +41,8 @@ from numa_migrate.core.migration.recovery import (
     in_progress,
     needs_hosts,
 )
-from numa_migrate.migrate.run import owner_alive
+from numa_migrate.hypervisor.base import Domain, DomainState, Hypervisor, HypervisorError, attach
+from numa_migrate.migrate.run import Connector, HostRef, connect_libvirt, owner_alive
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,8 @@ def _owner(owner: str) -> Owner:
     return Owner.UNKNOWN if alive is None else Owner.ALIVE if alive else Owner.DEAD
 
 
-def recover(store: ClaimStore, *, only: str | None = None) -> list[Recovery]:
+def recover(store: ClaimStore, *, only: str | None = None,
+            connect: Connector = connect_libvirt) -> list[Recovery]:
     """Recover every interrupted migration (or only migration ``only``)."""
     expired = {c.id for c in store.expired()}
     by_migration: dict[str, list[Claim]] = {}
@@ -79,12 +80,12 @@ def recover(store: ClaimStore, *, only: str | None = None) -> list[Recovery]:
         views = [ClaimView(c.id, _owner(c.owner), c.id in expired) for c in claims]
         if in_progress(views):
             continue
-        out.append(_recover_one(store, journal, mid, claims, views))
+        out.append(_recover_one(store, journal, mid, claims, views, connect=connect))
     return out
 
 
 def _recover_one(store: ClaimStore, journal: Journal, mid: str, claims: list[Claim],
-                 views: list[ClaimView]) -> Recovery:
+                 views: list[ClaimView], *, connect: Connector) -> Recovery:
     domain = claims[0].domain
     try:
         records = journal.entries(mid)
@@ -96,8 +97,8 @@ def _recover_one(store: ClaimStore, journal: Journal, mid: str, claims: list[Cla
     if planned is None or not needs_hosts(records):
         return ctx.carry_out(decide(records, views, None))
     try:
-        ctx.hosts = _Hosts.open(planned)
-    except virt.VirtError as exc:
+        ctx.hosts = _Hosts.open(planned, connect)
+    except HypervisorError as exc:
         return ctx.carry_out(decide(records, views, None, unreachable=str(exc)))
     seen = Observed(_Hosts.view(ctx.hosts.src_dom), _Hosts.view(ctx.hosts.dst_dom))
     return ctx.carry_out(decide(records, views, seen))
@@ -108,29 +109,29 @@ class _Hosts:
     """Both hosts of a planned migration and the guest on each (None: absent)."""
 
     planned: PlannedEntry
-    src: Any
-    dst: Any
-    src_dom: Any
-    dst_dom: Any
+    src: Hypervisor
+    dst: Hypervisor
+    src_dom: Domain | None
+    dst_dom: Domain | None
 
     @classmethod
-    def open(cls, planned: PlannedEntry) -> _Hosts:
-        src = virt.connect(planned.source.uri, planned.source.name)
-        dst = virt.connect(planned.destination.uri, planned.destination.name)
-        return cls(planned, src, dst, virt.lookup(src, planned.uuid, planned.source.name),
-                   virt.lookup(dst, planned.uuid, planned.destination.name))
+    def open(cls, planned: PlannedEntry, connect: Connector) -> _Hosts:
+        src = connect(HostRef(planned.source.name, planned.source.uri))
+        dst = connect(HostRef(planned.destination.name, planned.destination.uri))
+        return cls(planned, src, dst, src.lookup(planned.uuid), dst.lookup(planned.uuid))
 
     @staticmethod
-    def view(dom: Any) -> DomainView:
+    def view(dom: Domain | None) -> DomainView:
         if dom is None:
             return DomainView(Presence.ABSENT)
-        if not dom.isActive():
+        status = dom.status()
+        if not dom.is_active():
             presence = Presence.SHUT_OFF
-        elif dom.state()[0] == virt.lv().VIR_DOMAIN_PAUSED:
+        elif status.state is DomainState.PAUSED:
             presence = Presence.PAUSED
         else:
             presence = Presence.RUNNING
-        return DomainView(presence, bool(dom.isPersistent()), virt.state_name(dom))
+        return DomainView(presence, dom.is_persistent(), str(status))
 
 
 @dataclass
@@ -173,57 +174,66 @@ class _Context:
 _Do = Callable[[_Context], list[str]]
 
 
+def _present(dom: Domain | None) -> Domain:
+    if dom is None:  # pragma: no cover - decide() asks only for steps on a domain it saw
+        raise AssertionError("a step on a domain that is not there")
+    return dom
+
+
 def _resume(on_destination: bool) -> _Do:
     def do(ctx: _Context) -> list[str]:
         h = ctx.inspected
-        dom = h.dst_dom if on_destination else h.src_dom
+        dom = _present(h.dst_dom if on_destination else h.src_dom)
         name = (h.planned.destination if on_destination else h.planned.source).name
-        lib = virt.lv()
         try:
             dom.resume()
-        except lib.libvirtError as exc:
-            return [f"could not resume the guest on {name}: {exc}"]
+        except HypervisorError as exc:
+            return [f"could not resume the guest on {name}: {exc.detail}"]
         return [f"resumed the guest on {name}" if on_destination
                 else f"resumed the paused guest on {name}"]
+
     return do
 
 
 def _undefine_source(ctx: _Context) -> list[str]:
     h = ctx.inspected
-    h.src_dom.undefine()
-    return [f"removed the stale definition on {h.planned.source.name}"]
+    name = h.planned.source.name
+    try:
+        _present(h.src_dom).undefine()
+    except HypervisorError as exc:
+        return [f"could not remove the stale definition on {name}: {exc.detail}"]
+    return [f"removed the stale definition on {name}"]
 
 
 def _define_destination(ctx: _Context) -> list[str]:
     h = ctx.inspected
     name = h.planned.destination.name
-    lib = virt.lv()
+    if h.planned.persistent_xml is None:  # pragma: no cover - decide() checks it
+        return []
     try:
-        h.dst.defineXML(h.planned.persistent_xml)
-    except lib.libvirtError as exc:
-        return [f"could not define the guest on {name}: {exc}"]
+        h.dst.define(h.planned.persistent_xml)
+    except HypervisorError as exc:
+        return [f"could not define the guest on {name}: {exc.detail}"]
     return [f"made the guest persistent on {name}"]
 
 
 def _destroy_destination(ctx: _Context) -> list[str]:
     h = ctx.inspected
     name = h.planned.destination.name
-    lib = virt.lv()
     try:
-        h.dst_dom.destroy()
-    except lib.libvirtError as exc:
-        return [f"could not clean {name}: {exc}"]
+        _present(h.dst_dom).destroy()
+    except HypervisorError as exc:
+        return [f"could not clean {name}: {exc.detail}"]
     return [f"destroyed the half-migrated copy on {name}"]
 
 
 def _undefine_destination(ctx: _Context) -> list[str]:
     h = ctx.inspected
     name = h.planned.destination.name
-    lib = virt.lv()
     try:
-        h.dst_dom.undefine()
-    except lib.libvirtError as exc:
-        return [f"could not clean {name}: {exc}"]
+        _present(h.dst_dom).undefine()
+    except HypervisorError as exc:
+        return [f"could not clean {name}: {exc.detail}"]
     return [f"removed the stale definition on {name}"]
 
 
@@ -240,16 +250,16 @@ def _attach_vfs(on_destination: bool) -> _Do:
             return []
         host = (h.planned.destination if on_destination else h.planned.source).name
         xmls, index = (ports.dest_xml, 1) if on_destination else (ports.source_xml, 0)
-        live_now = {d.address for d in domain_from_xml(str(dom.XMLDesc(0))).hostdevs}
+        live_now = {d.address for d in domain_from_xml(dom.xml()).hostdevs}
         actions = []
         for pair, xml in zip(ports.moves, xmls, strict=False):
             address = pair[index]
             if address in live_now:
                 continue
             try:
-                virt.attach_device(dom, xml, address, host=host, persistent=on_destination)
+                attach(dom, xml, address, persistent=on_destination)
                 actions.append(f"attached VF {address} on {host}")
-            except virt.VirtError as exc:
+            except HypervisorError as exc:
                 actions.append(f"could NOT attach VF {address} on {host}: {exc}")
         return actions
 
@@ -290,4 +300,5 @@ _STEPS: dict[Step, _Do] = {
     Step.ATTACH_VFS_SOURCE: _attach_vfs(on_destination=False),
     Step.ROLL_BACK_CLAIMS: _free(completed=False),
 }
-"""Every step the decision can ask for, carried out through libvirt and the store."""
+"""Every step the decision can ask for, carried out through the hypervisor seam and the
+store."""
