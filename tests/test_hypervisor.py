@@ -16,6 +16,8 @@ import pytest
 from numa_migrate.adapters.capabilities import host_from_capabilities
 from numa_migrate.adapters.domain import domain_from_xml
 from numa_migrate.claims import ClaimStore
+from numa_migrate.claims.journal import Journal
+from numa_migrate.core.migration.journal import RolledBackEntry
 from numa_migrate.core.request import Flavor
 from numa_migrate.hypervisor.base import (
     DomainState,
@@ -222,7 +224,7 @@ def test_engine_migrates_through_the_seam(tmp_path: Path) -> None:
     plan = outcome.plan
     assert pins(moved.xml) == pins(plan.live_xml)
     assert pins(moved.persistent_xml) == pins(plan.persistent_xml)
-    phases = [e.phase for e in job.store.journal_entries(outcome.migration_id)]
+    phases = [e.phase for e in Journal(job.store).entries(outcome.migration_id)]
     assert phases == ["planned", "claimed", "migrating", "migrated", "done"]
     assert [c for c in job.store.list_claims() if c.state.live] == []
     job.store.close()
@@ -239,9 +241,9 @@ def test_engine_rolls_back_a_failed_migration(tmp_path: Path) -> None:
     [guest] = src.domains()
     assert guest.active and dst.domains() == []
     assert [c for c in job.store.list_claims() if c.state.live] == []
-    [entry] = [e for e in job.store.journal_entries(job.migration_id)
+    [entry] = [e.entry for e in Journal(job.store).entries(job.migration_id)
                if e.phase == "rolled_back"]
-    assert "connection reset" in entry.payload["error"]
+    assert isinstance(entry, RolledBackEntry) and "connection reset" in entry.error
     job.store.close()
 
 
@@ -313,7 +315,7 @@ def test_recovery_completes_a_migration_whose_guest_moved(tmp_path: Path) -> Non
     job, src, dst = _interrupted(tmp_path, moved=True)
     hosts = {"src": src, "dst": dst}
     [report] = recover(job.store, connect=lambda ref: hosts[ref.name])
-    assert report.outcome == "completed", report
+    assert report.outcome.label == "completed", report
     assert src.domains() == [] and [d.name for d in dst.domains()] == ["g1"]
     assert [c for c in job.store.list_claims() if c.state.live] == []
     job.store.close()
@@ -323,7 +325,7 @@ def test_recovery_rolls_back_a_migration_whose_guest_stayed(tmp_path: Path) -> N
     job, src, dst = _interrupted(tmp_path, moved=False)
     hosts = {"src": src, "dst": dst}
     [report] = recover(job.store, connect=lambda ref: hosts[ref.name])
-    assert report.outcome == "rolled back", report
+    assert report.outcome.label == "rolled back", report
     assert [d.name for d in src.domains()] == ["g1"] and dst.domains() == []
     assert [c for c in job.store.list_claims() if c.state.live] == []
     job.store.close()
@@ -338,7 +340,7 @@ def test_recovery_waits_when_a_host_cannot_be_reached(tmp_path: Path) -> None:
         return src
 
     [report] = recover(job.store, connect=unreachable)
-    assert report.outcome == "skipped" and "cannot connect" in report.detail
+    assert report.outcome.label == "skipped" and "cannot connect" in report.detail
     assert [c for c in job.store.list_claims() if c.state.live] != []  # left for later
     job.store.close()
 

@@ -19,7 +19,9 @@ from numa_migrate.adapters.capabilities import host_from_capabilities
 from numa_migrate.adapters.domain import domain_from_xml
 from numa_migrate.adapters.hostdevxml import device_elements, without_devices
 from numa_migrate.adapters.nodedev import pci_functions_from_nodedevs
+from numa_migrate.claims.journal import Journal
 from numa_migrate.core.errors import ParseError
+from numa_migrate.core.migration.journal import VfAttachedEntry
 from numa_migrate.core.model.domain import PciHostdev
 from numa_migrate.core.model.pci import PciFunction
 from numa_migrate.core.request import Flavor
@@ -211,14 +213,15 @@ def test_ports_detach_then_attach_the_chosen_vf_live_and_persistent(
     assert ports_in(source.persistent_xml()) == {PORT_ADDRESS}  # ... only
     stripped = ports.strip(planned.live_xml)
     assert domain_from_xml(stripped).hostdevs == ()  # migrated without the port
-    journal: list[tuple[str, str, Any]] = []
+    journal: list[Any] = []
     dst, dest = in_memory(stripped, "dst")
-    assert ports.attach_on_destination(dest, lambda *a: journal.append(a), "m1") == ""
+    assert ports.attach_on_destination(dest, journal.append) == ""
     assert dst.calls.count("attach_device vnf") == 1
     chosen = planned.vf_moves[0].destination
     assert ports_in(dest.xml()) == {chosen}
     assert ports_in(dest.persistent_xml()) == {chosen}  # live and persistent
-    assert journal == [("m1", "vf_attached", {"failed": []})]
+    assert journal == [VfAttachedEntry(failed=())]
+    assert journal[0].to_json() == {"failed": []}
 
 
 def test_a_failed_migration_re_attaches_the_old_vf_on_the_source(
@@ -251,7 +254,7 @@ def test_an_attach_failure_on_the_destination_is_reported(planned: MigrationPlan
     ports = Ports.of(planned, "src", "dst")
     dst, dest = in_memory(ports.strip(planned.live_xml), "dst")
     dst.fail("attach_device", "no free IOMMU group")
-    error = ports.attach_on_destination(dest, lambda *a: None, "m1")
+    error = ports.attach_on_destination(dest, lambda _e: None)
     assert error.startswith("host dst: cannot attach PCI device ")
     assert "no free IOMMU group" in error
     assert ports_in(dest.xml()) == set()
@@ -296,7 +299,7 @@ def test_run_hands_the_port_over_around_the_migration(tmp_path: Path) -> None:
     assert dst.calls.count("attach_device vnf") == 1
     assert ports_in(moved.xml) == {move.destination}
     assert ports_in(moved.persistent_xml) == {move.destination}
-    phases = [e.phase for e in store.journal_entries(outcome.migration_id)]
+    phases = [e.phase for e in Journal(store).entries(outcome.migration_id)]
     assert phases == ["planned", "claimed", "migrating", "vf_detaching", "vf_detached",
                       "migrated", "vf_attached", "done"]
     claim = store.get(outcome.claim_id)
@@ -316,4 +319,26 @@ def test_run_failure_re_attaches_the_port_and_rolls_back(tmp_path: Path) -> None
     assert ports_in(source.xml()) == {PORT_ADDRESS} and source.is_active()
     assert hosts["dst"].records == {}
     assert [c for c in store.list_claims() if c.state.live] == []
+    store.close()
+
+
+def test_run_failure_after_post_copy_keeps_the_claim_and_journals_it(tmp_path: Path) -> None:
+    from numa_migrate.migrate.run import MigrationFailed
+
+    job, _source, _hosts, store = _run(tmp_path, fail=False)
+
+    def switched_then_failed(_dom: Any, _dst: Any, *, on_post_copy: Any, **_kw: Any) -> Any:
+        on_post_copy()
+        error = HypervisorError("migration failed after the switch to post-copy: link down")
+        error.post_copy_started = True
+        raise error
+
+    job.transfer = switched_then_failed
+    with pytest.raises(MigrationFailed, match="did NOT roll back"):
+        job.run()
+    phases = [e.phase for e in Journal(store).entries(job.migration_id)]
+    assert phases == ["planned", "claimed", "migrating", "vf_detaching", "vf_detached",
+                      "post_copy", "post_copy_failed"]
+    [claim] = [c for c in store.list_claims() if c.state.live]
+    assert claim.state.value == "migrating"
     store.close()

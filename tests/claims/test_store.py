@@ -1,5 +1,5 @@
 """ClaimStore on real databases (a SQLite file and a PostgreSQL server): claims, conflicts,
-life cycle, expiry, holdings, the journal and the schema."""
+life cycle, expiry, holdings and the schema (the journal: ``test_journal.py``)."""
 
 from __future__ import annotations
 
@@ -453,28 +453,6 @@ def test_bad_input_is_refused_with_a_reason(store: ClaimStore) -> None:
     with pytest.raises(ClaimError, match="claim kind 'sideways'"):
         store.claim(live, req, good, domain="x", owner=ALICE, ttl_s=5, kind="sideways")
     assert store.list_claims(states=list(ClaimState)) == []
-
-
-# ----------------------------------------------------------------------------- journal
-
-
-def test_journal_keeps_each_migrations_steps_in_order(store: ClaimStore, clock: FakeClock) -> None:
-    store.journal("m-1", "plan", {"host": "lab-dst", "cpus": [4, 5]})
-    clock.advance(1)
-    store.journal("m-2", "plan")
-    store.journal("m-1", "claim-destination", {"claim": 7, "nested": {"ok": True}})
-    entries = store.journal_entries("m-1")
-    assert [(e.phase, e.payload) for e in entries] == [
-        ("plan", {"host": "lab-dst", "cpus": [4, 5]}),
-        ("claim-destination", {"claim": 7, "nested": {"ok": True}}),
-    ]
-    assert entries[1].at - entries[0].at == timedelta(seconds=1)
-    assert [e.phase for e in store.journal_entries("m-2")] == ["plan"]
-    assert store.journal_entries("nope") == []
-    with pytest.raises(ClaimError, match="is not JSON"):
-        store.journal("m-1", "bad", {"x": {1, 2}})
-    with pytest.raises(ClaimError, match="is not JSON"):
-        store.journal("m-1", "bad", {"x": float("nan")})
 
 
 # ----------------------------------------------------------------------------- schema

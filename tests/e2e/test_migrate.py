@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 
 from numa_migrate.claims import ClaimStore
+from numa_migrate.claims.journal import Journal
+from numa_migrate.core.migration.journal import PostCopyEntry
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.hypervisor.base import MigrateOptions
 from numa_migrate.hypervisor.libvirt import LibvirtHypervisor, connect
@@ -35,7 +37,8 @@ from tests.e2e.conftest import LabSession
 pytestmark = pytest.mark.lab
 GUEST = "nm-e2e"
 SRC, DST = "lab-src", "lab-dst"
-RESULTS = Path(__file__).parent.parent.parent / "bench" / "results"
+ROOT = Path(__file__).parent.parent.parent
+RESULTS = ROOT / "bench" / "results"
 
 
 def _free_hugepages() -> int:
@@ -87,6 +90,16 @@ def _remove_guest(conns: dict[str, LibvirtHypervisor]) -> None:
 def cli(world: dict[str, Any], *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "numa_migrate", *args], env=world["env"],
                           capture_output=True, text=True, timeout=180, check=False, **kw)
+
+
+def paused_migrate(world: dict[str, Any], phase: str, marker: Path,
+                   *args: str) -> subprocess.Popen[str]:
+    """``numa-migrate migrate GUEST --to lab-dst ARGS`` run by the test-only launcher
+    (tests/e2e/pause_at.py) that stops it at ``phase`` and writes ``marker`` there."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.e2e.pause_at", phase, str(marker), "--",
+         "migrate", GUEST, "--to", DST, *args],
+        env=world["env"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def where_running(world: dict[str, Any]) -> list[str]:
@@ -272,12 +285,8 @@ def test_destination_daemon_killed_mid_migration(world: dict[str, Any]) -> None:
 def test_kill_9_at_each_phase_then_recover(world: dict[str, Any], phase: str,
                                            tmp_path: Path) -> None:
     marker = tmp_path / "paused"
-    env = {**world["env"], "NUMA_MIGRATE_TEST_PAUSE_AT": f"{phase}:{marker}"}
-    args = ["migrate", GUEST, "--to", DST]
-    if phase == "transferring":
-        args += ["--bandwidth", "1"]
-    proc = subprocess.Popen([sys.executable, "-m", "numa_migrate", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = paused_migrate(world, phase, marker,
+                          *(["--bandwidth", "1"] if phase == "transferring" else []))
     deadline = time.monotonic() + 90
     while not marker.exists():
         assert proc.poll() is None, f"migrate ended before {phase}: {proc.communicate()}"
@@ -320,7 +329,7 @@ def test_post_copy_switch_on_the_lab(world: dict[str, Any]) -> None:
     assert report["pins"]["destination_live"] == {"0": [1]}
     assert_consistent_on(world, DST)
     with ClaimStore.open(world["db"]) as store:
-        phases = [e.phase for e in store.journal_entries(report["migration_id"])]
+        phases = [e.phase for e in Journal(store).entries(report["migration_id"])]
     assert phases.index("migrating") < phases.index("post_copy") < phases.index("migrated")
     checked = cli(world, "validate", GUEST, "--host", DST, "--json")
     assert checked.returncode == 0, checked.stdout
@@ -333,10 +342,7 @@ def test_recover_never_rolls_back_after_a_post_copy_switch(world: dict[str, Any]
     resume (the journal entry is written by hand: the real switch window is too short to
     kill the command inside it reliably)."""
     marker = tmp_path / "paused"
-    env = {**world["env"], "NUMA_MIGRATE_TEST_PAUSE_AT": f"migrating:{marker}"}
-    proc = subprocess.Popen([sys.executable, "-m", "numa_migrate", "migrate", GUEST, "--to",
-                             DST], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = paused_migrate(world, "migrating", marker)
     deadline = time.monotonic() + 90
     while not marker.exists():
         assert proc.poll() is None, proc.communicate()
@@ -347,7 +353,7 @@ def test_recover_never_rolls_back_after_a_post_copy_switch(world: dict[str, Any]
     with ClaimStore.open(world["db"]) as store:
         [claim] = [c for c in store.list_claims() if c.state.live]
         assert claim.migration_id is not None
-        store.journal(claim.migration_id, "post_copy", {"claim_id": claim.id})
+        Journal(store).append(claim.migration_id, PostCopyEntry(claim.id))
     done = cli(world, "recover", "--json")
     assert done.returncode == 3, done.stderr  # 3: something needs a person
     [report] = json.loads(done.stdout)["recovered"]

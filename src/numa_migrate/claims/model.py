@@ -215,15 +215,6 @@ class Holdings:
         return tuple(c.id for c in self.claims)
 
 
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
-    id: int
-    migration_id: str
-    phase: str
-    at: datetime
-    payload: Any
-
-
 # --------------------------------------------------------------------------- errors
 
 
@@ -339,7 +330,6 @@ __all__ = [
     "Holdings",
     "HoldingsMismatchError",
     "InvalidTransitionError",
-    "JournalEntry",
     "PoolKey",
     "PoolResource",
     "Resources",

@@ -1,4 +1,6 @@
-"""The claims store: reservations of host resources that outlive a process, and a journal.
+"""The claims store: reservations of host resources that outlive a process.
+
+The migration journal lives in the same database: :mod:`numa_migrate.claims.journal`.
 
 Why claims are safe across processes
 ------------------------------------
@@ -38,7 +40,7 @@ inside the locked transaction, the store reads exactly who holds what, so
 waits are short: a claim transaction is a few statements. ``SELECT ... FOR UPDATE`` was not
 used because it cannot lock rows that do not exist yet (the first claim of a CPU).
 
-Reads (holdings, listings, the journal) use a consistent snapshot: REPEATABLE READ on
+Reads (holdings, listings) use a consistent snapshot: REPEATABLE READ on
 PostgreSQL, a deferred transaction (one WAL snapshot) on SQLite; they never wait for writers.
 Deadlock, serialisation and "database is locked" errors are retried a few times; other
 database errors become :class:`ClaimError` naming the database (password hidden).
@@ -55,12 +57,11 @@ until its owner releases it.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import random
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -103,7 +104,6 @@ from numa_migrate.claims.model import (
     Conflict,
     Holdings,
     InvalidTransitionError,
-    JournalEntry,
     PoolKey,
     PoolResource,
     Resources,
@@ -117,7 +117,6 @@ from numa_migrate.claims.schema import (
     claim_pools,
     claim_vfs,
     claims,
-    journal,
     pool_usage,
 )
 from numa_migrate.core.fit.cellfit import Limits
@@ -177,7 +176,8 @@ def head_revision() -> str:
 
 
 class ClaimStore:
-    """Claims and the migration journal in SQLite (default) or PostgreSQL.
+    """Claims in SQLite (default) or PostgreSQL; the journal in the same database is
+    :class:`~numa_migrate.claims.journal.Journal`.
 
     ``url`` defaults to :func:`~numa_migrate.claims.engine.default_url`. ``clock`` returns
     the current time (timezone-aware); tests pass a fake one. Creating a store does not
@@ -856,58 +856,6 @@ class ClaimStore:
             with self._read() as conn:
                 rows = conn.execute(stmt).all()
             return Holdings(host_name, tuple(self._claim_from_row(r) for r in rows))
-
-        return self._retry(run)
-
-    # ------------------------------------------------------------------ journal
-
-    def journal(
-        self,
-        migration_id: str,
-        phase: str,
-        payload: Mapping[str, Any] | Sequence[Any] | None = None,
-    ) -> JournalEntry:
-        """Record (and commit) a migration step before it happens."""
-        if not migration_id.strip() or not phase.strip():
-            raise ClaimError("a journal entry needs a migration id and a phase")
-        data: Any = {} if payload is None else payload
-        try:
-            data = json.loads(json.dumps(data, allow_nan=False))
-        except (TypeError, ValueError) as exc:
-            raise ClaimError(
-                f"journal payload for {migration_id}/{phase} is not JSON: {exc}"
-            ) from None
-
-        def run() -> JournalEntry:
-            with self._write(None) as conn:
-                at = _to_db(self._now())
-                result = conn.execute(
-                    insert(journal).values(
-                        migration_id=migration_id, phase=phase, at=at, payload=data
-                    )
-                )
-                pk = result.inserted_primary_key
-                assert pk is not None
-                return JournalEntry(int(pk[0]), migration_id, phase, _from_db(at), data)
-
-        return self._retry(run)
-
-    def journal_entries(self, migration_id: str) -> list[JournalEntry]:
-        """A migration's journal, in the order it was written."""
-
-        def run() -> list[JournalEntry]:
-            with self._read() as conn:
-                rows = conn.execute(
-                    select(journal)
-                    .where(journal.c.migration_id == migration_id)
-                    .order_by(journal.c.id)
-                ).all()
-            return [
-                JournalEntry(
-                    int(r.id), str(r.migration_id), str(r.phase), _from_db(r.at), r.payload
-                )
-                for r in rows
-            ]
 
         return self._retry(run)
 

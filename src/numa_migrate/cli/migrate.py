@@ -49,7 +49,7 @@ def _auto_recover(store: ClaimStore, console: Console) -> list[Recovery]:
     done = recover(store)
     for r in done:
         console.print(f"[yellow]recovered[/] interrupted migration {r.migration_id} of "
-                      f"{r.domain}: {r.outcome}; {r.detail}")
+                      f"{r.domain}: {r.outcome.label}; {r.detail}")
     return done
 
 
@@ -307,8 +307,8 @@ def recover_cmd(hosts_path: Path | None, db_url: str | None, as_json: bool) -> N
     elif not done:
         click.echo("nothing to recover: no interrupted migration")
     for r in [] if as_json else done:
-        click.echo(f"{r.migration_id} {r.domain}: {r.outcome} — {r.detail}")
+        click.echo(f"{r.migration_id} {r.domain}: {r.outcome.label} — {r.detail}")
         for action in r.actions:
             click.echo(f"  - {action}")
-    if any(r.outcome in ("needs attention", "skipped") for r in done):
+    if any(r.outcome.needs_person for r in done):
         sys.exit(EXIT_ROLLED_BACK)

@@ -1,12 +1,16 @@
 """Run one live migration: plan, claim, migrate, confirm — every step journalled first.
 
-Phases, each written to the claims store's journal *before* it happens:
+Phases (:class:`~numa_migrate.core.migration.phases.Phase`), each written to the journal
+(:class:`~numa_migrate.claims.journal.Journal`, in the claims database) *before* it happens,
+as a typed entry (:mod:`numa_migrate.core.migration.journal`):
 
-``planned`` (payload: domain, both hosts and URIs, the plan and the rewritten persistent
-XML) → ``claimed`` (the destination claim's id) → ``migrating`` → ``migrated`` (job
-statistics) → ``done``; or ``rolled_back`` with the error. A process killed between two
-phases leaves a live claim owned by a dead process: ``numa-migrate recover`` (and the start
-of the next command) finds it and makes claims and domains consistent again
+``planned`` (domain, both hosts and URIs, the plan and the rewritten persistent XML) →
+``claimed`` (the destination claim's id) → ``migrating`` → [``vf_detaching`` →
+``vf_detached``] → [``post_copy``] → ``migrated`` (job statistics) → [``vf_attached``] →
+``done``; or ``rolled_back`` with the error, or ``post_copy_failed``. The journal refuses a
+phase that may not follow the last one. A process killed between two phases leaves a live
+claim owned by a dead process: ``numa-migrate recover`` (and the start of the next command)
+finds it and makes claims and domains consistent again
 (:mod:`numa_migrate.migrate.recovery`).
 
 On any failure before the guest runs on the destination: the guest stays (or is resumed)
@@ -23,14 +27,29 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from numa_migrate.adapters.domain import domain_from_xml
 from numa_migrate.adapters.hostdevxml import device_elements, without_devices
 from numa_migrate.claims import ClaimConflict, ClaimStore, subtract_holdings
+from numa_migrate.claims.journal import Journal
 from numa_migrate.claims.model import ClaimState
 from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.core.migration.journal import (
+    ClaimedEntry,
+    DoneEntry,
+    Entry,
+    HostEndpoint,
+    MigratedEntry,
+    MigratingEntry,
+    PlannedEntry,
+    PostCopyEntry,
+    PostCopyFailedEntry,
+    RolledBackEntry,
+    VfAttachedEntry,
+    VfDetachedEntry,
+    VfDetachingEntry,
+)
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.model.pci import PciFunction
 from numa_migrate.hypervisor.base import (
@@ -47,15 +66,6 @@ from numa_migrate.hypervisor.base import (
 from numa_migrate.migrate.plan import MigrationPlan, NoRoom, SriovInputs
 from numa_migrate.migrate.planxml import plan_migration
 from numa_migrate.migrate.sriov import DEFAULT_POLICY, PhysNets, VfMove
-
-PHASES = ("planned", "claimed", "migrating", "migrated", "done")
-POST_COPY_PHASES = frozenset({"post_copy", "post_copy_failed"})
-"""The migration switched to post-copy: from then on the source's copy is stale."""
-FINAL_PHASES = frozenset({"done", "rolled_back", "recovered"})
-PAUSE_ENV = "NUMA_MIGRATE_TEST_PAUSE_AT"
-"""Test hook: ``phase:marker-file``; at that phase the command writes the marker file and
-waits (so that a test can kill -9 it exactly there). ``transferring`` is the moment the
-migration job is running."""
 
 
 class MigrationFailed(NumaMigrateError):
@@ -136,18 +146,6 @@ def owner_alive(owner: str) -> bool | None:
     return True
 
 
-def pause_point(phase: str) -> None:
-    spec = os.environ.get(PAUSE_ENV, "")
-    if not spec or ":" not in spec:
-        return
-    wanted, marker = spec.split(":", 1)
-    if wanted != phase:
-        return
-    Path(marker).write_text(f"{os.getpid()} {phase}\n")
-    while True:  # the test kills us here
-        time.sleep(1)
-
-
 def _pins(xml: str | None) -> dict[int, list[int]]:
     if xml is None:
         return {}
@@ -177,6 +175,10 @@ class Migration:
     """None: the source host's :meth:`Hypervisor.migrate`."""
     connect: Connector = connect_libvirt
     _timings: dict[str, float] = field(default_factory=dict)
+
+    def _record(self, entry: Entry) -> None:
+        """Journal ``entry`` (refused when its phase may not follow the last one)."""
+        Journal(self.store).append(self.migration_id, entry)
 
     def _say(self, phase: str, message: str) -> None:
         if self.on_phase is not None:
@@ -236,17 +238,13 @@ class Migration:
         src, dst, dom, plan, live_host = self.plan()
         if isinstance(plan, NoRoom):
             return plan
-        journal = self.store.journal
         mid = self.migration_id
-        journal(mid, "planned", {
-            "domain": plan.domain, "uuid": plan.uuid,
-            "source": {"name": self.source.name, "uri": self.source.uri},
-            "destination": {"name": self.destination.name, "uri": self.destination.uri},
-            "owner": self.owner, "summary": plan.summary(),
-            "persistent_xml": plan.persistent_xml,
-        })
+        self._record(PlannedEntry(
+            domain=plan.domain, uuid=plan.uuid,
+            source=HostEndpoint(self.source.name, self.source.uri),
+            destination=HostEndpoint(self.destination.name, self.destination.uri),
+            owner=self.owner, summary=plan.summary(), persistent_xml=plan.persistent_xml))
         self._say("planned", plan.summary())
-        pause_point("planned")
         claim_id: int | None = None
         if plan.request is not None:
             t0 = time.monotonic()
@@ -257,34 +255,28 @@ class Migration:
                     vfs=[m.destination for m in plan.vf_moves],
                 )
             except ClaimConflict as exc:
-                journal(mid, "rolled_back", {"error": str(exc)})
+                self._record(RolledBackEntry(str(exc)))
                 raise MigrationFailed(
                     f"another operator claimed the same resources on {self.destination.name} "
                     f"first: {exc}. Nothing was changed; run the command again to re-plan."
                 ) from None
             claim_id = claim.id
             self._timings["claim_s"] = time.monotonic() - t0
-            journal(mid, "claimed", {"claim_id": claim_id})
+            self._record(ClaimedEntry(claim_id))
             self._say("claimed", f"claim {claim_id} on {self.destination.name}")
-            pause_point("claimed")
             self.store.set_state(claim_id, ClaimState.MIGRATING)
-        journal(mid, "migrating", {"claim_id": claim_id})
+        self._record(MigratingEntry(claim_id))
         self._say("migrating", f"{plan.domain}: {self.source.name} -> {self.destination.name}")
-        pause_point("migrating")
         source_pins = {v: sorted(c) for v, c in plan.source_info.vcpupin}
-        paused_once = False
         renewed = time.monotonic()
 
         def progress(p: JobProgress) -> None:
-            nonlocal paused_once, renewed
+            nonlocal renewed
             if self.on_progress is not None:
                 self.on_progress(p)
             if claim_id is not None and time.monotonic() - renewed > self.ttl_s / 4:
                 renewed = time.monotonic()
                 self.store.renew(claim_id, self.ttl_s)
-            if not paused_once and (p.data_processed or 0) > 0:
-                paused_once = True
-                pause_point("transferring")
 
         ports = self._detach_vfs(src, dst, dom, plan, claim_id)
         transfer: Transfer = self.transfer or src.migrate
@@ -301,17 +293,15 @@ class Migration:
                 self._post_copy_failed(dst, plan, claim_id, str(exc))
             notes = ports.reattach_on_source(dom)
             self._roll_back(src, dst, plan, claim_id, str(exc), earlier=notes)
-        journal(mid, "migrated", {"seconds": result.seconds, "downtime_ms": result.downtime_ms,
-                                  "data_transferred": result.data_transferred,
-                                  "post_copy": result.post_copy})
+        self._record(MigratedEntry(result.seconds, result.downtime_ms, result.data_transferred,
+                                   result.post_copy))
         self._say("migrated", f"{result.seconds:.2f} s, downtime {result.downtime_ms} ms")
-        pause_point("migrated")
-        vf_error = ports.attach_on_destination(new_dom, journal, mid)
+        vf_error = ports.attach_on_destination(new_dom, self._record)
         if claim_id is not None:
             self.store.set_state(claim_id, ClaimState.ACTIVE)
             # the destination's live usage now shows the guest: the claim's job is done
             self.store.release(claim_id)
-        journal(mid, "done", {"claim_id": claim_id})
+        self._record(DoneEntry(claim_id))
         if vf_error:
             raise MigrationFailed(
                 f"{plan.domain} was migrated to {self.destination.name} and runs there, but "
@@ -328,7 +318,7 @@ class Migration:
         )
 
     def _say_post_copy(self, claim_id: int | None) -> None:
-        self.store.journal(self.migration_id, "post_copy", {"claim_id": claim_id})
+        self._record(PostCopyEntry(claim_id))
         self._say("post_copy", "switched to post-copy: the guest runs on "
                   f"{self.destination.name}, its memory follows")
 
@@ -336,7 +326,7 @@ class Migration:
                           error: str) -> NoReturn:
         """After the switch to post-copy the source no longer has the guest's newest memory:
         rolling back to it would lose data. Keep the destination (paused) and the claim."""
-        self.store.journal(self.migration_id, "post_copy_failed", {"error": error})
+        self._record(PostCopyFailedEntry(error))
         raise MigrationFailed(
             f"{plan.domain}: {error}. The guest had already switched to post-copy: its "
             f"memory is split between {self.source.name} and {self.destination.name}, so "
@@ -351,13 +341,13 @@ class Migration:
         ports = Ports.of(plan, self.source.name, self.destination.name)
         if not ports.moves:
             return ports
-        self.store.journal(self.migration_id, "vf_detaching", ports.to_json())
+        self._record(ports.entry())
         try:
             ports.detach_from_source(dom)
         except HypervisorError as exc:
             notes = ports.reattach_on_source(dom)
             self._roll_back(src, dst, plan, claim_id, str(exc), earlier=notes)
-        self.store.journal(self.migration_id, "vf_detached", {})
+        self._record(VfDetachedEntry())
         self._say("vf_detached", ", ".join(m.source for m in ports.moves))
         return ports
 
@@ -371,7 +361,7 @@ class Migration:
             claim = self.store.get(claim_id)
             if claim.state.live:
                 self.store.rollback(claim_id)
-        self.store.journal(self.migration_id, "rolled_back", {"error": error, "notes": notes})
+        self._record(RolledBackEntry(error, tuple(notes)))
         src_dom = src.lookup(plan.uuid)
         state = "gone" if src_dom is None else str(src_dom.status())
         raise MigrationFailed(
@@ -438,9 +428,10 @@ class Ports:
                             source=f"{plan.domain} for {dest_host}"),
             source_host, dest_host)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"moves": [[m.source, m.destination] for m in self.moves],
-                "source_xml": self.source_xml, "dest_xml": self.dest_xml}
+    def entry(self) -> VfDetachingEntry:
+        """The journal entry written before the ports are detached."""
+        return VfDetachingEntry(tuple((m.source, m.destination) for m in self.moves),
+                                tuple(self.source_xml), tuple(self.dest_xml))
 
     def strip(self, xml: str) -> str:
         return without_devices(xml, [m.destination for m in self.moves], source="plan")
@@ -462,8 +453,10 @@ class Ports:
             self.detached.remove(i)
         return notes
 
-    def attach_on_destination(self, dom: Domain, journal: Callable[..., Any], mid: str) -> str:
-        """Attach every chosen VF; '' when all are attached, else what went wrong."""
+    def attach_on_destination(self, dom: Domain,
+                              record: Callable[[VfAttachedEntry], object]) -> str:
+        """Attach every chosen VF; '' when all are attached, else what went wrong
+        (journalled through ``record``)."""
         failed = []
         for move, xml in zip(self.moves, self.dest_xml, strict=True):
             try:
@@ -471,5 +464,5 @@ class Ports:
             except HypervisorError as exc:
                 failed.append(str(exc))
         if self.moves:
-            journal(mid, "vf_attached", {"failed": failed})
+            record(VfAttachedEntry(tuple(failed)))
         return "; ".join(failed)
