@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from numa_migrate.adapters.casefmt import answer_case
+from numa_migrate.adapters.casefmt import answer_lines
 from numa_migrate.adapters.fleet import load_fleet
 from numa_migrate.cli import render
 from numa_migrate.cli.lab import lab as lab_group
@@ -361,21 +361,10 @@ def _fit_batch() -> int:
     """Answer every case line; exit 2 only when no line at all was JSON."""
     lines = parsed = 0
     out = sys.stdout
-    for line in sys.stdin:
-        if not line.strip():
-            continue
+    for answer in answer_lines(sys.stdin.buffer):
         lines += 1
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            answer: dict[str, object] = {
-                "id": None,
-                "error": {"type": "InvalidCase", "message": f"line {lines}: not JSON ({exc.msg})"},
-            }
-        else:
-            parsed += 1
-            answer = answer_case(raw)
-        out.write(json.dumps(answer, separators=(",", ":")) + "\n")
+        parsed += answer.parsed
+        out.write(json.dumps(answer.answer, separators=(",", ":")) + "\n")
     out.flush()
     if lines and not parsed:
         click.echo("error: the input is not JSON Lines (no line parsed as JSON)", err=True)

@@ -82,6 +82,10 @@ class Node:
                   if not isinstance(self.value, dict | list) else
                   f"expected {what}, got {kind(self.value)}")
 
+    def renamed(self, path: str) -> Node:
+        """The same value under another path (a part that is named on its own: "host")."""
+        return Node(self.value, path, self.ctx)
+
     def child(self, value: Any, step: str) -> Node:
         if step.startswith("["):
             path = f"{self.path}{step}"

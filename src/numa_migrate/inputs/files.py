@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from numa_migrate.core.errors import ParseError
 from numa_migrate.inputs.bounds import MAX_FILE_BYTES
@@ -96,7 +98,8 @@ def decode_utf8(data: bytes, *, source: str | None = None,
     except UnicodeDecodeError as exc:
         bad = data[exc.start:exc.start + 1].hex()
         line = data.count(b"\n", 0, exc.start) + 1
-        raise error(f"not UTF-8 text: byte 0x{bad} at offset {exc.start} (line {line})",
+        where = f" (line {line})" if b"\n" in data else ""
+        raise error(f"not UTF-8 text: byte 0x{bad} at offset {exc.start}{where}",
                     source=source) from None
     return text.removeprefix("\ufeff")
 
@@ -111,3 +114,21 @@ def read_text(
     """The UTF-8 text of the regular file ``path`` (see :func:`read_bytes`)."""
     data = read_bytes(path, what=what, max_bytes=max_bytes, error=error)
     return decode_utf8(data, source=str(path), error=error)
+
+
+def bounded_lines(stream: BinaryIO, *, max_bytes: int) -> Iterator[bytes | None]:
+    """The lines of ``stream`` without their line ends; None for a line longer than
+    ``max_bytes`` (its bytes are skipped in chunks, never held). A last line without a line
+    end counts; the line end after the last line does not start another one."""
+    while True:
+        line = stream.readline(max_bytes + 1)
+        if not line:
+            return
+        if len(line) > max_bytes and not line.endswith(b"\n"):
+            while True:
+                rest = stream.readline(1 << 16)
+                if not rest or rest.endswith(b"\n"):
+                    break
+            yield None
+            continue
+        yield line.removesuffix(b"\n").removesuffix(b"\r")
