@@ -14,7 +14,7 @@ from numa_migrate.adapters.capabilities import host_from_capabilities
 from numa_migrate.adapters.domain import DomainInfo, domain_from_xml
 from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
 from numa_migrate.adapters.rewrite import DestinationPlan, rewrite_domain_xml
-from numa_migrate.core.planjson import PlanFormatError, load_plan, plan_from_json, plan_to_json
+from numa_migrate.core.planjson import PlanFormatError, plan_from_json, plan_to_json
 from numa_migrate.core.validation import (
     Check,
     Status,
@@ -22,6 +22,7 @@ from numa_migrate.core.validation import (
     ValidationReport,
     validate,
 )
+from numa_migrate.inputs.plans import load_plan
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xml"
 CAPS = (FIXTURES / "caps-2s-intel-smt.xml").read_bytes()

@@ -27,10 +27,12 @@ from rich.progress import (
 from rich.table import Table
 
 from numa_migrate.adapters import virt
+from numa_migrate.adapters.rewrite import DestinationPlan
 from numa_migrate.claims import ClaimStore, default_url
 from numa_migrate.cli.hosts import Hosts, hosts_option, load_hosts
 from numa_migrate.core.cpuset import format_cpu_spec
 from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.core.planjson import plan_to_json
 from numa_migrate.migrate.plan import MigrationPlan, NoRoom
 from numa_migrate.migrate.recovery import Recovery, recover
 from numa_migrate.migrate.run import HostRef, Migration, MigrationFailed, Outcome
@@ -68,22 +70,33 @@ def _pins_text(pins: dict[int, list[int]]) -> dict[int, str]:
     return {v: format_cpu_spec(c) for v, c in pins.items()}
 
 
+_NO_PLAN = DestinationPlan(vcpu_pins={}, emulator_pins=frozenset(), iothread_pins={},
+                           shared_cpuset=None, memory_nodes=frozenset(), cell_nodes={},
+                           hugepage_kib=None, hostdev_map={})
+"""What a guest without NUMA need is planned as: no pins, no binding, pages as they are."""
+
+
 def _plan_json(plan: MigrationPlan) -> dict[str, Any]:
-    dest = plan.dest_plan
-    return {
-        "domain": plan.domain, "uuid": plan.uuid, "source": plan.source,
+    """The plan as the plan JSON format (``validate --plan`` reads it), with what people
+    read next to it (source, inferred request, source pins, SR-IOV moves, notes)."""
+    doc = plan_to_json(plan.dest_plan or _NO_PLAN, domain=plan.domain, host=plan.destination,
+                       cpu_lists=True)
+    doc.update({
+        "uuid": plan.uuid, "source": plan.source,
         "destination": plan.destination, "inferred_request": plan.inference,
         "page_size_kib": plan.current_pagesize_kib,
-        "vcpu_pins": {} if dest is None else {
-            str(v): sorted(c) for v, c in sorted(dest.vcpu_pins.items())},
-        "emulator_pins": [] if dest is None else sorted(dest.emulator_pins),
-        "cell_nodes": {} if dest is None else {
-            str(g): n for g, n in sorted(dest.cell_nodes.items())},
         "source_pins": {str(v): sorted(c) for v, c in plan.source_info.vcpupin},
         "vf_moves": [{"source": m.source, "destination": m.destination,
                       "network": m.network, "numa_node": m.numa_node} for m in plan.vf_moves],
         "notes": list(plan.notes),
-    }
+    })
+    return doc
+
+
+def dry_run_json(plan: MigrationPlan) -> dict[str, Any]:
+    """What ``migrate --dry-run --json`` prints: a plan document (``validate --plan`` reads
+    it) with the XML diff."""
+    return {"fits": True, "dry_run": True, **_plan_json(plan), "diff": plan.diff()}
 
 
 def _outcome_json(out: Outcome) -> dict[str, Any]:
@@ -268,8 +281,7 @@ def _print_plan(plan: MigrationPlan | NoRoom, as_json: bool) -> None:
             click.echo(f"{plan.domain} does not fit on {plan.destination}: {plan.summary}")
         return
     if as_json:
-        click.echo(json.dumps({"fits": True, "dry_run": True, **_plan_json(plan),
-                               "diff": plan.diff()}, indent=2))
+        click.echo(json.dumps(dry_run_json(plan), indent=2))
         return
     out = Console(highlight=False)
     out.print(plan.summary())
