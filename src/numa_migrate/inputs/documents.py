@@ -308,10 +308,11 @@ def parse_yaml(
         value = yaml.load(text, Loader=BoundedSafeLoader)  # a bounded SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise error(f"not valid YAML: {where}{_short(str(problem), 120)}",
-                    source=source) from None
+        if mark is not None:
+            where = f"{source}:{mark.line + 1}" if source else f"line {mark.line + 1}"
+            raise error(f"not valid YAML: {_short(str(problem), 120)}", source=where) from None
+        raise error(f"not valid YAML: {_short(str(problem), 120)}", source=source) from None
     except RecursionError:
         raise error(f"not accepted YAML: nested more than {bounds.max_depth} levels deep",
                     source=source) from None
