@@ -18,13 +18,14 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
-from numa_migrate.adapters.casefmt import answer_lines
+from numa_migrate.adapters.casefmt import MAX_ALLOCATION_RATIO, answer_lines
 from numa_migrate.adapters.fleet import load_fleet
 from numa_migrate.cli import render
 from numa_migrate.cli.lab import lab as lab_group
 from numa_migrate.cli.matrix import validate_matrix_cmd
 from numa_migrate.cli.migrate import migrate as migrate_cmd
 from numa_migrate.cli.migrate import recover_cmd
+from numa_migrate.cli.numbers import Bounded
 from numa_migrate.cli.preflight import preflight_cmd
 from numa_migrate.cli.validate import validate_cmd
 from numa_migrate.core.cpuset import parse_cpu_spec
@@ -32,6 +33,7 @@ from numa_migrate.core.errors import InvalidRequestError, NumaMigrateError
 from numa_migrate.core.explain import explain_guest
 from numa_migrate.core.fit.cellfit import Limits
 from numa_migrate.core.fit.fitter import FitOptions, fit_guest
+from numa_migrate.core.limits import MAX_GUEST_VCPUS, MAX_MEMORY_MIB, MAX_PAGE_SIZE_KIB
 from numa_migrate.core.model.guest import Guest
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.request import Flavor, guest_from_flavor
@@ -139,8 +141,11 @@ class GuestSpec:
 
 guest_options = _bundle(
     [
-        click.option("--flavor-vcpus", type=click.IntRange(min=1), help="Flavor vCPUs."),
-        click.option("--flavor-ram", type=click.IntRange(min=1), help="Flavor memory in MiB."),
+        click.option("--flavor-vcpus", type=Bounded(1, MAX_GUEST_VCPUS,
+                                                    why="QEMU's maximum vCPUs"),
+                     help="Flavor vCPUs."),
+        click.option("--flavor-ram", type=Bounded(1, MAX_MEMORY_MIB, why="4 PiB"),
+                     help="Flavor memory in MiB."),
         click.option(
             "--extra-spec",
             "extra_specs",
@@ -188,13 +193,13 @@ fit_options = _bundle(
     [
         click.option(
             "--cpu-allocation-ratio",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Bounded(0, MAX_ALLOCATION_RATIO, integer=False, above=True),
             help="Over-commit limit for shared vCPUs per cell (Nova's limits); without "
             "ratios no over-commit check is made, as in Nova.",
         ),
         click.option(
             "--ram-allocation-ratio",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Bounded(0, MAX_ALLOCATION_RATIO, integer=False, above=True),
             help="Over-commit limit for the memory of shared guests per cell.",
         ),
         click.option(
@@ -205,7 +210,7 @@ fit_options = _bundle(
         ),
         click.option(
             "--current-pagesize",
-            type=click.IntRange(min=1),
+            type=Bounded(1, MAX_PAGE_SIZE_KIB, why="the largest page size, 16 GiB"),
             metavar="KiB",
             help="Live-migration refit: the guest runs with this page size (KiB) and "
             "must keep it on the destination.",

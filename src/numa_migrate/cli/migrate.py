@@ -30,6 +30,7 @@ from numa_migrate.adapters import virt
 from numa_migrate.adapters.rewrite import DestinationPlan
 from numa_migrate.claims import ClaimStore, default_url
 from numa_migrate.cli.hosts import Hosts, hosts_option, load_hosts
+from numa_migrate.cli.numbers import Bounded
 from numa_migrate.core.cpuset import format_cpu_spec
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.planjson import plan_to_json
@@ -41,6 +42,9 @@ from numa_migrate.migrate.sriov import DEFAULT_POLICY, POLICIES
 EXIT_NO_ROOM = 1
 EXIT_BAD_INPUT = 2
 EXIT_ROLLED_BACK = 3
+MAX_SECONDS = 7 * 24 * 3600
+"""Time options (claim TTL, post-copy switch) are at most a week."""
+MAX_BANDWIDTH_MIB_S = 1 << 20
 
 db_option = click.option(
     "--db", "db_url", metavar="URL", envvar="NUMA_MIGRATE_DB",
@@ -166,7 +170,8 @@ class _Bar:
               "guest then runs on the destination while the rest of its memory follows. A "
               "failure after the switch cannot be rolled back (the source copy is stale): "
               "the command says how to resume it.")
-@click.option("--post-copy-after", "post_copy_after", type=click.FloatRange(min=0),
+@click.option("--post-copy-after", "post_copy_after",
+              type=Bounded(0, MAX_SECONDS, integer=False, why="a week"),
               metavar="SECONDS", help="With --post-copy: switch this many seconds after the "
               "migration job starts instead (0: at once).")
 @click.option("--pci-numa-policy", type=click.Choice(POLICIES), default=DEFAULT_POLICY,
@@ -174,9 +179,11 @@ class _Bar:
               "(Nova's hw:pci_numa_affinity_policy): required = on a host node of the "
               "guest's cells; legacy = the same unless the VF reports no node; preferred = "
               "such a VF if any is free, else any.")
-@click.option("--bandwidth", type=click.IntRange(min=1), metavar="MiB/s",
+@click.option("--bandwidth", type=Bounded(1, MAX_BANDWIDTH_MIB_S, why="1 TiB/s"),
+              metavar="MiB/s",
               help="Limit the migration bandwidth.")
-@click.option("--ttl", "ttl_s", type=click.FloatRange(min=10), default=600.0, show_default=True,
+@click.option("--ttl", "ttl_s", type=Bounded(10, MAX_SECONDS, integer=False, why="a week"),
+              default=600.0, show_default=True,
               help="Seconds before an unrenewed claim counts as abandoned.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 def migrate(  # noqa: PLR0917 (click passes every option)
