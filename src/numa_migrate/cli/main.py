@@ -37,6 +37,7 @@ from numa_migrate.core.limits import MAX_GUEST_VCPUS, MAX_MEMORY_MIB, MAX_PAGE_S
 from numa_migrate.core.model.guest import Guest
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.request import Flavor, guest_from_flavor
+from numa_migrate.inputs.files import read_bytes
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_NO_FIT = 1
@@ -126,7 +127,8 @@ class GuestSpec:
                 raise click.UsageError("give either --domain-xml or the flavor options, not both")
             from numa_migrate.adapters.domain import domain_from_xml, guest_request_from_domain
 
-            info = domain_from_xml(self.domain_xml.read_bytes(), source=str(self.domain_xml))
+            info = domain_from_xml(read_bytes(self.domain_xml, what="domain XML file"),
+                                   source=str(self.domain_xml))
             request, _how = guest_request_from_domain(info)
             return Guest(info.vcpus, info.memory_mib, request, info.name or self.name)
         if self.vcpus is None or self.ram is None:
@@ -246,7 +248,7 @@ class HostSpec:
             shared = parse_cpu_spec(self.shared, field="--shared-set") if self.shared else None
             return [
                 host_from_capabilities(
-                    self.capabilities.read_bytes(),
+                    read_bytes(self.capabilities, what="capabilities XML file"),
                     name=self.capabilities.stem,
                     cpu_dedicated_set=dedicated,
                     cpu_shared_set=shared,
