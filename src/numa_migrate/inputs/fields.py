@@ -157,8 +157,8 @@ class Node:
 
     def choice(self, allowed: Iterable[str]) -> str:
         options = tuple(allowed)
-        if self.value not in options or not isinstance(self.value, str):
-            self.fail(f"{show(self.value)} is not one of {', '.join(options)}")
+        if not isinstance(self.value, str) or self.value not in options:
+            self.fail(f"one of {', '.join(options)} (got {show(self.value)})")
         return self.value
 
     def int_list(self, *, minimum: int = 0, maximum: int | None = None, why: str = "",
@@ -178,8 +178,8 @@ class Node:
         for key, node in self.obj().items():
             if not (key.isascii() and key.isdigit()) or (len(key) > 1 and key[0] == "0") \
                     or len(key) > 20:
-                self.fail(f"key {show(key)} is not an integer written as a string "
-                          "('0', '12')")
+                self.fail(f"keys must be integers written as strings ('0', '12'), "
+                          f"got {show(key)}")
             number = int(key)
             if maximum is not None and number > maximum:
                 self.fail(f"key {number} is more than {maximum}" + (f" ({why})" if why else ""))
@@ -227,6 +227,11 @@ class Obj:
         """``read`` of the field, or ``default`` when it is missing or null."""
         node = self.opt(key)
         return default if node is None else read(node)
+
+    def list(self, key: str, *, max_items: int | None = None) -> list[Node]:
+        """The members of the list field ``key``; none when it is missing or null."""
+        node = self.opt(key)
+        return [] if node is None else node.items(max_items=max_items)
 
     def items(self) -> Iterator[tuple[str, Node]]:
         for key, value in self.node.value.items():
