@@ -308,7 +308,10 @@ def parse_yaml(
         value = yaml.load(text, Loader=BoundedSafeLoader)  # a bounded SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, yaml.reader.ReaderError):
+            problem = f"character {exc.character!r} at offset {exc.position} is not allowed"
+        else:
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
         if mark is not None:
             where = f"{source}:{mark.line + 1}" if source else f"line {mark.line + 1}"
             raise error(f"not valid YAML: {_short(str(problem), 120)}", source=where) from None
