@@ -75,7 +75,8 @@ def test_fleet_json() -> None:
 
 
 def test_demo_runs() -> None:
-    result = run("demo")
+    # the lab part is tests/e2e/test_demo.py's (it needs root and the lab lock)
+    result = run("demo", "--no-lab")
     assert result.exit_code == 0
     assert "1. The sample fleet" in result.output and "3. Why can't" in result.output
 
