@@ -30,13 +30,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from numa_migrate.adapters import virt
 from numa_migrate.adapters.inventory import load_inventory
 from numa_migrate.adapters.validate_live import validate_on_host
 from numa_migrate.claims import ClaimStore
 from numa_migrate.cli.hosts import Hosts
+from numa_migrate.hypervisor.libvirt import LibvirtHypervisor, connect, lv
 from numa_migrate.lab import Lab, counter_advances, wait_until_counting
 from numa_migrate.lab import hugepages as pool
 from numa_migrate.lab.guest import pinned_numa_guest_xml
@@ -89,14 +88,15 @@ def _tool_leg(hosts: Hosts, store: ClaimStore, source: HostRef, dest: HostRef) -
                outcome.seconds, outcome.downtime_ms, validate_s)
 
 
-def _plain_leg(conns: dict[str, Any], source: str, dest: str) -> Leg:
-    lib = virt.lv()
-    dom = conns[source].lookupByName(GUEST)
+def _plain_leg(conns: dict[str, LibvirtHypervisor], source: str, dest: str) -> Leg:
+    """The baseline: libvirt's own migrate3 on the raw handles, no seam around it."""
+    lib = lv()
+    dom = conns[source].conn.lookupByName(GUEST)
     params = {lib.VIR_MIGRATE_PARAM_URI: "tcp://127.0.0.1",
               lib.VIR_MIGRATE_PARAM_LISTEN_ADDRESS: "127.0.0.1"}
     flags = lib.VIR_MIGRATE_LIVE | lib.VIR_MIGRATE_PERSIST_DEST | lib.VIR_MIGRATE_UNDEFINE_SOURCE
     started = time.monotonic()
-    new_dom = dom.migrate3(conns[dest], params, flags)
+    new_dom = dom.migrate3(conns[dest].conn, params, flags)
     whole = time.monotonic() - started
     stats = dict(new_dom.jobStats(lib.VIR_DOMAIN_JOB_STATS_COMPLETED))
     # nothing around the call: the whole is the migrate3 call, as outcome.seconds is for ours
@@ -126,13 +126,12 @@ def main() -> int:
 
 
 def _run(lab: Lab, tmp: Path, rounds: int, out: Path) -> int:
-    lib = virt.lv()
-    conns = {h: lib.open(lab.uri(h)) for h in (SRC, DST)}
+    conns = {h: connect(lab.uri(h), h) for h in (SRC, DST)}
     huge = 2048 if (pool.read_pool() or 0) >= 64 else None
     xml = pinned_numa_guest_xml(GUEST, image=lab.counter_image, hugepage_kib=huge,
                                 domain_type=lab.domain_type())
-    dom = conns[SRC].defineXML(xml)
-    dom.create()
+    dom = conns[SRC].define(xml)
+    dom.start()
     wait_until_counting(dom)
     hosts = Hosts(load_inventory(_inventory(lab, tmp)))
     src, dst = hosts.ref(SRC), hosts.ref(DST)
@@ -146,15 +145,17 @@ def _run(lab: Lab, tmp: Path, rounds: int, out: Path) -> int:
                         legs.append(_plain_leg(conns, a.name, b.name))
                     else:
                         legs.append(_tool_leg(hosts, store, a, b))
-                    if not counter_advances(conns[b.name].lookupByName(GUEST)):
+                    moved = conns[b.name].lookup(GUEST)
+                    if moved is None or not counter_advances(moved):
                         raise SystemExit(f"the guest stopped counting after {legs[-1]}")
                 print(f"round {i + 1}/{rounds} {kind}: "
                       + ", ".join(f"{leg.direction} {leg.whole_s:.2f} s "
                                   f"({leg.downtime_ms} ms)" for leg in legs[-2:]),
                       file=sys.stderr)
-    guest = conns[SRC].lookupByName(GUEST)
-    guest.destroy()
-    guest.undefine()
+    guest = conns[SRC].lookup(GUEST)
+    if guest is not None:
+        guest.destroy()
+        guest.undefine()
     tool = [leg for leg in legs if leg.kind == "numa-migrate"]
     plain = [leg for leg in legs if leg.kind == "plain"]
     summary = {

@@ -22,8 +22,8 @@ from numa_migrate.adapters.inventory_live import (
     open_connection,
     read_live_host,
     read_pci_functions,
-    vcpu_affinity,
 )
+from numa_migrate.hypervisor.base import HypervisorError
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -78,20 +78,20 @@ def _cleanup(conn: Any) -> None:
 @pytest.fixture
 def conn() -> Iterator[Any]:
     handle = connect(config())
-    _cleanup(handle)
+    _cleanup(handle.conn)  # type: ignore[attr-defined]
     try:
         yield handle
     finally:
-        _cleanup(handle)
+        _cleanup(handle.conn)  # type: ignore[attr-defined]
         handle.close()
 
 
 @pytest.fixture
 def host(conn: Any) -> Iterator[LiveHost]:
-    conn.defineXML(PINNED).create()
-    conn.defineXML(SHARED).create()
-    conn.defineXML(STOPPED)
-    conn.createXML(TRANSIENT, 0)
+    conn.conn.defineXML(PINNED).create()
+    conn.conn.defineXML(SHARED).create()
+    conn.conn.defineXML(STOPPED)
+    conn.conn.createXML(TRANSIENT, 0)
     yield read_live_host(config(), conn=conn)
 
 
@@ -140,7 +140,7 @@ def test_free_pages_source_and_notes(host: LiveHost) -> None:
 
 
 def test_live_only_repin_leaves_the_persistent_definition_behind(conn: Any) -> None:
-    dom = conn.defineXML(PINNED)
+    dom = conn.conn.defineXML(PINNED)
     dom.create()
     dom.pinVcpu(1, tuple(i == 7 for i in range(16)))  # live only, like a migration's DEST_XML
     live = read_live_host(config(), conn=conn).domain("nm-live-pinned")
@@ -150,8 +150,8 @@ def test_live_only_repin_leaves_the_persistent_definition_behind(conn: Any) -> N
 
 
 def test_two_domains_pinned_to_one_cpu_are_a_conflict(conn: Any) -> None:
-    conn.defineXML(PINNED).create()
-    conn.createXML(domain_xml(
+    conn.conn.defineXML(PINNED).create()
+    conn.conn.createXML(domain_xml(
         "nm-live-clash", "<cputune><vcpupin vcpu='0' cpuset='3'/><vcpupin vcpu='1' cpuset='9'/>"
         "</cputune>"), 0)
     host = read_live_host(config(), conn=conn)
@@ -160,13 +160,13 @@ def test_two_domains_pinned_to_one_cpu_are_a_conflict(conn: Any) -> None:
 
 
 def test_own_connection_is_opened_and_closed(conn: Any) -> None:
-    conn.defineXML(PINNED).create()  # conn keeps the shared test host alive meanwhile
+    conn.conn.defineXML(PINNED).create()  # conn keeps the shared test host alive meanwhile
     host = read_live_host(config())
     assert host.domain("nm-live-pinned") is not None
 
 
 def test_inventory_cpu_sets_apply(conn: Any) -> None:
-    conn.defineXML(PINNED).create()
+    conn.conn.defineXML(PINNED).create()
     host = read_live_host(
         config('cpu_dedicated_set = "2-7,10-15"\ncpu_shared_set = "0-1,8-9"\n'
                "reserved_host_memory_mb = 512"), conn=conn)
@@ -205,14 +205,19 @@ def test_unreachable_uri_is_one_clear_error(uri: str) -> None:
 
 
 def test_vcpu_affinity_through_libvirt(conn: Any) -> None:
-    dom = conn.defineXML(PINNED)
+    dom = conn.conn.defineXML(PINNED)
     dom.create()
     # the test driver answers virDomainGetVcpus from the definition, the QEMU driver from
     # the kernel (sched_getaffinity of each vCPU thread)
-    assert vcpu_affinity(conn, "nm-live-pinned") == {0: frozenset({2}), 1: frozenset({3})}
-    assert vcpu_affinity(conn, dom.UUIDString()) == {0: frozenset({2}), 1: frozenset({3})}
-    with pytest.raises(LiveHostError, match="cannot read the vCPU affinity of nm-live-none"):
-        vcpu_affinity(conn, "nm-live-none")
+    by_name = conn.lookup("nm-live-pinned")
+    by_uuid = conn.lookup(dom.UUIDString())
+    assert by_name.vcpu_affinity() == {0: frozenset({2}), 1: frozenset({3})}
+    assert by_uuid.vcpu_affinity() == {0: frozenset({2}), 1: frozenset({3})}
+    assert conn.lookup("nm-live-none") is None
+    dom.destroy()
+    with pytest.raises(HypervisorError,
+                       match="host t: cannot read the vCPU affinity of nm-live-pinned: "):
+        by_name.vcpu_affinity()
 
 
 # --------------------------------------------------------------------------- PCI devices
@@ -225,9 +230,9 @@ def test_test_driver_cannot_create_pci_node_devices(conn: Any) -> None:
     """nodeDeviceCreateXML of the test driver only makes vHBAs (fc_host), and it has no
     nodeDeviceDefineXML: a VF cannot be added to test:///default."""
     with pytest.raises(libvirt.libvirtError, match="not a fibre channel HBA"):
-        conn.nodeDeviceCreateXML(VF_DEVICE, 0)
+        conn.conn.nodeDeviceCreateXML(VF_DEVICE, 0)
     with pytest.raises(libvirt.libvirtError) as info:
-        conn.nodeDeviceDefineXML(VF_DEVICE, 0)
+        conn.conn.nodeDeviceDefineXML(VF_DEVICE, 0)
     assert info.value.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from numa_migrate.adapters.procaffinity import (
+from numa_migrate.hypervisor.procaffinity import (
     AffinityError,
     find_qemu_pid,
     is_local_qemu,

@@ -21,6 +21,8 @@ from numa_migrate.adapters.hostdevxml import device_elements, without_devices
 from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
 from numa_migrate.core.errors import ParseError
 from numa_migrate.core.request import Flavor
+from numa_migrate.hypervisor.base import HypervisorError, detach_and_wait
+from numa_migrate.hypervisor.memory import MemoryDomain, MemoryHost
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
 from numa_migrate.migrate.plan import MigrationPlan, NoRoom, SriovInputs, plan_migration
 from numa_migrate.migrate.run import Ports
@@ -173,37 +175,22 @@ def test_device_elements_cut_out_the_port_without_libvirts_alias() -> None:
         device_elements(xml, ["0000:00:01.0"], source="t")
 
 
-class Dom:
-    """Records detach/attach calls; its live XML loses a detached device at once (or never,
-    like a guest without PCI hot-unplug); ``fail_attach`` makes attach raise."""
+CAPS = "<capabilities/>"
+PORT_ADDRESS = "0000:3b:02.1"
 
-    def __init__(self, xml: str, *, releases: bool = True, fail_attach: bool = False) -> None:
-        self.xml, self.releases, self.fail_attach = xml, releases, fail_attach
-        self.calls: list[tuple[str, str, int]] = []
 
-    def name(self) -> str:
-        return "vnf"
+def in_memory(xml: str, name: str = "src", **kwargs: Any) -> tuple[MemoryHost, MemoryDomain]:
+    """An in-memory host running the guest ``xml``."""
+    host = MemoryHost(name, CAPS, **kwargs)
+    return host, host.add(xml)
 
-    def XMLDesc(self, _flags: int = 0) -> str:
-        return self.xml
 
-    def detachDeviceFlags(self, xml: str, flags: int) -> None:
-        self.calls.append(("detach", xml, flags))
-        address = domain_from_xml(self.xml).hostdevs[0].address
-        if self.releases:
-            self.xml = without_devices(self.xml, [address], source="dom")
-
-    def attachDeviceFlags(self, xml: str, flags: int) -> None:
-        import libvirt
-
-        self.calls.append(("attach", xml, flags))
-        if self.fail_attach:
-            raise libvirt.libvirtError("no free IOMMU group")
+def ports_in(xml: str | None) -> set[str]:
+    return set() if xml is None else {d.address for d in domain_from_xml(xml).hostdevs}
 
 
 @pytest.fixture
 def planned() -> MigrationPlan:
-    pytest.importorskip("libvirt")
     xml = guest_with_port()
     plan = plan_migration(live_xml=xml, persistent_xml=xml, source="src",
                           destination=dest_host(), sriov=SriovInputs(source_pci(), DEST))
@@ -213,138 +200,99 @@ def planned() -> MigrationPlan:
 
 def test_ports_detach_then_attach_the_chosen_vf_live_and_persistent(
         planned: MigrationPlan) -> None:
-    import libvirt
-
     ports = Ports.of(planned, "src", "dst")
-    source = Dom(planned.source_live_xml)
+    src, source = in_memory(planned.source_live_xml)
     ports.detach_from_source(source)
-    assert [c[0] for c in source.calls] == ["detach"]
-    assert source.calls[0][2] == libvirt.VIR_DOMAIN_AFFECT_LIVE
+    assert src.calls.count("detach_device vnf") == 1 and "attach_device vnf" not in src.calls
+    assert ports_in(source.xml()) == set()  # detached live ...
+    assert ports_in(source.persistent_xml()) == {PORT_ADDRESS}  # ... only
     stripped = ports.strip(planned.live_xml)
     assert domain_from_xml(stripped).hostdevs == ()  # migrated without the port
     journal: list[tuple[str, str, Any]] = []
-    dest = Dom(stripped)
+    dst, dest = in_memory(stripped, "dst")
     assert ports.attach_on_destination(dest, lambda *a: journal.append(a), "m1") == ""
-    [(kind, xml, flags)] = dest.calls
-    assert kind == "attach" and planned.vf_moves[0].destination.split(":")[1] in xml
-    assert flags == libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    assert dst.calls.count("attach_device vnf") == 1
+    chosen = planned.vf_moves[0].destination
+    assert ports_in(dest.xml()) == {chosen}
+    assert ports_in(dest.persistent_xml()) == {chosen}  # live and persistent
     assert journal == [("m1", "vf_attached", {"failed": []})]
 
 
 def test_a_failed_migration_re_attaches_the_old_vf_on_the_source(
         planned: MigrationPlan) -> None:
     ports = Ports.of(planned, "src", "dst")
-    source = Dom(planned.source_live_xml)
+    src, source = in_memory(planned.source_live_xml)
     ports.detach_from_source(source)
     notes = ports.reattach_on_source(source)
     assert notes == ["re-attached VF 0000:3b:02.1 on src"]
-    assert [c[0] for c in source.calls] == ["detach", "attach"]
-    assert "bus='0x3b'" in source.calls[1][1] or 'bus="0x3b"' in source.calls[1][1]
+    assert [c for c in src.calls if c.endswith("_device vnf")] == [
+        "detach_device vnf", "attach_device vnf"]
+    assert ports_in(source.xml()) == {PORT_ADDRESS}
     assert ports.reattach_on_source(source) == []  # only once
 
 
 def test_a_guest_that_never_releases_the_vf_is_a_clear_error(
         planned: MigrationPlan, monkeypatch: pytest.MonkeyPatch) -> None:
-    from numa_migrate.adapters import virt
+    from numa_migrate.hypervisor import base
 
     ports = Ports.of(planned, "src", "dst")
-    source = Dom(planned.source_live_xml, releases=False)
-    monkeypatch.setattr(virt.time, "sleep", lambda _s: None)
-    with pytest.raises(virt.VirtError, match=r"did not release PCI device 0000:3b:02\.1"):
-        virt.detach_device(source, ports.source_xml[0], "0000:3b:02.1", host="src",
-                           timeout_s=0.05)
+    _src, source = in_memory(planned.source_live_xml, unplug=False)
+    monkeypatch.setattr(base.time, "sleep", lambda _s: None)
+    with pytest.raises(HypervisorError,
+                       match=r"^host src: vnf did not release PCI device 0000:3b:02\.1"):
+        detach_and_wait(source, ports.source_xml[0], PORT_ADDRESS, timeout_s=0.05)
     assert ports.detached == []
 
 
 def test_an_attach_failure_on_the_destination_is_reported(planned: MigrationPlan) -> None:
     ports = Ports.of(planned, "src", "dst")
-    error = ports.attach_on_destination(Dom("", fail_attach=True), lambda *a: None, "m1")
-    assert "cannot attach PCI device" in error and "no free IOMMU group" in error
+    dst, dest = in_memory(ports.strip(planned.live_xml), "dst")
+    dst.fail("attach_device", "no free IOMMU group")
+    error = ports.attach_on_destination(dest, lambda *a: None, "m1")
+    assert error.startswith("host dst: cannot attach PCI device ")
+    assert "no free IOMMU group" in error
+    assert ports_in(dest.xml()) == set()
 
 
 # --------------------------------------------------------------------------- Migration.run
 
 
-class Conn:
-    """A host holding stand-in domains, looked up by name or UUID as libvirt does."""
-
-    def __init__(self, *doms: Dom) -> None:
-        self.doms = list(doms)
-
-    def _find(self, key: str) -> Dom:
-        import libvirt
-
-        for dom in self.doms:
-            if key in (dom.name(), dom.UUIDString()):
-                return dom
-        raise libvirt.libvirtError("Domain not found")
-
-    lookupByName = _find
-    lookupByUUIDString = _find
-
-    def close(self) -> None:
-        pass
-
-
-class RunningDom(Dom):
-    def UUIDString(self) -> str:
-        return domain_from_xml(self.xml).uuid
-
-    def state(self) -> tuple[int, int]:
-        import libvirt
-
-        return (libvirt.VIR_DOMAIN_RUNNING, 1)
-
-    def isActive(self) -> bool:
-        return True
-
-    def isPersistent(self) -> bool:
-        return True
-
-
-def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, fail: bool) -> Any:
-    from numa_migrate.adapters import virt
+def _run(tmp_path: Path, *, fail: bool) -> Any:
     from numa_migrate.claims import ClaimStore
     from numa_migrate.migrate.run import HostDevices, HostRef, Migration
 
-    pytest.importorskip("libvirt")
-    source = RunningDom(guest_with_port())
-    hosts = {"src": Conn(source), "dst": Conn()}
-    monkeypatch.setattr(virt, "connect", lambda uri, host: hosts[host])
-    moved: list[tuple[str, str | None]] = []
-
-    def transfer(dom: Any, dst: Any, *, live_xml: str, persistent_xml: str | None,
-                 **_kw: Any) -> Any:
-        moved.append((live_xml, persistent_xml))
-        if fail:
-            raise virt.VirtError("migration failed: connection reset")
-        new = RunningDom(live_xml)
-        dst.doms.append(new)
-        hosts["src"].doms.remove(dom)
-        return new, virt.JobResult(1.0, 12, 1, {})
+    src, source = in_memory(guest_with_port())
+    dst = MemoryHost("dst", CAPS)
+    hosts = {"src": src, "dst": dst}
+    if fail:
+        src.fail("migrate", "connection reset")
 
     def devices(_conn: Any, ref: HostRef) -> HostDevices:
         return HostDevices(source_pci() if ref.name == "src" else DEST, {})
 
     store = ClaimStore.open(f"sqlite:///{tmp_path / 'claims.db'}")
-    job = Migration(store=store, source=HostRef("src", "test:///src"),
-                    destination=HostRef("dst", "test:///dst"), domain="vnf",
+    job = Migration(store=store, source=HostRef("src", "memory:///src"),
+                    destination=HostRef("dst", "memory:///dst"), domain="vnf",
                     read_host=lambda _c, ref: dest_host(), read_devices=devices,
-                    pci_numa_policy="required", transfer=transfer)
-    return job, source, hosts, moved, store
+                    pci_numa_policy="required", connect=lambda ref: hosts[ref.name])
+    return job, source, hosts, store
 
 
-def test_run_hands_the_port_over_around_the_migration(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    job, source, hosts, moved, store = _run(tmp_path, monkeypatch, fail=False)
+def test_run_hands_the_port_over_around_the_migration(tmp_path: Path) -> None:
+    job, source, hosts, store = _run(tmp_path, fail=False)
+    uuid = source.uuid()
     outcome = job.run()
     [move] = outcome.plan.vf_moves
-    assert [c[0] for c in source.calls] == ["detach"]
-    [(live, persistent)] = moved
-    assert domain_from_xml(live).hostdevs == () and persistent is not None
-    assert domain_from_xml(persistent).hostdevs == ()  # migrated without the port
-    [new] = hosts["dst"].doms
-    assert [c[0] for c in new.calls] == ["attach"] and move.destination[5:7] in new.calls[0][1]
+    src, dst = hosts["src"], hosts["dst"]
+    assert [c for c in src.calls if c.endswith("vnf")].count("detach_device vnf") == 1
+    assert "attach_device vnf" not in src.calls and "migrate vnf" in src.calls
+    assert uuid not in src.records  # moved: nothing left on the source
+    [moved] = dst.records.values()
+    assert moved.uuid == uuid and moved.persistent_xml is not None
+    # migrated without the port; the chosen VF attached afterwards, live and persistent
+    assert dst.calls.count("attach_device vnf") == 1
+    assert ports_in(moved.xml) == {move.destination}
+    assert ports_in(moved.persistent_xml) == {move.destination}
     phases = [e.phase for e in store.journal_entries(outcome.migration_id)]
     assert phases == ["planned", "claimed", "migrating", "vf_detaching", "vf_detached",
                       "migrated", "vf_attached", "done"]
@@ -353,14 +301,16 @@ def test_run_hands_the_port_over_around_the_migration(tmp_path: Path,
     store.close()
 
 
-def test_run_failure_re_attaches_the_port_and_rolls_back(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_failure_re_attaches_the_port_and_rolls_back(tmp_path: Path) -> None:
     from numa_migrate.migrate.run import MigrationFailed
 
-    job, source, hosts, _moved, store = _run(tmp_path, monkeypatch, fail=True)
+    job, source, hosts, store = _run(tmp_path, fail=True)
     with pytest.raises(MigrationFailed, match=r"re-attached VF 0000:3b:02\.1 on src"):
         job.run()
-    assert [c[0] for c in source.calls] == ["detach", "attach"]
-    assert hosts["dst"].doms == []
+    src = hosts["src"]
+    assert [c for c in src.calls if c.endswith("_device vnf")] == [
+        "detach_device vnf", "attach_device vnf"]
+    assert ports_in(source.xml()) == {PORT_ADDRESS} and source.is_active()
+    assert hosts["dst"].records == {}
     assert [c for c in store.list_claims() if c.state.live] == []
     store.close()

@@ -23,9 +23,10 @@ from typing import Any
 
 import pytest
 
-from numa_migrate.adapters.virt import MigrateOptions, lookup
 from numa_migrate.claims import ClaimStore
 from numa_migrate.core.model.host import HostTopology
+from numa_migrate.hypervisor.base import MigrateOptions
+from numa_migrate.hypervisor.libvirt import LibvirtHypervisor, connect
 from numa_migrate.lab import Lab, counter_advances, counter_guest_xml, wait_until_counting
 from numa_migrate.lab.guest import pinned_numa_guest_xml
 from numa_migrate.migrate.run import HostRef, Migration, MigrationFailed
@@ -47,8 +48,6 @@ def _free_hugepages() -> int:
 @pytest.fixture
 def world(lab_env: LabSession, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A fresh counter guest running on lab-src, an inventory, an empty claims store."""
-    import libvirt
-
     lab = lab_env.lab
     inventory = tmp_path / "inventory.toml"
     inventory.write_text(
@@ -56,13 +55,13 @@ def world(lab_env: LabSession, tmp_path: Path) -> Iterator[dict[str, Any]]:
         f'[hosts.{DST}]\nuri = "{lab.uri(DST)}"\ncpu_dedicated_set = "1"\n'
         'cpu_shared_set = "0"\n'
     )
-    conns = {h: libvirt.open(lab.uri(h)) for h in (SRC, DST)}
+    conns = {h: connect(lab.uri(h), h) for h in (SRC, DST)}
     _remove_guest(conns)
     huge = 2048 if _free_hugepages() >= 64 else None
     xml = pinned_numa_guest_xml(GUEST, image=lab.counter_image, hugepage_kib=huge,
                                 domain_type=lab.domain_type())
-    dom = conns[SRC].defineXML(xml)
-    dom.create()
+    dom = conns[SRC].define(xml)
+    dom.start()
     wait_until_counting(dom)
     db = tmp_path / "claims.db"
     env = {**os.environ, "NUMA_MIGRATE_INVENTORY": str(inventory),
@@ -74,14 +73,14 @@ def world(lab_env: LabSession, tmp_path: Path) -> Iterator[dict[str, Any]]:
         conn.close()
 
 
-def _remove_guest(conns: dict[str, Any]) -> None:
-    for host, conn in conns.items():
-        dom = lookup(conn, GUEST, host)
+def _remove_guest(conns: dict[str, LibvirtHypervisor]) -> None:
+    for conn in conns.values():
+        dom = conn.lookup(GUEST)
         if dom is None:
             continue
-        if dom.isActive():
+        if dom.is_active():
             dom.destroy()
-        if dom.isPersistent():
+        if dom.is_persistent():
             dom.undefine()
 
 
@@ -93,8 +92,8 @@ def cli(world: dict[str, Any], *args: str, **kw: Any) -> subprocess.CompletedPro
 def where_running(world: dict[str, Any]) -> list[str]:
     out = []
     for host, conn in world["conns"].items():
-        dom = lookup(conn, GUEST, host)
-        if dom is not None and dom.isActive():
+        dom = conn.lookup(GUEST)
+        if dom is not None and dom.is_active():
             out.append(host)
     return out
 
@@ -107,11 +106,11 @@ def live_claims(world: dict[str, Any]) -> list[Any]:
 def assert_consistent_on(world: dict[str, Any], host: str) -> None:
     """Runs on ``host`` only, counter advancing, no definition elsewhere, no live claim."""
     assert where_running(world) == [host]
-    dom = world["conns"][host].lookupByName(GUEST)
-    assert dom.isPersistent()
+    dom = world["conns"][host].lookup(GUEST)
+    assert dom is not None and dom.is_persistent()
     assert counter_advances(dom)
     other = DST if host == SRC else SRC
-    assert lookup(world["conns"][other], GUEST, other) is None, f"stale definition on {other}"
+    assert world["conns"][other].lookup(GUEST) is None, f"stale definition on {other}"
     assert live_claims(world) == []
 
 
@@ -164,7 +163,7 @@ def test_no_room_is_refused_before_anything_moves(world: dict[str, Any]) -> None
     lab: Lab = world["lab"]
     blocker = counter_guest_xml("nm-blocker", image=lab.counter_image, vcpus=1, memory_mib=16,
                                 vcpu_pins={0: 1}, domain_type=lab.domain_type())
-    dom = world["conns"][DST].createXML(blocker)
+    dom = world["conns"][DST].conn.createXML(blocker)  # transient: gone once destroyed
     try:
         done = cli(world, "migrate", GUEST, "--to", DST)
         assert done.returncode == 1, done.stderr + done.stdout
@@ -230,10 +229,10 @@ def _fail_mid_migration(world: dict[str, Any], action: str) -> str:
         if not started.wait(60):
             return
         if action == "abort":
-            import libvirt
-
-            conn = libvirt.open(lab.uri(SRC))
-            conn.lookupByName(GUEST).abortJob()
+            conn = connect(lab.uri(SRC), SRC)
+            running = conn.lookup(GUEST)
+            assert running is not None
+            running.abort_job()
             conn.close()
         else:
             pid = lab.status().host(DST).pid
@@ -267,12 +266,11 @@ def test_destination_daemon_killed_mid_migration(world: dict[str, Any]) -> None:
     try:
         message = _fail_mid_migration(world, "kill-destination")
         assert "was not migrated" in message
-        assert where_running(world) == [SRC] or world["conns"][SRC].lookupByName(GUEST).isActive()
+        still = world["conns"][SRC].lookup(GUEST)
+        assert where_running(world) == [SRC] or (still is not None and still.is_active())
     finally:
         lab.up()
-    import libvirt
-
-    world["conns"][DST] = libvirt.open(lab.uri(DST))  # the old connection died with libvirtd
+    world["conns"][DST] = connect(lab.uri(DST), DST)  # the old connection died with libvirtd
     assert_consistent_on(world, SRC)
 
 
@@ -318,8 +316,8 @@ def test_post_copy_switch_on_the_lab(world: dict[str, Any]) -> None:
     xml = counter_guest_xml(GUEST, image=lab.counter_image, vcpus=1, memory_mib=256,
                             vcpu_pins={0: 0}, emulator_pin="0", cells=[("0", 256)],
                             nodeset="0", memnodes={0: "0"}, domain_type=lab.domain_type())
-    dom = world["conns"][SRC].defineXML(xml)
-    dom.create()
+    dom = world["conns"][SRC].define(xml)
+    dom.start()
     wait_until_counting(dom)
     done = cli(world, "migrate", GUEST, "--to", DST, "--post-copy", "--post-copy-after", "0",
                "--bandwidth", "1", "--json")

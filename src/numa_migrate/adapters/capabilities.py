@@ -7,14 +7,22 @@ in the given set. SMT sibling groups are kept only for CPUs in a pool, as Nova d
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lxml import etree
 
 from numa_migrate.adapters.xmlsafe import XmlDoc, kib_to_mib
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import ParseError
+from numa_migrate.core.limits import (
+    MAX_CPUS,
+    MAX_MEMORY_MIB,
+    MAX_NUMA_NODES,
+    MAX_PAGE_COUNT,
+    MAX_PAGE_SIZE_KIB,
+)
 from numa_migrate.core.model.host import HostCell, HostTopology, PagePool, normalise_siblings
 
 _EMPTY: frozenset[int] = frozenset()
@@ -111,32 +119,82 @@ def host_from_capabilities(
 
 
 def _read_cells(doc: XmlDoc, host: etree._Element) -> tuple[_Cell, ...]:
-    cells = tuple(_read_cell(doc, el) for el in host.iterfind("topology/cells/cell"))
+    elements = host.findall("topology/cells/cell")
+    if len(elements) > MAX_NUMA_NODES:
+        raise doc.error(
+            host, f"lists {len(elements)} NUMA cells; a host has at most {MAX_NUMA_NODES}"
+        )
+    cells = tuple(_read_cell(doc, el) for el in elements)
     if not cells:
         raise doc.error(
             host,
             "the capabilities lack NUMA topology (no <topology><cells><cell>); the host's "
             "cells cannot be derived from <cpu><topology> alone",
         )
-    ids = [cell.id for cell in cells]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    counts = Counter(cell.id for cell in cells)
+    duplicates = sorted(i for i, n in counts.items() if n > 1)
     if duplicates:
         raise doc.error(host, f"cell ids {duplicates} appear more than once")
+    owner: dict[int, int] = {}
+    for cell in cells:
+        for cpu in sorted(cell.cpus):
+            if cpu in owner:
+                raise doc.error(
+                    host, f"CPU {cpu} is listed in cell {owner[cpu]} and in cell {cell.id}; "
+                    "a CPU belongs to one NUMA cell"
+                )
+            owner[cpu] = cell.id
+    for cell in cells:
+        for group in cell.sibling_groups:
+            unknown = group - owner.keys()
+            if unknown:
+                raise doc.error(
+                    host, f"cell {cell.id}: siblings {CpuSet.of(group).format()!r} name CPUs "
+                    f"{CpuSet.of(unknown)} that no cell lists "
+                    f"(host CPUs: {CpuSet.of(owner)})"
+                )
     return cells
 
 
 def _read_cell(doc: XmlDoc, el: etree._Element) -> _Cell:
+    """One ``<cell>``, its ids, sizes and counts within :mod:`numa_migrate.core.limits`."""
     cpu_elements = tuple(el.iterfind("cpus/cpu"))
+    if len(cpu_elements) > MAX_CPUS:
+        raise doc.error(el, f"lists {len(cpu_elements)} CPUs; a host has at most {MAX_CPUS}")
+    cpus: set[int] = set()
+    for cpu in cpu_elements:
+        cpu_id = doc.int_attr(cpu, "id", maximum=MAX_CPUS - 1)
+        if cpu_id in cpus:
+            raise doc.error(cpu, f"CPU {cpu_id} is listed twice in this cell")
+        cpus.add(cpu_id)
+    memory = el.findall("memory")
+    if len(memory) != 1:
+        raise doc.error(
+            el, f"has {len(memory)} <memory> elements; a cell has exactly one"
+        )
+    memory_kib = doc.text_kib(memory[0])
+    if memory_kib > MAX_MEMORY_MIB * 1024:
+        raise doc.error(
+            memory[0], f"{memory_kib} KiB is beyond the bound ({MAX_MEMORY_MIB} MiB per cell)"
+        )
+    pages: list[tuple[int, int]] = []
+    for page in el.iterfind("pages"):
+        size = doc.attr_kib(page, "size")
+        if not 0 < size <= MAX_PAGE_SIZE_KIB:
+            raise doc.error(
+                page, f"page size {size} KiB is not a page size (1 to {MAX_PAGE_SIZE_KIB} KiB)"
+            )
+        if any(size == known for known, _ in pages):
+            raise doc.error(page, f"{size} KiB pages are listed twice in this cell")
+        pages.append((size, doc.int_text(page, maximum=MAX_PAGE_COUNT)))
     return _Cell(
-        id=doc.int_attr(el, "id"),
-        cpus=frozenset(doc.int_attr(cpu, "id") for cpu in cpu_elements),
+        id=doc.int_attr(el, "id", maximum=MAX_NUMA_NODES - 1),
+        cpus=frozenset(cpus),
         sibling_groups=tuple(
             doc.cpus_attr(cpu, "siblings") for cpu in cpu_elements if cpu.get("siblings")
         ),
-        memory_mib=kib_to_mib(doc.text_kib(doc.child(el, "memory")), round_up=False),
-        pages=tuple(
-            (doc.attr_kib(page, "size"), doc.int_text(page)) for page in el.iterfind("pages")
-        ),
+        memory_mib=kib_to_mib(memory_kib, round_up=False),
+        pages=tuple(pages),
     )
 
 
@@ -153,14 +211,14 @@ def _cpu_pools(
         unknown = (cpus or _EMPTY) - host_cpus
         if unknown:
             raise ParseError(
-                f"{option}: CPUs {format_cpu_spec(unknown)} do not exist on this host "
-                f"(host CPUs: {format_cpu_spec(host_cpus)})",
+                f"{option}: CPUs {CpuSet.of(unknown)} do not exist on this host "
+                f"(host CPUs: {CpuSet.of(host_cpus)})",
                 source=source,
             )
     overlap = (dedicated or _EMPTY) & (shared or _EMPTY)
     if overlap:
         raise ParseError(
-            f"cpu_dedicated_set and cpu_shared_set overlap on CPUs {format_cpu_spec(overlap)}; "
+            f"cpu_dedicated_set and cpu_shared_set overlap on CPUs {CpuSet.of(overlap)}; "
             "a CPU is either dedicated or shared",
             source=source,
         )
@@ -192,8 +250,8 @@ def _host_cell(
     dedicated: frozenset[int],
     reserved: Mapping[tuple[int, int], int],
 ) -> HostCell:
-    cpuset = cell.cpus & shared
-    pcpuset = cell.cpus & dedicated
+    cpuset = CpuSet(cell.cpus & shared)
+    pcpuset = CpuSet(cell.cpus & dedicated)
     usable = cpuset | pcpuset
     groups = sorted({group & usable for group in cell.sibling_groups if group & usable}, key=min)
     return HostCell(

@@ -14,6 +14,7 @@ from numa_migrate.core.errors import InvalidCaseError, InvalidRequestError
 from numa_migrate.core.fit.cellfit import Limits
 from numa_migrate.core.fit.fitter import FitOptions, FitResult, fit_guest
 from numa_migrate.core.limits import (
+    MAX_ALLOCATION_RATIO,
     MAX_CPUS,
     MAX_GUEST_VCPUS,
     MAX_MEMORY_MIB,
@@ -28,9 +29,6 @@ from numa_migrate.inputs.bounds import MAX_LINE_BYTES
 from numa_migrate.inputs.documents import parse_json
 from numa_migrate.inputs.fields import Node, Obj, root
 from numa_migrate.inputs.files import bounded_lines
-
-MAX_ALLOCATION_RATIO = 1000.0
-"""The largest over-commit ratio a case or an option may give."""
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ from functools import lru_cache
 from lxml import etree
 
 from numa_migrate.adapters.xmlsafe import XmlDoc, kib_to_mib
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import InvalidRequestError, ParseError
+from numa_migrate.core.limits import MAX_GUEST_VCPUS, MAX_NUMA_NODES
 from numa_migrate.core.model.guest import (
     CPUPolicy,
     EmulatorPolicy,
@@ -135,7 +136,7 @@ def domain_from_xml(xml: str | bytes, *, source: str = "domain") -> DomainInfo:
     doc = XmlDoc.load(xml, source=source, root="domain")
     root = doc.root
     vcpu = doc.child(root, "vcpu")
-    vcpus = doc.int_text(vcpu, minimum=1)
+    vcpus = doc.int_text(vcpu, minimum=1, maximum=MAX_GUEST_VCPUS)
     memory_mib = _memory_mib(doc, doc.child(root, "memory"))
     current_memory = root.find("currentMemory")
     cputune = root.find("cputune")
@@ -177,7 +178,7 @@ def _check_vcpu_ids(
     if beyond:
         raise doc.error(
             el,
-            f"{attr} {el.get(attr)!r} names vCPU {format_cpu_spec(beyond)} but <vcpu> gives "
+            f"{attr} {el.get(attr)!r} names vCPU {CpuSet.of(beyond)} but <vcpu> gives "
             f"{vcpus} vCPUs (ids 0-{vcpus - 1})",
         )
 
@@ -222,7 +223,7 @@ def _vcpuscheds(doc: XmlDoc, cputune: etree._Element | None, vcpus: int) -> tupl
 
 
 def _vcpusched(doc: XmlDoc, el: etree._Element, vcpus: int) -> VcpuSched:
-    ids = doc.opt_cpus_attr(el, "vcpus")
+    ids = doc.opt_cpus_attr(el, "vcpus", bound=MAX_GUEST_VCPUS)
     if ids is None:
         ids = frozenset(range(vcpus))
     _check_vcpu_ids(doc, el, "vcpus", ids, vcpus)
@@ -241,7 +242,9 @@ def _numatune(doc: XmlDoc, el: etree._Element | None, cell_ids: set[int]) -> Num
     memory = el.find("memory")
     return NumaTune(
         mode="strict" if memory is None else _memory_mode(doc, memory),
-        nodeset=None if memory is None else doc.opt_cpus_attr(memory, "nodeset"),
+        nodeset=None if memory is None else doc.opt_cpus_attr(
+            memory, "nodeset", bound=MAX_NUMA_NODES
+        ),
         memnodes=tuple(_memnode(doc, node, cell_ids) for node in el.iterfind("memnode")),
     )
 
@@ -258,7 +261,9 @@ def _memnode(doc: XmlDoc, el: etree._Element, cell_ids: set[int]) -> MemNode:
             el, f"cellid {cell_id} is not a guest NUMA cell in <cpu><numa> (cells: {known})"
         )
     return MemNode(
-        cell_id=cell_id, mode=_memory_mode(doc, el), nodeset=doc.cpus_attr(el, "nodeset")
+        cell_id=cell_id,
+        mode=_memory_mode(doc, el),
+        nodeset=doc.cpus_attr(el, "nodeset", bound=MAX_NUMA_NODES),
     )
 
 
@@ -267,13 +272,13 @@ def _numa_cells(doc: XmlDoc, numa: etree._Element | None, vcpus: int) -> tuple[G
         return ()
     cells: list[GuestNumaCell] = []
     for index, el in enumerate(numa.iterfind("cell")):
-        cpus = doc.opt_cpus_attr(el, "cpus") or frozenset()
+        cpus = doc.opt_cpus_attr(el, "cpus", bound=MAX_GUEST_VCPUS) or frozenset()
         _check_vcpu_ids(doc, el, "cpus", cpus, vcpus)
         taken = cpus & frozenset().union(*(c.cpus for c in cells))
         if taken:
             raise doc.error(
                 el,
-                f"cpus {el.get('cpus')!r} overlaps another cell on vCPUs {format_cpu_spec(taken)}",
+                f"cpus {el.get('cpus')!r} overlaps another cell on vCPUs {CpuSet.of(taken)}",
             )
         cells.append(
             GuestNumaCell(
@@ -295,7 +300,7 @@ def _hugepages(doc: XmlDoc, el: etree._Element | None) -> tuple[HugePages, ...]:
     pages = tuple(
         HugePages(
             size_kib=doc.attr_kib(page, "size"),
-            nodeset=doc.opt_cpus_attr(page, "nodeset"),
+            nodeset=doc.opt_cpus_attr(page, "nodeset", bound=MAX_NUMA_NODES),
         )
         for page in el.iterfind("page")
     )
@@ -405,7 +410,7 @@ def guest_request_from_domain(info: DomainInfo) -> tuple[GuestRequest | None, st
         *(s.vcpus for s in info.vcpusched if s.scheduler in REALTIME_SCHEDULERS)
     )
     if realtime:
-        notes.append(f"vCPUs {format_cpu_spec(realtime)} have a real-time scheduler: realtime")
+        notes.append(f"vCPUs {CpuSet.of(realtime)} have a real-time scheduler: realtime")
     notes.append("thread policy: cannot be inferred from a domain, left unset")
     request = GuestRequest(
         cells=cells,
@@ -457,7 +462,7 @@ def _declared_request(info: DomainInfo) -> tuple[GuestRequest | None, str]:
     actual = [(c.cpus, c.memory_mib) for c in info.numa_cells]
     if actual and declared != actual:
         def show(cells: list[tuple[frozenset[int], int]]) -> str:
-            return ", ".join(f"vCPUs {format_cpu_spec(v)} {m} MiB" for v, m in cells)
+            return ", ".join(f"vCPUs {CpuSet.of(v)} {m} MiB" for v, m in cells)
 
         raise ParseError(
             f"{info.name}: the extra specs of its numa-migrate metadata ask for guest cells "
@@ -482,7 +487,7 @@ def _guest_cells(
     notes.append(f"{count} guest cell{'s' if count != 1 else ''} from <cpu><numa>")
     if loose:
         notes.append(
-            f"vCPUs {format_cpu_spec(loose)} are in no guest cell: counted in cell {first.id}, "
+            f"vCPUs {CpuSet.of(loose)} are in no guest cell: counted in cell {first.id}, "
             "where QEMU puts them"
         )
     return (
@@ -508,14 +513,14 @@ def _cpu_policy(info: DomainInfo, dedicated: frozenset[int], notes: list[str]) -
         return CPUPolicy.DEDICATED
     if dedicated:
         notes.append(
-            f"vCPUs {format_cpu_spec(dedicated)} pinned to one host CPU each, the others "
+            f"vCPUs {CpuSet.of(dedicated)} pinned to one host CPU each, the others "
             "float: mixed"
         )
         return CPUPolicy.MIXED
     if info.vcpu_cpuset is not None:
         notes.append(
             f"no vCPU pinned to a single host CPU, <vcpu cpuset="
-            f"'{format_cpu_spec(info.vcpu_cpuset)}'>: shared"
+            f"'{CpuSet.of(info.vcpu_cpuset)}'>: shared"
         )
         return CPUPolicy.SHARED
     notes.append("no vCPU pinned to a single host CPU and no <vcpu cpuset>: no CPU policy")
@@ -531,12 +536,12 @@ def _emulator_policy(
     shared = info.emulatorpin & frozenset().union(*(cpus for _, cpus in info.vcpupin))
     if shared:
         notes.append(
-            f"emulator threads share host CPUs {format_cpu_spec(shared)} with vCPU pins, "
+            f"emulator threads share host CPUs {CpuSet.of(shared)} with vCPU pins, "
             "policy unset"
         )
         return None
     notes.append(
-        f"emulator threads pinned to host CPUs {format_cpu_spec(info.emulatorpin)}, apart "
+        f"emulator threads pinned to host CPUs {CpuSet.of(info.emulatorpin)}, apart "
         "from every vCPU: isolate"
     )
     return EmulatorPolicy.ISOLATE

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
-from numa_migrate.core.cpuset import parse_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import InvalidRequestError, ParseError, UnknownHostError
 from numa_migrate.core.fit.fitter import fit_guest
 from numa_migrate.core.limits import (
@@ -73,7 +73,7 @@ def _cpu_set(raw: Obj, key: str) -> frozenset[int] | None:
     if not isinstance(node.value, str):
         node.expected("a CPU list string like '2-19,22-39'")
     try:
-        return parse_cpu_spec(node.text(max_chars=MAX_SPEC_CHARS), field=node.path)
+        return CpuSet.parse(node.text(max_chars=MAX_SPEC_CHARS), field=node.path)
     except ParseError as exc:
         raise ParseError(str(exc), source=node.ctx.source) from None
 

@@ -28,12 +28,22 @@ from pathlib import Path
 from types import MappingProxyType
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
-from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import ParseError, UnknownHostError
 from numa_migrate.core.limits import MAX_HOSTS
 from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.novaopts import (
+    RESERVED_PAGES_SYNTAX,
+    OptionError,
+    cpu_set_option,
+    reserved_huge_pages,
+)
+from numa_migrate.core.novaopts import ReservedPages as _ReservedPages
 from numa_migrate.inputs.documents import parse_toml
 from numa_migrate.inputs.files import read_bytes
+
+ReservedPages = _ReservedPages
+"""One ``reserved_huge_pages`` entry (the type lives in :mod:`numa_migrate.core.novaopts`)."""
 
 ENV_INVENTORY = "NUMA_MIGRATE_INVENTORY"
 DEFAULT_INVENTORY = Path("inventory.toml")
@@ -51,11 +61,8 @@ URI_EXAMPLES = (
     "qemu+ssh://root@host/system, test:///default"
 )
 MAX_INVENTORY_BYTES = 4 * 1024 * 1024
-RESERVED_PAGES_SYNTAX = "node:N,size:SIZE,count:N (SIZE in KiB, or with a unit: 2MB, 1GB)"
 
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S*")
-_PAGE_SIZE = re.compile(r"(\d+)\s*([KMGT])i?B", re.IGNORECASE)
-_UNIT_KIB = {"K": 1, "M": 1024, "G": 1024**2, "T": 1024**3}
 
 
 class InventoryError(ParseError):
@@ -64,15 +71,6 @@ class InventoryError(ParseError):
 
 class UnknownInventoryHostError(InventoryError, UnknownHostError):
     """A host name that the inventory does not list."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReservedPages:
-    """One ``reserved_huge_pages`` entry: ``count`` pages of ``size_kib`` on host ``node``."""
-
-    node: int
-    size_kib: int
-    count: int
 
 
 @dataclass(frozen=True)
@@ -206,7 +204,7 @@ def _host(source: str, name: str, raw: object) -> HostConfig:
     if dedicated is not None and shared is not None and dedicated & shared:
         raise InventoryError(
             f"{where}: cpu_dedicated_set and cpu_shared_set overlap on CPUs "
-            f"{format_cpu_spec(dedicated & shared)}; a CPU is either dedicated or shared"
+            f"{CpuSet.of(dedicated & shared)}; a CPU is either dedicated or shared"
         )
     return HostConfig(
         name=name,
@@ -259,14 +257,13 @@ def _cpus(where: str, key: str, raw: Mapping[str, object]) -> frozenset[int] | N
             f"(got {value!r})"
         )
     try:
-        cpus = parse_cpu_spec(value, field=f"{key}")
+        return cpu_set_option(value, option=key)
+    except OptionError as exc:
+        raise InventoryError(
+            f"{where}.{key}: {exc.value!r} {exc.detail}; leave the key out instead"
+        ) from None
     except ParseError as exc:
         raise InventoryError(f"{where}.{key}: {exc}") from None
-    if not cpus:
-        raise InventoryError(
-            f"{where}.{key}: {value!r} names no CPU; leave the key out instead"
-        )
-    return cpus
 
 
 def _reserved_pages(where: str, value: object) -> tuple[ReservedPages, ...]:
@@ -278,62 +275,10 @@ def _reserved_pages(where: str, value: object) -> tuple[ReservedPages, ...]:
             f"{field}: must be a list of strings like [\"node:0,size:2048,count:64\"] "
             f"({RESERVED_PAGES_SYNTAX})"
         )
-    out: dict[tuple[int, int], ReservedPages] = {}
-    for item in value:
-        entry = _reserved_entry(field, item)
-        key = (entry.node, entry.size_kib)
-        if key in out:
-            raise InventoryError(
-                f"{field}: node {entry.node} size {entry.size_kib} KiB is given twice"
-            )
-        out[key] = entry
-    return tuple(out[k] for k in sorted(out))
-
-
-def _reserved_entry(field: str, item: str) -> ReservedPages:
-    parts: dict[str, str] = {}
-    for part in item.split(","):
-        key, sep, text = part.partition(":")
-        key = key.strip()
-        if not sep or key not in ("node", "size", "count") or key in parts:
-            raise InventoryError(f"{field}: {item!r} is not {RESERVED_PAGES_SYNTAX}")
-        parts[key] = text.strip()
-    if set(parts) != {"node", "size", "count"}:
-        missing = sorted({"node", "size", "count"} - set(parts))
-        raise InventoryError(
-            f"{field}: {item!r} lacks {', '.join(missing)} ({RESERVED_PAGES_SYNTAX})"
-        )
-    node = _non_negative(field, item, "node", parts["node"])
-    count = _non_negative(field, item, "count", parts["count"])
-    size = _page_size_kib(field, item, parts["size"])
-    return ReservedPages(node=node, size_kib=size, count=count)
-
-
-def _non_negative(field: str, item: str, key: str, text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or len(text) > 20:
-        raise InventoryError(
-            f"{field}: {item!r}: {key} {text!r} is not a non-negative integer"
-        )
-    return int(text)
-
-
-def _page_size_kib(field: str, item: str, text: str) -> int:
-    """Nova reads ``size`` as KiB, or as a size with a binary unit (``2MB`` = 2 MiB)."""
-    if len(text) > 24:
-        raise InventoryError(f"{field}: {item[:40]!r}...: size is too long")
-    if text.isascii() and text.isdigit():
-        size = int(text)
-    else:
-        match = _PAGE_SIZE.fullmatch(text)
-        if match is None:
-            raise InventoryError(
-                f"{field}: {item!r}: size {text!r} is not a page size in KiB or with a unit "
-                "(2048, 2MB, 1GB)"
-            )
-        size = int(match[1]) * _UNIT_KIB[match[2].upper()]
-    if size <= 0:
-        raise InventoryError(f"{field}: {item!r}: size must be more than 0 KiB")
-    return size
+    try:
+        return reserved_huge_pages(value, option=field)
+    except ParseError as exc:
+        raise InventoryError(str(exc)) from None
 
 
 def _reserved_memory(where: str, value: object) -> int | None:
@@ -355,7 +300,7 @@ def topology_for_host(config: HostConfig, capabilities_xml: str | bytes) -> Host
     pages, after checking that every configured CPU and page pool exists on the host."""
     source = f"{config.name} capabilities ({config.uri})"
     bare = host_from_capabilities(capabilities_xml, name=config.name, source=source)
-    host_cpus = frozenset().union(*(c.cpuset for c in bare.cells))
+    host_cpus = bare.shared_cpus
     for key, cpus in (
         ("cpu_dedicated_set", config.cpu_dedicated_set),
         ("cpu_shared_set", config.cpu_shared_set),
@@ -363,8 +308,8 @@ def topology_for_host(config: HostConfig, capabilities_xml: str | bytes) -> Host
         missing = (cpus or frozenset()) - host_cpus
         if missing:
             raise InventoryError(
-                f"{config.field(key)}: CPUs {format_cpu_spec(missing)} are not on the host "
-                f"(its CPUs: {format_cpu_spec(host_cpus)})"
+                f"{config.field(key)}: CPUs {CpuSet.of(missing)} are not on the host "
+                f"(its CPUs: {CpuSet.of(host_cpus)})"
             )
     for entry in config.reserved_huge_pages:
         _check_reserved(config, bare, entry)

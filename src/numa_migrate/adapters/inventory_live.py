@@ -3,7 +3,8 @@
 The I/O is kept thin: libvirt gives capabilities, every domain's live (and persistent) XML,
 the PCI node devices and, where the driver has them, the kernel's free huge page counts;
 :mod:`numa_migrate.core.domainusage` turns the running domains into usage. libvirt-python is
-imported lazily, so the rest of numa-migrate works without it.
+reached through the hypervisor seam (:mod:`numa_migrate.hypervisor`), so this module works
+on any implementation of it (libvirt, or the in-memory one in unit tests).
 
 Huge pages in use come from the kernel's free counts (``virNodeGetFreePages``) when the
 driver reports them, because processes other than the domains (or domains whose XML could
@@ -16,15 +17,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any
 
 from numa_migrate.adapters.domain import DomainInfo, domain_from_xml
 from numa_migrate.adapters.inventory import HostConfig, InventoryError, topology_for_host
 from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
-from numa_migrate.adapters.virt import lv as libvirt_module
 from numa_migrate.core.domainusage import HostUsage, host_usage
 from numa_migrate.core.errors import NumaMigrateError, ParseError
 from numa_migrate.core.model.host import HostCell, HostTopology, PagePool
+from numa_migrate.hypervisor.base import Hypervisor, HypervisorError, UnsupportedError
 
 SOURCE_KERNEL = "kernel free counts (libvirt virNodeGetFreePages)"
 SOURCE_DOMAINS = "running domains' XML"
@@ -95,49 +95,38 @@ class LiveHost:
         return {a: n for a, n in self.usage.devices_in_use.items() if a in vfs}
 
 
-def _message(exc: Exception) -> str:
-    get = getattr(exc, "get_error_message", None)
-    text = get() if callable(get) else None
-    return str(text or exc).strip()
+def connect(config: HostConfig) -> Hypervisor:
+    """An open connection to the host, or :class:`LiveHostError` saying why not."""
+    from numa_migrate.hypervisor.libvirt import connect as libvirt_connect
 
-
-def connect(config: HostConfig) -> Any:
-    """An open libvirt connection to the host, or :class:`LiveHostError` saying why not."""
-    lib = libvirt_module()
     try:
-        return lib.open(config.uri)
-    except lib.libvirtError as exc:
-        raise LiveHostError(
-            f"host {config.name}: cannot connect to {config.uri}: {_message(exc)}"
-        ) from None
+        return libvirt_connect(config.uri, config.name)
+    except HypervisorError as exc:
+        raise LiveHostError(str(exc)) from None
 
 
 @contextmanager
-def open_connection(config: HostConfig) -> Iterator[Any]:
-    """``with open_connection(config) as conn:``; the connection is closed afterwards."""
-    conn = connect(config)
+def open_connection(config: HostConfig) -> Iterator[Hypervisor]:
+    """``with open_connection(config) as hv:``; the connection is closed afterwards."""
+    hv = connect(config)
     try:
-        yield conn
+        yield hv
     finally:
-        try:
-            conn.close()
-        except libvirt_module().libvirtError:
-            pass
+        hv.close()
 
 
-def read_live_host(config: HostConfig, *, conn: Any | None = None) -> LiveHost:
+def read_live_host(config: HostConfig, *, conn: Hypervisor | None = None) -> LiveHost:
     """Read the host now (on ``conn`` if given, else on a connection of its own)."""
     if conn is None:
         with open_connection(config) as own:
             return read_live_host(config, conn=own)
-    lib = libvirt_module()
     notes: list[str] = []
     try:
-        caps = conn.getCapabilities()
-        driver = str(conn.getType())
-    except lib.libvirtError as exc:
+        caps = conn.capabilities()
+        driver = conn.driver()
+    except HypervisorError as exc:
         raise LiveHostError(
-            f"host {config.name} ({config.uri}): cannot read capabilities: {_message(exc)}"
+            f"host {config.name} ({config.uri}): cannot read capabilities: {exc.detail}"
         ) from None
     try:
         capacity = topology_for_host(config, caps)
@@ -185,66 +174,46 @@ def _config_notes(config: HostConfig) -> list[str]:
 
 
 def _read_domains(
-    conn: Any, config: HostConfig, notes: list[str]
+    conn: Hypervisor, config: HostConfig, notes: list[str]
 ) -> tuple[tuple[LiveDomain, ...], tuple[tuple[str, str], ...]]:
-    lib = libvirt_module()
     try:
-        handles = conn.listAllDomains(0)
-    except lib.libvirtError as exc:
+        listed = conn.domains()
+    except HypervisorError as exc:
         raise LiveHostError(
-            f"host {config.name} ({config.uri}): cannot list domains: {_message(exc)}"
+            f"host {config.name} ({config.uri}): cannot list domains: {exc.detail}"
         ) from None
     found: list[LiveDomain] = []
     unreadable: list[tuple[str, str]] = []
-    for dom in handles:
-        try:
-            name = str(dom.name())
-            active = bool(dom.isActive())
-            live_xml = str(dom.XMLDesc(0))
-            persistent_xml = (
-                str(dom.XMLDesc(lib.VIR_DOMAIN_XML_INACTIVE)) if dom.isPersistent() else None
-            )
-            uuid = str(dom.UUIDString())
-        except lib.libvirtError as exc:
-            if exc.get_error_code() == lib.VIR_ERR_NO_DOMAIN:
-                continue  # it went away while we looked
-            raise LiveHostError(
-                f"host {config.name} ({config.uri}): cannot read a domain: {_message(exc)}"
-            ) from None
+    for dom in listed:
+        name, active = dom.name, dom.active
         where = f"{config.name}/{name}"
         try:
-            info = domain_from_xml(live_xml, source=f"{where} (live XML)")
+            info = domain_from_xml(dom.xml, source=f"{where} (live XML)")
             persistent = (
-                None if persistent_xml is None
-                else domain_from_xml(persistent_xml, source=f"{where} (persistent XML)")
+                None if dom.persistent_xml is None
+                else domain_from_xml(dom.persistent_xml, source=f"{where} (persistent XML)")
             )
         except ParseError as exc:
             unreadable.append((name, str(exc)))
             state = "running" if active else "defined"
             notes.append(f"{name} ({state}): XML not understood, its usage is not counted: {exc}")
             continue
-        found.append(LiveDomain(name, uuid, active, info, persistent))
+        found.append(LiveDomain(name, dom.uuid, active, info, persistent))
     found.sort(key=lambda d: d.name)
     return tuple(found), tuple(unreadable)
 
 
 def read_pci_functions(
-    conn: Any, config: HostConfig
+    conn: Hypervisor, config: HostConfig
 ) -> tuple[tuple[PciFunction, ...], tuple[str, ...]]:
     """The host's PCI functions (PFs, VFs with their NUMA node) and notes on what failed."""
-    lib = libvirt_module()
     notes: list[str] = []
     try:
-        devices = conn.listAllDevices(lib.VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV)
-    except lib.libvirtError as exc:
-        return (), (f"no PCI device inventory from {config.uri}: {_message(exc)}",)
+        devices = conn.pci_devices()
+    except HypervisorError as exc:
+        return (), (f"no PCI device inventory from {config.uri}: {exc.detail}",)
     out: list[PciFunction] = []
-    for dev in devices:
-        try:
-            name = str(dev.name())
-            xml = str(dev.XMLDesc(0))
-        except lib.libvirtError:
-            continue  # unplugged while we looked
+    for name, xml in devices:
         try:
             out.extend(pci_functions_from_nodedevs([(f"{config.name} node device {name}", xml)]))
         except ParseError as exc:
@@ -255,10 +224,9 @@ def read_pci_functions(
 
 
 def _kernel_pages(
-    conn: Any, topology: HostTopology, notes: list[str]
+    conn: Hypervisor, topology: HostTopology, notes: list[str]
 ) -> tuple[tuple[HostCell, ...], str]:
     """Each cell's huge page pools with ``used`` from the kernel's free counts, if given."""
-    lib = libvirt_module()
     cells: list[HostCell] = []
     used_kernel: list[str] = []
     missing: list[str] = []
@@ -271,20 +239,20 @@ def _kernel_pages(
                 continue
             what = f"cell {cell.id} {pool.size_kib} KiB"
             try:
-                answer = conn.getFreePages([pool.size_kib], cell.id, 1, 0)
-            except lib.libvirtError as exc:
-                if exc.get_error_code() == lib.VIR_ERR_NO_SUPPORT:
-                    unsupported = f"the {conn.getType()} driver does not support it"
-                else:
-                    missing.append(f"{what}: {_message(exc)}")
+                free = conn.free_pages(pool.size_kib, cell.id)
+            except UnsupportedError:
+                unsupported = f"the {conn.driver()} driver does not support it"
                 pools.append(pool)
                 continue
-            free = (answer or {}).get(cell.id, {}).get(pool.size_kib)
+            except HypervisorError as exc:
+                missing.append(f"{what}: {exc.detail}")
+                pools.append(pool)
+                continue
             if free is None:
                 missing.append(f"{what}: no count returned")
                 pools.append(pool)
                 continue
-            used = max(0, pool.total - int(free))
+            used = max(0, pool.total - free)
             if used != pool.used:
                 notes.append(
                     f"host cell {cell.id}: {used} pages of {pool.size_kib} KiB in use per the "
@@ -301,7 +269,7 @@ def _kernel_pages(
     if unsupported is not None:
         source = f"{SOURCE_DOMAINS} (virNodeGetFreePages: {unsupported})"
     elif not used_kernel and all(m.endswith(": no count returned") for m in missing):
-        source = f"{SOURCE_DOMAINS} (the {conn.getType()} driver's virNodeGetFreePages " \
+        source = f"{SOURCE_DOMAINS} (the {conn.driver()} driver's virNodeGetFreePages " \
             "returned no counts)"
     elif not used_kernel:
         source = f"{SOURCE_DOMAINS} (virNodeGetFreePages gave no counts: {'; '.join(missing)})"
@@ -312,21 +280,3 @@ def _kernel_pages(
         source = SOURCE_KERNEL
     notes.append(f"huge pages in use: {source}")
     return tuple(cells), source
-
-
-def vcpu_affinity(conn: Any, domain: str) -> dict[int, frozenset[int]]:
-    """vCPU -> host CPUs from ``virDomainGetVcpus``. The QEMU driver answers with each vCPU
-    thread's real affinity (``sched_getaffinity``), also on a remote host."""
-    lib = libvirt_module()
-    try:
-        try:
-            dom = conn.lookupByName(domain)
-        except lib.libvirtError:
-            dom = conn.lookupByUUIDString(domain)
-        info, cpumaps = dom.vcpus()
-    except lib.libvirtError as exc:
-        raise LiveHostError(f"cannot read the vCPU affinity of {domain}: {_message(exc)}") from None
-    return {
-        int(vcpu[0]): frozenset(i for i, allowed in enumerate(cpumap) if allowed)
-        for vcpu, cpumap in zip(info, cpumaps, strict=True)
-    }

@@ -40,7 +40,7 @@ from lxml import etree
 
 from numa_migrate.adapters.domain import REALTIME_SCHEDULERS, DomainInfo, domain_from_xml
 from numa_migrate.adapters.xmlsafe import XmlDoc, format_pci_address, parse_xml
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.model.placement import Placement
@@ -272,7 +272,7 @@ def plan_from_placement(
         try:
             host_cell = host.cell(cell.host_cell)
         except KeyError:
-            known = format_cpu_spec(c.id for c in host.cells) or "none"
+            known = CpuSet.of(c.id for c in host.cells).format() or "none"
             raise RewriteError(
                 f"placement puts guest cell {cell.guest_cell} on host cell {cell.host_cell}, "
                 f"which host {host.name} does not have (cells: {known})",
@@ -360,7 +360,7 @@ def _hugepages_of(
     if not pages:
         return None
     if len(pages) != len(placement.cells):
-        sized = format_cpu_spec(pages)
+        sized = CpuSet.of(pages).format()
         raise RewriteError(
             f"placement gives a page size to guest cells {sized} only; a guest's cells are "
             "either all on a chosen page size or none is",
@@ -451,22 +451,22 @@ def _check_plan(target: _Target, plan: DestinationPlan) -> None:
     if unknown:
         raise fail(
             "cputune/vcpupin",
-            f"the plan pins vCPU {format_cpu_spec(unknown)}, which the domain does not have "
-            f"(<vcpu> gives {info.vcpus} vCPUs: {format_cpu_spec(vcpus)})",
+            f"the plan pins vCPU {CpuSet.of(unknown)}, which the domain does not have "
+            f"(<vcpu> gives {info.vcpus} vCPUs: {CpuSet.of(vcpus)})",
         )
     missing = vcpus - frozenset(plan.vcpu_pins)
     if plan.vcpu_pins and missing:
         raise fail(
             "cputune/vcpupin",
-            f"the plan has no pin for vCPU {format_cpu_spec(missing)} of the domain "
+            f"the plan has no pin for vCPU {CpuSet.of(missing)} of the domain "
             f"({info.vcpus} vCPUs); it would keep its source pin or float over the whole host",
         )
     unknown_io = frozenset(plan.iothread_pins) - frozenset(target.iothread_ids)
     if unknown_io:
-        have = format_cpu_spec(target.iothread_ids) or "none"
+        have = CpuSet.of(target.iothread_ids).format() or "none"
         raise fail(
             "cputune/iothreadpin",
-            f"the plan pins IOThread {format_cpu_spec(unknown_io)}, which the domain does not "
+            f"the plan pins IOThread {CpuSet.of(unknown_io)}, which the domain does not "
             f"have (IOThreads: {have})",
         )
     _check_cells(target, plan, fail)
@@ -476,7 +476,7 @@ def _check_plan(target: _Target, plan: DestinationPlan) -> None:
 def _check_cells(target: _Target, plan: DestinationPlan, fail: _Fail) -> None:
     cells = target.cell_ids
     described = (
-        f"guest NUMA cells {format_cpu_spec(cells)}"
+        f"guest NUMA cells {CpuSet.of(cells)}"
         if target.explicit_cells
         else "no <cpu><numa> cells (only the implicit cell 0)"
     )
@@ -485,7 +485,7 @@ def _check_cells(target: _Target, plan: DestinationPlan, fail: _Fail) -> None:
         if unknown:
             raise fail(
                 "numatune/memnode" if name == "cell_nodes" else "memoryBacking/hugepages",
-                f"the plan's {name} names guest cell {format_cpu_spec(unknown)}, but the domain "
+                f"the plan's {name} names guest cell {CpuSet.of(unknown)}, but the domain "
                 f"has {described}",
             )
     if target.explicit_cells:
@@ -493,15 +493,15 @@ def _check_cells(target: _Target, plan: DestinationPlan, fail: _Fail) -> None:
         if missing:
             raise fail(
                 "numatune/memnode",
-                f"guest NUMA cell {format_cpu_spec(missing)} has no host node in the plan "
-                f"(cell_nodes names {format_cpu_spec(plan.cell_nodes) or 'none'})",
+                f"guest NUMA cell {CpuSet.of(missing)} has no host node in the plan "
+                f"(cell_nodes names {CpuSet.of(plan.cell_nodes).format() or 'none'})",
             )
     outside = frozenset(plan.cell_nodes.values()) - plan.memory_nodes
     if outside:
         raise fail(
             "numatune/memory",
-            f"the plan puts guest cells on host node {format_cpu_spec(outside)}, outside "
-            f"memory_nodes ({format_cpu_spec(plan.memory_nodes) or 'none'})",
+            f"the plan puts guest cells on host node {CpuSet.of(outside)}, outside "
+            f"memory_nodes ({CpuSet.of(plan.memory_nodes).format() or 'none'})",
         )
 
 
@@ -542,7 +542,7 @@ def _rewrite_vcpu(root: etree._Element, plan: DestinationPlan) -> None:
         if "cpuset" in vcpu.attrib:
             del vcpu.attrib["cpuset"]
     else:
-        vcpu.set("cpuset", format_cpu_spec(plan.shared_cpuset))
+        vcpu.set("cpuset", CpuSet.of(plan.shared_cpuset).format())
     if vcpu.get("placement") == "auto" and _pins_anything(plan):
         vcpu.set("placement", "static")
 
@@ -569,7 +569,7 @@ def _rewrite_cputune(root: etree._Element, target: _Target, plan: DestinationPla
     else:
         if pin is None:
             pin = _insert(cputune, etree.Element("emulatorpin"), _CPUTUNE_ORDER)
-        pin.set("cpuset", format_cpu_spec(emulator))
+        pin.set("cpuset", CpuSet.of(emulator).format())
     _set_pins(target.doc, cputune, "iothreadpin", "iothread", iothreads)
     _drop_if_empty(cputune)
 
@@ -604,7 +604,7 @@ def _set_pins(
             else:
                 _insert(cputune, pin, _CPUTUNE_ORDER)
             existing[number] = pin
-        pin.set("cpuset", format_cpu_spec(cpus))
+        pin.set("cpuset", CpuSet.of(cpus).format())
 
 
 def _rewrite_numatune(root: etree._Element, target: _Target, plan: DestinationPlan) -> None:
@@ -627,7 +627,7 @@ def _rewrite_numatune(root: etree._Element, target: _Target, plan: DestinationPl
         memory = _insert(numatune, etree.Element("memory", mode="strict"), _NUMATUNE_ORDER)
     if memory.get("placement") == "auto":
         memory.set("placement", "static")
-    memory.set("nodeset", format_cpu_spec(plan.memory_nodes))
+    memory.set("nodeset", CpuSet.of(plan.memory_nodes).format())
     cells = plan.cell_nodes if target.explicit_cells else {}
     new_mode = "restrictive" if memory.get("mode") == "restrictive" else "strict"
     existing: dict[int, etree._Element] = {}
@@ -669,7 +669,7 @@ def _rewrite_hugepages(root: etree._Element, target: _Target, plan: DestinationP
     for cell, size in plan.hugepage_kib.items():
         by_size.setdefault(size, set()).add(cell)
     wanted = {
-        (size, format_cpu_spec(cells) if target.explicit_cells else None)
+        (size, CpuSet.of(cells).format() if target.explicit_cells else None)
         for size, cells in by_size.items()
     }
     if hugepages is not None and _pages_of(target, hugepages) == wanted:
@@ -695,13 +695,14 @@ def _pages_of(target: _Target, hugepages: etree._Element) -> set[tuple[int, str 
         if page.tag != "page":
             return None
         nodes = doc.opt_cpus_attr(page, "nodeset")
-        pages.add((doc.attr_kib(page, "size"), None if nodes is None else format_cpu_spec(nodes)))
+        size = doc.attr_kib(page, "size")
+        pages.add((size, None if nodes is None else CpuSet.of(nodes).format()))
     if len(pages) != len(hugepages):
         return None
     if len(pages) == 1 and target.explicit_cells:
         ((size, nodeset),) = pages
         if nodeset is None:  # the one page size of every cell
-            return {(size, format_cpu_spec(target.cell_ids))}
+            return {(size, CpuSet.of(target.cell_ids).format())}
     return pages
 
 

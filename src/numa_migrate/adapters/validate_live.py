@@ -10,27 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from numa_migrate.adapters.inventory import HostConfig, InventoryError
 from numa_migrate.adapters.inventory_live import (
     LiveDomain,
     LiveHost,
-    LiveHostError,
     open_connection,
     read_live_host,
-    vcpu_affinity,
-)
-from numa_migrate.adapters.procaffinity import (
-    AffinityError,
-    find_qemu_pid,
-    is_local_qemu,
-    local_run_dir,
-    process_affinity,
 )
 from numa_migrate.adapters.rewrite import DestinationPlan
 from numa_migrate.core.planjson import PlanDocument
 from numa_migrate.core.validation import ThreadAffinities, ValidationReport, validate
+from numa_migrate.hypervisor.base import Hypervisor, HypervisorError
 
 
 @dataclass(frozen=True)
@@ -69,46 +60,17 @@ def check_plan_names(doc: PlanDocument, dom: LiveDomain, host: str, path: Path) 
 
 
 def read_affinities(
-    conn: Any, live: LiveHost, dom: LiveDomain
+    conn: Hypervisor, live: LiveHost, dom: LiveDomain
 ) -> tuple[ThreadAffinities | None, str]:
-    """The real thread affinities of ``dom``, or None and why they cannot be had.
-
-    A local QEMU daemon: /proc of the QEMU process (pid file in the daemon's run dir). A
-    remote QEMU daemon (or a local one without a usable pid file): virDomainGetVcpus, whose
-    QEMU implementation reads each vCPU thread's kernel affinity (vCPUs only).
-    """
-    if live.driver.upper() != "QEMU":
-        return None, (f"{live.uri} is libvirt's {live.driver} driver: there is no QEMU "
-                      "process whose threads could be read")
-    reasons: list[str] = []
-    if is_local_qemu(live.uri):
-        run_dir = local_run_dir(live.uri)
-        if run_dir is None:
-            reasons.append(f"no known run directory for {live.uri}")
-        else:
-            try:
-                pid = find_qemu_pid(run_dir, dom.name)
-                proc = process_affinity(pid)
-            except AffinityError as exc:
-                reasons.append(str(exc))
-            else:
-                return ThreadAffinities(
-                    source=f"/proc/{pid}/task (QEMU of {dom.name})",
-                    vcpus=proc.vcpus,
-                    emulator=tuple((f"{t.name} ({t.tid})", t.cpus)
-                                   for t in proc.emulator_threads),
-                    iothreads=proc.iothreads,
-                ), ""
-    else:
-        reasons.append(f"{live.uri} is remote: /proc cannot be read")
+    """The real thread affinities of ``dom``, or None and why they cannot be had (see
+    :meth:`numa_migrate.hypervisor.base.Hypervisor.thread_affinity`)."""
     try:
-        vcpus = vcpu_affinity(conn, dom.uuid)
-    except LiveHostError as exc:
-        reasons.append(str(exc))
-        return None, "; ".join(reasons)
-    return ThreadAffinities(
-        source=f"virDomainGetVcpus on {live.uri} ({'; '.join(reasons)})", vcpus=vcpus
-    ), ""
+        handle = conn.lookup(dom.uuid)
+        if handle is None:
+            return None, f"domain {dom.name} is no longer on {live.name}"
+        return conn.thread_affinity(handle)
+    except HypervisorError as exc:
+        return None, str(exc)
 
 
 def validate_on_host(

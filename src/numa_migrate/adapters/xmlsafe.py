@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from numa_migrate.core.cpuset import parse_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import ParseError
+from numa_migrate.core.limits import MAX_CPUS
 
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 _BYTES_PER_KIB = 1024
@@ -206,19 +207,24 @@ class XmlDoc:
         found = el.find(path)
         return None if found is None else self.int_text(found)
 
-    def cpus_attr(self, el: etree._Element, name: str) -> frozenset[int]:
-        """A non-empty CPU (or NUMA node) list such as ``'0-3,^2'`` from attribute ``name``."""
+    def cpus_attr(
+        self, el: etree._Element, name: str, *, bound: int = MAX_CPUS
+    ) -> frozenset[int]:
+        """A non-empty CPU (or NUMA node) list such as ``'0-3,^2'`` from attribute ``name``;
+        ids are below ``bound`` (checked before any range is expanded)."""
         value = self.attr(el, name)
         try:
-            cpus = parse_cpu_spec(value, field=name)
+            cpus = CpuSet.parse(value, field=name, bound=bound)
         except ParseError as exc:
             raise self.error(el, str(exc)) from None
         if not cpus:
             raise self.error(el, f"{name} {value!r} names no CPU or node")
         return cpus
 
-    def opt_cpus_attr(self, el: etree._Element, name: str) -> frozenset[int] | None:
-        return None if el.get(name) is None else self.cpus_attr(el, name)
+    def opt_cpus_attr(
+        self, el: etree._Element, name: str, *, bound: int = MAX_CPUS
+    ) -> frozenset[int] | None:
+        return None if el.get(name) is None else self.cpus_attr(el, name, bound=bound)
 
     def size_kib(self, el: etree._Element, value: str, name: str | None) -> int:
         """``value`` (of attribute ``name``, or ``el``'s text if None) scaled by ``el``'s

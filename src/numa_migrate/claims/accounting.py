@@ -32,7 +32,7 @@ from numa_migrate.claims.model import (
     PoolKey,
     PoolResource,
 )
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.fit.cellfit import Limits
 from numa_migrate.core.model.guest import CPUPolicy, GuestRequest, describe_page_size
 from numa_migrate.core.model.host import HostCell, HostTopology
@@ -65,7 +65,7 @@ def _idle(cell: HostCell) -> HostCell:
 
 def validate_placement(host: HostTopology, request: GuestRequest, placement: Placement) -> None:
     """Refuse a placement that does not belong to this host and request (ClaimError)."""
-    ids = {c.id for c in host.cells}
+    ids = host.cell_ids
     seen: set[int] = set()
     for placed in placement.cells:
         if placed.host_cell not in ids:
@@ -92,8 +92,8 @@ def validate_placement(host: HostTopology, request: GuestRequest, placement: Pla
         if not pins <= cpus:
             raise ClaimError(
                 f"host {host.name} cell {cell.id}: the placement pins CPUs "
-                f"{format_cpu_spec(pins - cpus)}, which are not in the cell "
-                f"(CPUs {format_cpu_spec(cpus) or 'none'})"
+                f"{CpuSet.of(pins - cpus)}, which are not in the cell "
+                f"(CPUs {CpuSet.of(cpus).format() or 'none'})"
             )
         if placed.pagesize_kib and cell.page_pool(placed.pagesize_kib) is None:
             raise ClaimError(
@@ -212,7 +212,7 @@ def holdings_problems(host: HostTopology, holdings: Holdings) -> tuple[str, ...]
     """Claims whose cells, CPUs or page sizes the live host does not have (kubelet-style
     validation of stored state against the live topology)."""
     problems: list[str] = []
-    ids = {c.id for c in host.cells}
+    ids = host.cell_ids
     for claim in holdings.claims:
         for cu in claim.resources.cells:
             if cu.cell not in ids:
@@ -225,8 +225,8 @@ def holdings_problems(host: HostTopology, holdings: Holdings) -> tuple[str, ...]
             cpus = cell.cpuset | cell.pcpuset
             if not cu.pinned_cpus <= cpus:
                 problems.append(
-                    f"claim {claim.id} holds CPUs {format_cpu_spec(cu.pinned_cpus - cpus)} "
-                    f"in cell {cu.cell}, which has CPUs {format_cpu_spec(cpus) or 'none'}"
+                    f"claim {claim.id} holds CPUs {CpuSet.of(cu.pinned_cpus - cpus)} "
+                    f"in cell {cu.cell}, which has CPUs {CpuSet.of(cpus).format() or 'none'}"
                 )
             for size_kib, _ in cu.pages:
                 if cell.page_pool(size_kib) is None:

@@ -16,16 +16,17 @@ import time
 from rich.console import Console
 from rich.rule import Rule
 
-from numa_migrate.adapters import virt
 from numa_migrate.adapters.inventory import load_inventory
 from numa_migrate.adapters.inventory_live import read_live_host
 from numa_migrate.adapters.validate_live import validate_on_host
 from numa_migrate.claims import ClaimStore, default_url
 from numa_migrate.cli.hosts import Hosts
 from numa_migrate.cli.migrate import _pin_table
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.request import Flavor
+from numa_migrate.hypervisor.base import HypervisorError
+from numa_migrate.hypervisor.libvirt import connection
 from numa_migrate.lab import DST, SRC, Lab, LabUnavailableError
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
 from numa_migrate.lab.guest import counter_advances, wait_until_counting
@@ -89,15 +90,12 @@ def _tour(console: Console, lab: Lab) -> None:
     console.print(f"\nFlavor {flavor.name}: "
                   + ", ".join(f"{k}={v}" for k, v in flavor.extra_specs.items())
                   + f"; placed by the fitter on {SRC}: {_plan_text(guest)}")
-    conn = virt.connect(src_cfg.uri, SRC)
-    try:
-        dom = conn.defineXML(guest.xml)
-        dom.create()
+    with connection(src_cfg.uri, SRC) as conn:
+        dom = conn.define(guest.xml)
+        dom.start()
         wait_until_counting(dom)
         console.print(f"{GUEST} is running on {SRC} ({lab.domain_type()}); its counter "
                       "advances\n")
-    finally:
-        conn.close()
     with ClaimStore.open(os.environ.get("NUMA_MIGRATE_DB") or default_url()) as store:
         console.print(f"[dim]claims store: {store.safe_url}[/]")
         for source, dest in ((SRC, DST), (DST, SRC)):
@@ -115,11 +113,9 @@ def _tour(console: Console, lab: Lab) -> None:
                 console.print(f"  [red]{c.title}[/]: {c.detail or c.actual}")
             if not report.passed:
                 raise NumaMigrateError(f"validate failed on {dest}")
-            conn = virt.connect(hosts.inventory.host(dest).uri, dest)
-            try:
-                alive = counter_advances(conn.lookupByName(GUEST))
-            finally:
-                conn.close()
+            with connection(hosts.inventory.host(dest).uri, dest) as conn:
+                moved = conn.lookup(GUEST)
+                alive = moved is not None and counter_advances(moved)
             console.print(f"the guest {'keeps running' if alive else 'STOPPED'} on {dest}\n")
 
 
@@ -143,34 +139,31 @@ def _migrate(console: Console, hosts: Hosts, store: ClaimStore, source: str,
 def _plan_text(guest: FlavoredGuest) -> str:
     if guest.plan is None:
         return "floating"
-    pins = ", ".join(f"vCPU {v} → CPU {format_cpu_spec(c)}"
+    pins = ", ".join(f"vCPU {v} → CPU {CpuSet.of(c)}"
                      for v, c in sorted(guest.plan.vcpu_pins.items()))
     pages = (f", {max(guest.plan.hugepage_kib.values())} KiB pages"
              if guest.plan.hugepage_kib else "")
-    nodes = format_cpu_spec(guest.plan.memory_nodes)
-    return f"{pins}, emulator → CPU {format_cpu_spec(guest.plan.emulator_pins)}, " \
+    nodes = CpuSet.of(guest.plan.memory_nodes).format()
+    return f"{pins}, emulator → CPU {CpuSet.of(guest.plan.emulator_pins)}, " \
            f"memory on node {nodes}{pages}"
 
 
 def _spec(cpus: frozenset[int] | None) -> str:
-    return "(unset)" if cpus is None else format_cpu_spec(cpus)
+    return "(unset)" if cpus is None else CpuSet.of(cpus).format()
 
 
 def _remove_guest(lab: Lab) -> None:
     for host in (SRC, DST):
         try:
-            conn = virt.connect(lab.uri(host), host)
-        except virt.VirtError:
+            with connection(lab.uri(host), host) as conn:
+                dom = conn.lookup(GUEST)
+                if dom is not None:
+                    if dom.is_active():
+                        dom.destroy()
+                    if dom.is_persistent():
+                        dom.undefine()
+        except HypervisorError:
             continue
-        try:
-            dom = virt.lookup(conn, GUEST, host)
-            if dom is not None:
-                if dom.isActive():
-                    dom.destroy()
-                if dom.isPersistent():
-                    dom.undefine()
-        finally:
-            conn.close()
 
 
 __all__ = ["run_lab_demo"]

@@ -5,23 +5,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from numa_migrate.adapters import virt
-from numa_migrate.adapters.inventory import (
-    Inventory,
-    InventoryError,
-    load_inventory,
-)
-from numa_migrate.adapters.inventory import (
-    default_inventory_path as configured_inventory_path,
-)
-from numa_migrate.adapters.inventory_live import read_live_host
-from numa_migrate.core.model.host import HostTopology
-from numa_migrate.migrate.run import HostDevices, HostRef
-from numa_migrate.migrate.sriov import PhysNets
+# The modules below (libvirt access, the inventory reader, the migration engine and with it
+# the claims store) are imported where they are used: `--hosts` is an option of commands
+# whose --help must stay quick.
+if TYPE_CHECKING:
+    from numa_migrate.adapters.inventory import Inventory
+    from numa_migrate.core.model.host import HostTopology
+    from numa_migrate.hypervisor.base import Hypervisor
+    from numa_migrate.migrate.run import HostDevices, HostRef
 
 hosts_option = click.option(
     "--hosts", "hosts_path", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
@@ -34,6 +29,11 @@ LAB_INVENTORY = Path("/var/lib/numa-migrate/lab/inventory.toml")
 
 def default_inventory_path() -> Path:
     """The configured inventory (env or ./inventory.toml), else the lab's, else an error."""
+    from numa_migrate.adapters.inventory import InventoryError
+    from numa_migrate.adapters.inventory import (
+        default_inventory_path as configured_inventory_path,
+    )
+
     try:
         return configured_inventory_path()
     except InventoryError:
@@ -53,14 +53,22 @@ class Hosts:
     inventory: Inventory
 
     def ref(self, name: str) -> HostRef:
+        from numa_migrate.migrate.run import HostRef
+
         entry = self.inventory.host(name)
         return HostRef(entry.name, entry.uri)
 
-    def read_host(self, conn: Any, ref: HostRef) -> HostTopology:
+    def read_host(self, conn: Hypervisor, ref: HostRef) -> HostTopology:
+        from numa_migrate.adapters.inventory_live import read_live_host
+
         return read_live_host(self.inventory.host(ref.name), conn=conn).topology
 
-    def read_devices(self, conn: Any, ref: HostRef) -> HostDevices:
+    def read_devices(self, conn: Hypervisor, ref: HostRef) -> HostDevices:
         """PCI functions, VFs given to running domains, and the inventory's physnets."""
+        from numa_migrate.adapters.inventory_live import read_live_host
+        from numa_migrate.migrate.run import HostDevices
+        from numa_migrate.migrate.sriov import PhysNets
+
         config = self.inventory.host(ref.name)
         live = read_live_host(config, conn=conn)
         busy = {vf: ", ".join(names) for vf, names in live.vfs_in_use.items()}
@@ -68,18 +76,21 @@ class Hosts:
 
     def find_running(self, domain: str) -> HostRef:
         """The one host where ``domain`` runs (hosts that cannot be reached are skipped)."""
+        from numa_migrate.adapters.inventory import InventoryError
+        from numa_migrate.hypervisor.base import HypervisorError
+        from numa_migrate.hypervisor.libvirt import connection
+        from numa_migrate.migrate.run import HostRef
+
         found: list[HostRef] = []
         unreachable: list[str] = []
         for entry in self.inventory.hosts:
             try:
-                conn = virt.connect(entry.uri, entry.name)
-            except virt.VirtError:
+                with connection(entry.uri, entry.name) as conn:
+                    dom = conn.lookup(domain)
+                    if dom is not None and dom.is_active():
+                        found.append(HostRef(entry.name, entry.uri))
+            except HypervisorError:
                 unreachable.append(entry.name)
-                continue
-            dom = virt.lookup(conn, domain, entry.name)
-            if dom is not None and dom.isActive():
-                found.append(HostRef(entry.name, entry.uri))
-            conn.close()
         if len(found) == 1:
             return found[0]
         if not found:
@@ -91,4 +102,6 @@ class Hosts:
 
 
 def load_hosts(path: Path | None) -> Hosts:
+    from numa_migrate.adapters.inventory import load_inventory
+
     return Hosts(load_inventory(path or default_inventory_path()))

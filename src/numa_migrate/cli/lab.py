@@ -19,6 +19,8 @@ import click
 from numa_migrate.cli.numbers import Bounded
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.limits import MAX_GUEST_CELLS, MAX_GUEST_VCPUS, MAX_MEMORY_MIB
+from numa_migrate.hypervisor.base import Domain, Hypervisor
+from numa_migrate.hypervisor.libvirt import connect, connection
 from numa_migrate.lab import (
     HOST_NAMES,
     SRC,
@@ -28,7 +30,6 @@ from numa_migrate.lab import (
     counter_delta,
     counter_guest_xml,
     read_counter,
-    virt,
     wait_until_counting,
 )
 
@@ -52,10 +53,6 @@ def _errors(func: F) -> F:
             message = str(exc)
         except OSError as exc:
             message = f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}"
-        except Exception as exc:
-            if type(exc).__name__ != "libvirtError":
-                raise
-            message = f"libvirt: {str(exc).strip()}"
         click.echo(f"error: {' '.join(message.split())}", err=True)
         sys.exit(EXIT_ERROR)
 
@@ -97,7 +94,6 @@ def _print_status(status: LabStatus) -> None:
 def lab() -> None:
     """A real two-host libvirt lab on this machine: lab-src and lab-dst.
 
-    \b
     Two libvirtd daemons run side by side, each in its own mount namespace with private
     /etc/libvirt, /run/libvirt, /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt
     and a distinct host UUID, so that a real live migration can go from one to the
@@ -105,6 +101,7 @@ def lab() -> None:
     Needs root; missing Debian packages are installed with apt-get.
 
     \b
+    Examples:
       numa-migrate lab up --hugepages 64     # start both daemons, reserve 64 x 2 MiB
       numa-migrate lab status                # what runs, URIs, huge pages
       numa-migrate lab guest start demo      # a counter guest on lab-src
@@ -113,6 +110,9 @@ def lab() -> None:
 
     The state lives in /var/lib/numa-migrate/lab (or $NUMA_MIGRATE_LAB_DIR); `up`
     writes the hosts' URIs to inventory.toml there.
+
+    Exit 0 success, 1 `lab status` found the lab not (fully) up or `lab guest counter`
+    saw the counter stand still, 2 an error (one line on stderr: what failed, what to do).
     """
 
 
@@ -202,31 +202,31 @@ def _pins(values: tuple[str, ...]) -> dict[int, str]:
     return pins
 
 
-def _find(lab_: Lab, name: str) -> tuple[str, Any, Any] | None:
+def _find(lab_: Lab, name: str) -> tuple[str, Hypervisor, Domain] | None:
     """(host, connection, domain) of the first lab host that has domain ``name``."""
-    lv = virt.libvirt()
     for host in HOST_NAMES:
-        conn = virt.open_connection(lab_.uri(host))
-        try:
-            return host, conn, conn.lookupByName(name)
-        except lv.libvirtError:
-            conn.close()
+        conn = connect(lab_.uri(host), host)
+        dom = conn.lookup(name)
+        if dom is not None:
+            return host, conn, dom
+        conn.close()
     return None
 
 
 @guest.command("start")
 @click.argument("name")
-@click.option("--host", type=click.Choice(HOST_NAMES), default=SRC, show_default=True)
+@click.option("--host", type=click.Choice(HOST_NAMES), default=SRC, show_default=True,
+              help="The lab host to start it on.")
 @click.option("--vcpus", type=Bounded(1, MAX_GUEST_VCPUS, why="QEMU's maximum vCPUs"),
-              default=2, show_default=True)
+              default=2, show_default=True, metavar="N", help="vCPUs.")
 @click.option("--memory", "memory_mib", type=Bounded(16, MAX_MEMORY_MIB, why="4 PiB"),
-              default=64,
+              default=64, metavar="MiB",
               show_default=True, help="Memory in MiB.")
 @click.option("--pin", "pins", multiple=True, metavar="VCPU=CPUS",
               help="Pin a vCPU (<vcpupin>), e.g. --pin 0=0 --pin 1=1.")
 @click.option("--emulator-pin", metavar="CPUS", help="CPUs of QEMU's other threads.")
 @click.option("--cells", type=Bounded(1, MAX_GUEST_CELLS, why="QEMU's maximum NUMA nodes"),
-              default=1, show_default=True,
+              default=1, show_default=True, metavar="N",
               help="Guest NUMA cells (vCPUs and memory split evenly; memory on host node 0).")
 @click.option("--hugepages", is_flag=True, help="Back the memory with 2 MiB huge pages.")
 @_errors
@@ -271,17 +271,18 @@ def guest_start(
         hugepage_kib=2048 if hugepages else None,
         domain_type=lab_.domain_type(),
     )
-    with virt.connection(lab_.uri(host)) as conn:
-        dom = conn.defineXML(xml)
+    with connection(lab_.uri(host), host) as conn:
+        dom = conn.define(xml)
         _progress(f"{name}: defined on {host}, starting")
-        dom.create()
+        dom.start()
         value = wait_until_counting(dom)
     click.echo(f"{name} runs on {host}; counter {value:#010x} and moving")
 
 
 @guest.command("counter")
 @click.argument("name")
-@click.option("--samples", type=Bounded(2, 1000), default=3, show_default=True)
+@click.option("--samples", type=Bounded(2, 1000), default=3, show_default=True,
+              metavar="N", help="How many readings.")
 @_errors
 def guest_counter(name: str, samples: int) -> None:
     """Read the counter of guest NAME a few times (0.5 s apart): is it alive?
@@ -313,17 +314,15 @@ def guest_counter(name: str, samples: int) -> None:
 def guest_stop(name: str) -> None:
     """Destroy and undefine guest NAME on whichever lab host has it."""
     lab_ = _lab()
-    lv = virt.libvirt()
     gone = []
     for host in HOST_NAMES:
-        with virt.connection(lab_.uri(host)) as conn:
-            try:
-                dom = conn.lookupByName(name)
-            except lv.libvirtError:
+        with connection(lab_.uri(host), host) as conn:
+            dom = conn.lookup(name)
+            if dom is None:
                 continue
-            if dom.isActive():
+            if dom.is_active():
                 dom.destroy()
-            if dom.isPersistent():
+            if dom.is_persistent():
                 dom.undefine()
             gone.append(host)
     if not gone:

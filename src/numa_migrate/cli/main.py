@@ -7,37 +7,36 @@ Human output is rich text on stdout; ``--json`` prints one JSON document instead
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
 
-from numa_migrate.adapters.casefmt import MAX_ALLOCATION_RATIO, answer_lines
-from numa_migrate.adapters.fleet import load_fleet
-from numa_migrate.cli import render
-from numa_migrate.cli.lab import lab as lab_group
-from numa_migrate.cli.matrix import validate_matrix_cmd
-from numa_migrate.cli.migrate import migrate as migrate_cmd
-from numa_migrate.cli.migrate import recover_cmd
+from numa_migrate import __version__
+from numa_migrate.cli.lazy import LazyCommand, LazyGroup
 from numa_migrate.cli.numbers import Bounded
-from numa_migrate.cli.preflight import preflight_cmd
-from numa_migrate.cli.validate import validate_cmd
-from numa_migrate.core.cpuset import parse_cpu_spec
 from numa_migrate.core.errors import InvalidRequestError, NumaMigrateError
-from numa_migrate.core.explain import explain_guest
-from numa_migrate.core.fit.cellfit import Limits
-from numa_migrate.core.fit.fitter import FitOptions, fit_guest
-from numa_migrate.core.limits import MAX_GUEST_VCPUS, MAX_MEMORY_MIB, MAX_PAGE_SIZE_KIB
-from numa_migrate.core.model.guest import Guest
-from numa_migrate.core.model.host import HostTopology
-from numa_migrate.core.request import Flavor, guest_from_flavor
-from numa_migrate.inputs.files import read_bytes
+from numa_migrate.core.limits import (
+    MAX_ALLOCATION_RATIO,
+    MAX_GUEST_VCPUS,
+    MAX_MEMORY_MIB,
+    MAX_PAGE_SIZE_KIB,
+)
+
+# Only what --help and every command need is imported here; the rest is imported in the
+# function that uses it (start-up time: see docs/performance.md).
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from numa_migrate.core.fit.fitter import FitOptions
+    from numa_migrate.core.model.guest import Guest
+    from numa_migrate.core.model.host import HostTopology
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_NO_FIT = 1
@@ -56,6 +55,8 @@ huge pages become the request.
 
 def _stdout() -> Console:
     """Rich console on stdout; when piped, wide enough that tables do not wrap."""
+    from rich.console import Console
+
     console = Console(highlight=False)
     if not console.is_terminal:
         console = Console(highlight=False, width=140)
@@ -126,6 +127,8 @@ class GuestSpec:
             if self.vcpus or self.ram or self.extra_specs or self.image_props:
                 raise click.UsageError("give either --domain-xml or the flavor options, not both")
             from numa_migrate.adapters.domain import domain_from_xml, guest_request_from_domain
+            from numa_migrate.core.model.guest import Guest
+            from numa_migrate.inputs.files import read_bytes
 
             info = domain_from_xml(read_bytes(self.domain_xml, what="domain XML file"),
                                    source=str(self.domain_xml))
@@ -136,6 +139,8 @@ class GuestSpec:
                 "describe the guest with --flavor-vcpus and --flavor-ram (plus --extra-spec), "
                 "or with --domain-xml"
             )
+        from numa_migrate.core.request import Flavor, guest_from_flavor
+
         specs = _key_values(self.extra_specs, "--extra-spec")
         flavor = Flavor(self.vcpus, self.ram, specs, self.name)
         return guest_from_flavor(flavor, _key_values(self.image_props, "--image-property"))
@@ -145,8 +150,8 @@ guest_options = _bundle(
     [
         click.option("--flavor-vcpus", type=Bounded(1, MAX_GUEST_VCPUS,
                                                     why="QEMU's maximum vCPUs"),
-                     help="Flavor vCPUs."),
-        click.option("--flavor-ram", type=Bounded(1, MAX_MEMORY_MIB, why="4 PiB"),
+                     metavar="N", help="Flavor vCPUs."),
+        click.option("--flavor-ram", type=Bounded(1, MAX_MEMORY_MIB, why="4 PiB"), metavar="MiB",
                      help="Flavor memory in MiB."),
         click.option(
             "--extra-spec",
@@ -185,6 +190,9 @@ guest_options = _bundle(
 def _fit_options(
     cpu_ratio: float | None, ram_ratio: float | None, pack: bool, current: int | None
 ) -> FitOptions:
+    from numa_migrate.core.fit.cellfit import Limits
+    from numa_migrate.core.fit.fitter import FitOptions
+
     limits = None
     if cpu_ratio is not None or ram_ratio is not None:
         limits = Limits(cpu_ratio or 1.0, ram_ratio or 1.0)
@@ -196,12 +204,14 @@ fit_options = _bundle(
         click.option(
             "--cpu-allocation-ratio",
             type=Bounded(0, MAX_ALLOCATION_RATIO, integer=False, above=True),
+            metavar="RATIO",
             help="Over-commit limit for shared vCPUs per cell (Nova's limits); without "
             "ratios no over-commit check is made, as in Nova.",
         ),
         click.option(
             "--ram-allocation-ratio",
             type=Bounded(0, MAX_ALLOCATION_RATIO, integer=False, above=True),
+            metavar="RATIO",
             help="Over-commit limit for the memory of shared guests per cell.",
         ),
         click.option(
@@ -239,16 +249,26 @@ class HostSpec:
             if self.names or self.fleet_path:
                 raise click.UsageError("give either --capabilities or --fleet/--host, not both")
             from numa_migrate.adapters.capabilities import host_from_capabilities
+            from numa_migrate.core.novaopts import cpu_set_option
+            from numa_migrate.inputs.files import read_bytes
 
+            data = read_bytes(self.capabilities, what="capabilities XML file")
+            # the host's own CPU count bounds the sets (read before any set is expanded)
+            bound = max(host_from_capabilities(data, source=str(self.capabilities)).cpus,
+                        default=-1) + 1
             dedicated = (
-                parse_cpu_spec(self.dedicated, field="--dedicated-set")
-                if (self.dedicated)
+                cpu_set_option(self.dedicated, option="--dedicated-set", bound=bound)
+                if self.dedicated
                 else None
             )
-            shared = parse_cpu_spec(self.shared, field="--shared-set") if self.shared else None
+            shared = (
+                cpu_set_option(self.shared, option="--shared-set", bound=bound)
+                if self.shared
+                else None
+            )
             return [
                 host_from_capabilities(
-                    read_bytes(self.capabilities, what="capabilities XML file"),
+                    data,
                     name=self.capabilities.stem,
                     cpu_dedicated_set=dedicated,
                     cpu_shared_set=shared,
@@ -257,6 +277,8 @@ class HostSpec:
             ]
         if self.dedicated or self.shared:
             raise click.UsageError("--dedicated-set/--shared-set go with --capabilities")
+        from numa_migrate.adapters.fleet import load_fleet
+
         fleet = load_fleet(self.fleet_path)
         if self.names:
             return [fleet.host(n) for n in self.names]
@@ -304,8 +326,43 @@ host_options = _bundle(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="numa-migrate")
+# Commands that live in their own modules, imported only when they run. The short help is
+# what `numa-migrate --help` lists without importing them; tests/test_cli_startup.py checks
+# it against each command's own.
+LAZY_COMMANDS = {
+    "lab": LazyCommand(
+        "numa_migrate.cli.lab:lab",
+        "A real two-host libvirt lab on this machine: lab-src and lab-dst.",
+    ),
+    "migrate": LazyCommand(
+        "numa_migrate.cli.migrate:migrate",
+        "Live-migrate a running DOMAIN to another host with NUMA-correct pins.",
+    ),
+    "preflight": LazyCommand(
+        "numa_migrate.cli.preflight:preflight_cmd",
+        "Check that Nova (and the nova-compute charm) allow NUMA live migration, and how well.",
+    ),
+    "recover": LazyCommand(
+        "numa_migrate.cli.migrate:recover_cmd",
+        "Repair migrations interrupted by a crash or a kill.",
+    ),
+    "validate": LazyCommand(
+        "numa_migrate.cli.validate:validate_cmd",
+        "Prove that running DOMAIN is placed as planned on HOST.",
+    ),
+    "validate-matrix": LazyCommand(
+        "numa_migrate.cli.matrix:validate_matrix_cmd",
+        "Run the validation matrix: real guests, migrated there and back, then validated.",
+    ),
+}
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=LAZY_COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(version=__version__, prog_name="numa-migrate")
 def cli() -> None:
     """Plan, fit and explain NUMA-sensitive guests (pinned CPUs, guest NUMA cells, huge
     pages) on KVM/libvirt hosts, with Nova's placement rules.
@@ -340,7 +397,6 @@ def fit(
 
     The host is a fleet host (--host NAME; default fleet: the bundled sample) or a
     capabilities XML (--capabilities with --dedicated-set/--shared-set).
-    Exit 0 fits, 1 does not fit, 2 bad input.
 
     With --batch, fit cases in the fit-case JSON format are read on stdin (one per
     line) and one answer line per case is written on stdout; a bad case gets an
@@ -355,6 +411,9 @@ def fit(
             "to compare hosts use `numa-migrate explain`"
         )
     (host,) = host_spec.hosts()
+    from numa_migrate.cli import render
+    from numa_migrate.core.fit.fitter import fit_guest
+
     result = fit_guest(host, guest, fit_opts)
     if as_json:
         doc = {"guest": render.guest_json(guest), **render.fit_json(result)}
@@ -366,6 +425,8 @@ def fit(
 
 def _fit_batch() -> int:
     """Answer every case line; exit 2 only when no line at all was JSON."""
+    from numa_migrate.adapters.casefmt import answer_lines
+
     lines = parsed = 0
     out = sys.stdout
     for answer in answer_lines(sys.stdin.buffer):
@@ -392,8 +453,10 @@ def explain(
 
     Prints a one-line summary ("1/3 hosts can take web-7 (...): 2 not enough free
     dedicated CPUs, ...") and, per host, a grid of host cells x guest cells.
-    Exit 0 when at least one host can take the guest, 1 when none can.
     """
+    from numa_migrate.cli import render
+    from numa_migrate.core.explain import explain_guest
+
     exp = explain_guest(host_spec.hosts(), guest_spec.guest(), fit_opts)
     if as_json:
         click.echo(json.dumps(render.explanation_json(exp), indent=2))
@@ -407,7 +470,14 @@ def explain(
 @json_option
 @handle_errors
 def fleet(fleet_path: Path | None, as_json: bool) -> None:
-    """Show a fleet: hosts, NUMA cells, free dedicated CPUs, memory, huge pages, guests."""
+    """Show a fleet: hosts, NUMA cells, free dedicated CPUs, memory, huge pages, guests.
+
+    Without --fleet, the bundled sample fleet (the one `fit` and `explain` use by default).
+    Exit 0, or 2 when the fleet file is bad.
+    """
+    from numa_migrate.adapters.fleet import load_fleet
+    from numa_migrate.cli import render
+
     loaded = load_fleet(fleet_path)
     if as_json:
         click.echo(json.dumps(render.fleet_json(loaded), indent=2))
@@ -427,6 +497,7 @@ def demo(no_lab: bool, keep_lab: bool) -> None:
 
     The lab part needs root (it brings the lab up when it is down, and down again
     afterwards); without root it says so and stops after the fleet tour.
+    Exit 0 when the tour ran (or stopped for want of root), 1 when the lab part failed.
     """
     from numa_migrate.cli.demo import run_demo
 
@@ -439,15 +510,33 @@ def demo(no_lab: bool, keep_lab: bool) -> None:
             sys.exit(1)
 
 
-fit.help = (fit.help or "") + GUEST_HELP
-explain.help = (explain.help or "") + GUEST_HELP
+FIT_TAIL = """
+\b
+Examples:
+  numa-migrate fit --host cmp-intel-01 --flavor-vcpus 4 --flavor-ram 4096 \\
+      --extra-spec hw:cpu_policy=dedicated --extra-spec hw:mem_page_size=large
+  numa-migrate fit --capabilities caps.xml --dedicated-set 2-15 --domain-xml web-1.xml
+  numa-migrate fit --batch < cases.jsonl > answers.jsonl
 
-cli.add_command(lab_group)
-cli.add_command(migrate_cmd)
-cli.add_command(recover_cmd)
-cli.add_command(validate_cmd)
-cli.add_command(validate_matrix_cmd)
-cli.add_command(preflight_cmd)
+Exit 0 fits, 1 does not fit, 2 bad input.
+"""
+
+EXPLAIN_TAIL = """
+\b
+Examples:
+  numa-migrate explain --flavor-vcpus 8 --flavor-ram 8192 \\
+      --extra-spec hw:cpu_policy=dedicated --extra-spec hw:numa_nodes=2
+  numa-migrate explain --fleet fleet.json --host cmp-01 --host cmp-02 \\
+      --domain-xml web-1.xml --json
+
+Exit 0 when at least one host can take the guest, 1 when none can, 2 bad input.
+"""
+
+# cleandoc first: the docstring is indented, the parts added are not (click would
+# otherwise dedent nothing and rewrap the docstring's indented lines into one paragraph).
+fit.help = inspect.cleandoc(fit.help or "") + "\n" + GUEST_HELP + FIT_TAIL
+explain.help = inspect.cleandoc(explain.help or "") + "\n" + GUEST_HELP + EXPLAIN_TAIL
+
 
 
 def main() -> None:

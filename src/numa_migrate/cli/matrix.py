@@ -9,22 +9,22 @@ from __future__ import annotations
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from numa_migrate.adapters.inventory import InventoryError, load_inventory
-from numa_migrate.adapters.inventory import default_inventory_path as configured_inventory
 from numa_migrate.cli.hosts import hosts_option
 from numa_migrate.cli.migrate import _open_store, db_option
 from numa_migrate.core.errors import NumaMigrateError
-from numa_migrate.lab import Lab, LabUnavailableError
-from numa_migrate.lab.guest import write_floppy_image
-from numa_migrate.lab.state import default_lab
-from numa_migrate.matrix.fixtures import run_fixture_scenario
-from numa_migrate.matrix.report import MatrixReport, render_html, render_markdown
-from numa_migrate.matrix.runner import MatrixRun
 from numa_migrate.matrix.scenarios import SCENARIOS, scenario_ids, select
+
+# The lab, the runner and the inventory reader are imported when the matrix runs, so that
+# --help (which lists the scenarios) answers at once.
+if TYPE_CHECKING:
+    from numa_migrate.lab import Lab
+    from numa_migrate.matrix.report import MatrixReport
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -35,11 +35,21 @@ def _say(message: str) -> None:
     click.echo(message, err=True)
 
 
-def _scenario_list() -> str:
-    return "\n".join(f"  {s.id:<22} {s.group}: {s.title}" for s in SCENARIOS)
+def _scenario_list(width: int = 78) -> str:
+    """The scenarios by group as click paragraphs kept as written (``\\b``), for --help."""
+    name_width = max(len(s.id) for s in SCENARIOS) + 2
+    groups: dict[str, list[str]] = {}
+    for scenario in SCENARIOS:
+        lines = textwrap.wrap(scenario.title, width - name_width - 2) or [""]
+        groups.setdefault(scenario.group, []).extend(
+            [f"  {scenario.id:<{name_width}}{lines[0]}",
+             *(f"  {'':<{name_width}}{line}" for line in lines[1:])])
+    return "\n\n".join("\b\n" + f"{group}:\n" + "\n".join(rows)
+                       for group, rows in groups.items())
 
 
-@click.command("validate-matrix", epilog="Scenarios:\n\n" + _scenario_list())
+@click.command("validate-matrix",
+               epilog="Scenarios (ID for --only), by group:\n\n" + _scenario_list())
 @hosts_option
 @click.option("--source", metavar="HOST", help="Source host (default: the inventory's first).")
 @click.option("--destination", metavar="HOST",
@@ -87,6 +97,13 @@ def validate_matrix_cmd(  # noqa: PLR0917 (click passes every option)
 
     Exit 0 no scenario failed, 1 a scenario failed, 2 the matrix could not run.
     """
+    from numa_migrate.adapters.inventory import InventoryError, load_inventory
+    from numa_migrate.adapters.inventory import default_inventory_path as configured_inventory
+    from numa_migrate.lab.guest import write_floppy_image
+    from numa_migrate.matrix.fixtures import run_fixture_scenario
+    from numa_migrate.matrix.report import render_markdown
+    from numa_migrate.matrix.runner import MatrixRun
+
     lab: Lab | None = None
     brought_up = False
     try:
@@ -140,6 +157,9 @@ def validate_matrix_cmd(  # noqa: PLR0917 (click passes every option)
 
 
 def _lab() -> Lab:
+    from numa_migrate.lab import LabUnavailableError
+    from numa_migrate.lab.state import default_lab
+
     if os.geteuid() != 0:
         raise LabUnavailableError(
             "without --hosts the matrix runs on the lab, which needs root (two libvirtd "
@@ -148,6 +168,8 @@ def _lab() -> Lab:
 
 
 def _write(report: MatrixReport, html: Path | None, markdown: Path | None) -> None:
+    from numa_migrate.matrix.report import render_html, render_markdown
+
     for path, text in ((html, render_html(report) if html else ""),
                        (markdown, render_markdown(report) if markdown else "")):
         if path is None:

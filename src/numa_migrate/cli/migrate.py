@@ -11,33 +11,28 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
-from numa_migrate.adapters import virt
-from numa_migrate.adapters.rewrite import DestinationPlan
-from numa_migrate.claims import ClaimStore, default_url
 from numa_migrate.cli.hosts import Hosts, hosts_option, load_hosts
 from numa_migrate.cli.numbers import Bounded
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError
-from numa_migrate.core.planjson import plan_to_json
-from numa_migrate.migrate.plan import MigrationPlan, NoRoom
-from numa_migrate.migrate.recovery import Recovery, recover
-from numa_migrate.migrate.run import HostRef, Migration, MigrationFailed, Outcome
 from numa_migrate.migrate.sriov import DEFAULT_POLICY, POLICIES
+
+# The claims store (SQLAlchemy, alembic), libvirt and rich are imported in the functions
+# that use them, so that --help and bad usage answer at once.
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import TaskID
+    from rich.table import Table
+
+    from numa_migrate.claims import ClaimStore
+    from numa_migrate.hypervisor.base import JobProgress, MigrateOptions
+    from numa_migrate.migrate.plan import MigrationPlan, NoRoom
+    from numa_migrate.migrate.recovery import Recovery
+    from numa_migrate.migrate.run import HostRef, Outcome
 
 EXIT_NO_ROOM = 1
 EXIT_BAD_INPUT = 2
@@ -55,14 +50,20 @@ db_option = click.option(
 
 
 def _err() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False)
 
 
 def _open_store(db_url: str | None) -> ClaimStore:
+    from numa_migrate.claims import ClaimStore, default_url
+
     return ClaimStore.open(db_url or default_url())
 
 
 def _auto_recover(store: ClaimStore, console: Console) -> list[Recovery]:
+    from numa_migrate.migrate.recovery import recover
+
     done = recover(store)
     for r in done:
         console.print(f"[yellow]recovered[/] interrupted migration {r.migration_id} of "
@@ -71,19 +72,21 @@ def _auto_recover(store: ClaimStore, console: Console) -> list[Recovery]:
 
 
 def _pins_text(pins: dict[int, list[int]]) -> dict[int, str]:
-    return {v: format_cpu_spec(c) for v, c in pins.items()}
-
-
-_NO_PLAN = DestinationPlan(vcpu_pins={}, emulator_pins=frozenset(), iothread_pins={},
-                           shared_cpuset=None, memory_nodes=frozenset(), cell_nodes={},
-                           hugepage_kib=None, hostdev_map={})
-"""What a guest without NUMA need is planned as: no pins, no binding, pages as they are."""
+    return {v: CpuSet.of(c).format() for v, c in pins.items()}
 
 
 def _plan_json(plan: MigrationPlan) -> dict[str, Any]:
     """The plan as the plan JSON format (``validate --plan`` reads it), with what people
-    read next to it (source, inferred request, source pins, SR-IOV moves, notes)."""
-    doc = plan_to_json(plan.dest_plan or _NO_PLAN, domain=plan.domain, host=plan.destination,
+    read next to it (source, inferred request, source pins, SR-IOV moves, notes).
+
+    A guest without NUMA need is planned as no pins, no binding and pages as they are."""
+    from numa_migrate.adapters.rewrite import DestinationPlan
+    from numa_migrate.core.planjson import plan_to_json
+
+    no_plan = DestinationPlan(vcpu_pins={}, emulator_pins=frozenset(), iothread_pins={},
+                              shared_cpuset=None, memory_nodes=frozenset(), cell_nodes={},
+                              hugepage_kib=None, hostdev_map={})
+    doc = plan_to_json(plan.dest_plan or no_plan, domain=plan.domain, host=plan.destination,
                        cpu_lists=True)
     doc.update({
         "uuid": plan.uuid, "source": plan.source,
@@ -119,6 +122,8 @@ def _outcome_json(out: Outcome) -> dict[str, Any]:
 
 
 def _pin_table(title: str, out: Outcome) -> Table:
+    from rich.table import Table
+
     table = Table(title=title)
     for col in ("vCPU", f"before ({out.plan.source})", f"after, live ({out.plan.destination})",
                 "after, persistent"):
@@ -134,6 +139,15 @@ class _Bar:
     """A rich progress bar on stderr fed from the migration job's statistics."""
 
     def __init__(self, console: Console, label: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
             TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=False,
@@ -141,7 +155,7 @@ class _Bar:
         self.task: TaskID | None = None
         self.label = label
 
-    def __call__(self, p: virt.JobProgress) -> None:
+    def __call__(self, p: JobProgress) -> None:
         if self.task is None:
             self.progress.start()
             self.task = self.progress.add_task(self.label, total=p.data_total or None)
@@ -183,7 +197,7 @@ class _Bar:
               metavar="MiB/s",
               help="Limit the migration bandwidth.")
 @click.option("--ttl", "ttl_s", type=Bounded(10, MAX_SECONDS, integer=False, why="a week"),
-              default=600.0, show_default=True,
+              default=600.0, show_default=True, metavar="SECONDS",
               help="Seconds before an unrenewed claim counts as abandoned.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 def migrate(  # noqa: PLR0917 (click passes every option)
@@ -208,11 +222,17 @@ def migrate(  # noqa: PLR0917 (click passes every option)
     Examples:
       numa-migrate migrate web-1 --to cmp-02 --dry-run
       numa-migrate migrate web-1 --to cmp-02 --bandwidth 200 --json
+
+    Exit 0 migrated (or planned, with --dry-run), 1 the destination has no room (nothing
+    moved), 2 bad input, 3 the migration failed and was rolled back (the guest still runs
+    on the source).
     """
     if auto_converge and post_copy:
         raise click.UsageError("--auto-converge and --post-copy are alternatives; pick one")
     if post_copy_after is not None and not post_copy:
         raise click.UsageError("--post-copy-after needs --post-copy")
+    from numa_migrate.hypervisor.base import MigrateOptions
+
     console = _err()
     try:
         inventory = load_hosts(hosts_path)
@@ -227,15 +247,20 @@ def migrate(  # noqa: PLR0917 (click passes every option)
     with store:
         _run(store, console, inventory=inventory, domain=domain, source=source, dest=dest,
              dry_run=dry_run, as_json=as_json, pci_numa_policy=pci_numa_policy,
-             ttl_s=ttl_s, options=virt.MigrateOptions(
+             ttl_s=ttl_s, options=MigrateOptions(
                  auto_converge=auto_converge, post_copy=post_copy,
                  post_copy_after_s=post_copy_after, bandwidth_mib_s=bandwidth))
 
 
 def _run(store: ClaimStore, console: Console, *, inventory: Hosts, domain: str,
          source: HostRef, dest: HostRef,
-         dry_run: bool, as_json: bool, ttl_s: float, options: virt.MigrateOptions,
+         dry_run: bool, as_json: bool, ttl_s: float, options: MigrateOptions,
          pci_numa_policy: str) -> None:
+    from rich.console import Console
+
+    from numa_migrate.migrate.plan import NoRoom
+    from numa_migrate.migrate.run import Migration, MigrationFailed
+
     bar = _Bar(console, f"{domain} → {dest.name}")
 
     def phase(name: str, message: str) -> None:
@@ -279,6 +304,10 @@ def _run(store: ClaimStore, console: Console, *, inventory: Hosts, domain: str,
 
 
 def _print_plan(plan: MigrationPlan | NoRoom, as_json: bool) -> None:
+    from rich.console import Console
+
+    from numa_migrate.migrate.plan import NoRoom
+
     if isinstance(plan, NoRoom):
         if as_json:
             click.echo(json.dumps({"fits": False, "domain": plan.domain,
@@ -309,8 +338,13 @@ def recover_cmd(hosts_path: Path | None, db_url: str | None, as_json: bool) -> N
     source definition removed, claim released); if it is alive on the source it is rolled
     back (guest resumed, destination leftovers removed, claim rolled back). A guest found on
     both hosts or on neither is left alone and reported. Safe to run at any time.
+
+    Exit 0 every interrupted migration repaired (or none found), 2 the claims store
+    cannot be opened, 3 one needs attention or was skipped (see the lines printed).
     """
     del hosts_path  # the journal records both hosts' URIs
+    from numa_migrate.migrate.recovery import recover
+
     try:
         store = _open_store(db_url)
     except NumaMigrateError as exc:

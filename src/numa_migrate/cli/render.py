@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from numa_migrate.adapters.casefmt import placement_to_json
-from numa_migrate.adapters.fleet import Fleet
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.explain import Explanation, HostExplanation
 from numa_migrate.core.fit.fitter import FitResult
 from numa_migrate.core.model.guest import Guest, describe_page_size
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.model.placement import CellPlacement, Placement
+
+# rich is imported by the functions that print: the JSON output does not need it.
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from numa_migrate.adapters.fleet import Fleet
 
 
 def guest_json(guest: Guest) -> dict[str, object]:
@@ -89,6 +93,8 @@ def _pins_text(cell: CellPlacement) -> str:
 
 
 def placement_table(placement: Placement, title: str) -> Table:
+    from rich.table import Table
+
     table = Table(title=title, title_justify="left")
     for col in ("Guest Cell", "Host Cell", "vCPUs", "Memory", "Pages", "Pins (vCPU→pCPU)"):
         table.add_column(col)
@@ -96,13 +102,13 @@ def placement_table(placement: Placement, title: str) -> Table:
         table.add_row(
             str(c.guest_cell),
             str(c.host_cell),
-            format_cpu_spec(c.vcpus),
+            CpuSet.of(c.vcpus).format(),
             f"{c.memory_mib} MiB",
             describe_page_size(c.pagesize_kib) if c.pagesize_kib else "default",
             _pins_text(c),
         )
     if placement.emulator_pins:
-        table.caption = f"emulator threads pinned to {format_cpu_spec(placement.emulator_pins)}"
+        table.caption = f"emulator threads pinned to {CpuSet.of(placement.emulator_pins)}"
     return table
 
 
@@ -118,6 +124,9 @@ def print_fit(console: Console, result: FitResult) -> None:
 
 
 def _host_cell_table(h: HostExplanation) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False)
     table.add_column("Host Cell")
     guest_cells = sorted({v.guest_cell for v in h.cells})
@@ -155,9 +164,9 @@ def host_json(host: HostTopology) -> list[dict[str, object]]:
     return [
         {
             "cell": c.id,
-            "dedicated_cpus": format_cpu_spec(c.pcpuset),
-            "shared_cpus": format_cpu_spec(c.cpuset),
-            "pinned_cpus": format_cpu_spec(c.pinned_cpus),
+            "dedicated_cpus": CpuSet.of(c.pcpuset).format(),
+            "shared_cpus": CpuSet.of(c.cpuset).format(),
+            "pinned_cpus": CpuSet.of(c.pinned_cpus).format(),
             "free_dedicated": len(c.free_pcpus),
             "memory_mib": c.memory_mib,
             "memory_used_mib": c.memory_usage_mib,
@@ -200,6 +209,8 @@ def fleet_json(fleet: Fleet) -> dict[str, object]:
 
 
 def print_fleet(console: Console, fleet: Fleet) -> None:
+    from rich.table import Table
+
     console.print(f"Fleet: {fleet.source}", highlight=False)
     for host in fleet.hosts:
         table = Table(title=host.name, title_justify="left")
@@ -222,9 +233,9 @@ def print_fleet(console: Console, fleet: Fleet) -> None:
             )
             table.add_row(
                 str(c.id),
-                format_cpu_spec(c.pcpuset) or "-",
+                CpuSet.of(c.pcpuset).format() or "-",
                 f"{len(c.free_pcpus)}/{len(c.pcpuset)}",
-                format_cpu_spec(c.cpuset) or "-",
+                CpuSet.of(c.cpuset).format() or "-",
                 f"{c.memory_usage_mib}/{c.memory_mib}",
                 pages,
             )

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from numa_migrate.adapters.domain import DomainInfo, declared_dedicated_vcpus
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.model.host import HostCell, HostTopology
 
 _EMPTY: frozenset[int] = frozenset()
@@ -102,24 +102,17 @@ class HostUsage:
 
 def host_cpus(host: HostTopology) -> frozenset[int]:
     """Every CPU of the host that any pool or SMT group names."""
-    out: set[int] = set()
-    for cell in host.cells:
-        out |= cell.cpuset | cell.pcpuset
-        for group in cell.siblings:
-            out |= group
-    return frozenset(out)
+    return host.cpus
 
 
 def cell_of_cpu(host: HostTopology, cpu: int) -> int | None:
-    for cell in host.cells:
-        if cpu in cell.cpuset or cpu in cell.pcpuset or any(cpu in g for g in cell.siblings):
-            return cell.id
-    return None
+    cell = host.cell_of(cpu)
+    return None if cell is None else cell.id
 
 
 def cells_of_cpus(host: HostTopology, cpus: Iterable[int]) -> frozenset[int]:
     """The host cells the CPUs lie in (CPUs the host does not have are ignored)."""
-    return frozenset(c for c in (cell_of_cpu(host, cpu) for cpu in cpus) if c is not None)
+    return host.cells_of(cpus)
 
 
 def dedicated_vcpus(info: DomainInfo) -> dict[int, int]:
@@ -200,7 +193,7 @@ def is_numa_placed(info: DomainInfo) -> bool:
 def _guest_cell_host(
     host: HostTopology, info: DomainInfo, cell: int, vcpus: frozenset[int], notes: list[str]
 ) -> int | None:
-    known = {c.id for c in host.cells}
+    known = host.cell_ids
     memnodes = {m.cell_id: m.nodeset for m in (info.numatune.memnodes if info.numatune else ())}
     pins = dict(info.vcpupin)
     pin_cells = cells_of_cpus(host, frozenset().union(*(pins.get(v, _EMPTY) for v in vcpus)))
@@ -216,7 +209,7 @@ def _guest_cell_host(
         if not nodes:
             notes.append(
                 f"{info.name}: guest cell {cell} is bound to host node "
-                f"{format_cpu_spec(nodeset)}, which the host does not have"
+                f"{CpuSet.of(nodeset)}, which the host does not have"
             )
             return None
     elif len(pin_cells) == 1:
@@ -226,8 +219,8 @@ def _guest_cell_host(
         if len(cpuset_cells) == 1:
             return next(iter(cpuset_cells))
     where = (
-        f"numatune nodes {format_cpu_spec(nodeset)}" if nodeset is not None
-        else f"pins on host cells {format_cpu_spec(pin_cells)}" if pin_cells
+        f"numatune nodes {CpuSet.of(nodeset)}" if nodeset is not None
+        else f"pins on host cells {CpuSet.of(pin_cells)}" if pin_cells
         else "no pin or numatune"
     )
     notes.append(
@@ -383,7 +376,7 @@ def host_usage(host: HostTopology, domains: Iterable[DomainInfo]) -> HostUsage:
             pages=tuple(sorted(page_use.items())),
         )
         for pool in updated.mempages:
-            if pool.free < 0:
+            if pool.overcommitted:
                 notes.append(
                     f"host cell {cell.id}: domains use {pool.used} pages of {pool.size_kib} KiB "
                     f"but the cell has {pool.total} ({pool.reserved} reserved)"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 from numa_migrate.adapters.rewrite import DestinationPlan, RewriteError
-from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import ParseError
 from numa_migrate.core.limits import MAX_CPUS, MAX_NUMA_NODES, MAX_PAGE_SIZE_KIB
 
@@ -93,7 +93,7 @@ def plan_to_json(
     CPU lists (``"2-3,6"``), or as sorted lists of integers when ``cpu_lists``."""
 
     def cpus(ids: frozenset[int]) -> Any:
-        return sorted(ids) if cpu_lists else format_cpu_spec(ids)
+        return sorted(ids) if cpu_lists else CpuSet.of(ids).format()
 
     doc: dict[str, Any] = {"format": FORMAT, "version": VERSION}
     if domain is not None:
@@ -158,7 +158,7 @@ def plan_from_json(data: object, *, source: str = "plan") -> PlanDocument:
     for cell, node in plan.cell_nodes.items():
         if node not in plan.memory_nodes:
             raise fail(f"cell_nodes: guest cell {cell} on host node {node}, outside "
-                       f"memory_nodes {format_cpu_spec(plan.memory_nodes) or 'none'}")
+                       f"memory_nodes {CpuSet.of(plan.memory_nodes).format() or 'none'}")
     return PlanDocument(plan, data.get("domain"), data.get("host"))
 
 
@@ -176,7 +176,7 @@ def _is_int(value: object, maximum: int) -> bool:
 def _cpu_value(value: object, where: str, fail: _Fail) -> frozenset[int]:
     if isinstance(value, str):
         try:
-            return parse_cpu_spec(value, field=where)
+            return CpuSet.parse(value, field=where)
         except ParseError as exc:
             raise fail(str(exc)) from None
     if isinstance(value, list) and len(value) <= MAX_CPUS and all(

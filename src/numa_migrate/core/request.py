@@ -11,14 +11,15 @@ the NUMA fit; PCI/SR-IOV requests (reserved in the fit-case format).
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.core import novaopts
+from numa_migrate.core.cpuset import CpuBoundError, CpuSet
 from numa_migrate.core.errors import InvalidRequestError, ParseError
+from numa_migrate.core.limits import MAX_GUEST_CELLS, MAX_GUEST_VCPUS, MAX_MEMORY_MIB
 from numa_migrate.core.model.guest import (
     CPUPolicy,
     EmulatorPolicy,
@@ -30,13 +31,11 @@ from numa_migrate.core.model.guest import (
     ThreadPolicy,
 )
 
-NUMA_NODES_MAX = 128
+NUMA_NODES_MAX = MAX_GUEST_CELLS
 _POLICIES = tuple(p.value for p in CPUPolicy)
 _THREAD_POLICIES = tuple(p.value for p in ThreadPolicy)
 _EMULATOR_POLICIES = tuple(p.value for p in EmulatorPolicy)
 _TRUE_STRINGS = ("1", "t", "true", "on", "y", "yes")
-_IEC = re.compile(r"(^[-+]?\d*\.?\d+)([KMGTPEZYRQ]i?)?(b|bit|B)$")
-_IEC_EXPONENT = dict(zip("KMGTPEZYRQ", range(1, 11), strict=True))
 
 T = TypeVar("T")
 
@@ -77,7 +76,7 @@ def _image_int(key: str, value: object) -> int:
         return int(value)
     try:
         return int(value)  # type: ignore[call-overload,no-any-return]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         raise _image_value_error(key, value, "expected an integer") from None
 
 
@@ -99,9 +98,17 @@ def _indexed(
     return tuple(out) or None
 
 
-def _cpu_spec_or_invalid(key: str, value: object) -> frozenset[int]:
+def _cpu_spec_or_invalid(
+    key: str, value: object, *, out_of_range: str = "ImageNUMATopologyCPUOutOfRange"
+) -> frozenset[int]:
+    """A vCPU list; ids are bounded by the largest guest (``out_of_range`` is the Nova
+    error type for an id beyond it, ``Invalid`` for a list Nova cannot read)."""
     try:
-        return parse_cpu_spec(str(value), field=key)
+        return CpuSet.parse(str(value), field=key, bound=MAX_GUEST_VCPUS)
+    except CpuBoundError as exc:
+        raise InvalidRequestError(
+            out_of_range, f"{exc} (a guest has at most {MAX_GUEST_VCPUS} vCPUs)", key=key
+        ) from None
     except ParseError as exc:
         raise InvalidRequestError("Invalid", str(exc), key=key) from None
 
@@ -207,10 +214,10 @@ def _emulator_policy(flavor: Flavor) -> EmulatorPolicy | None:
     return EmulatorPolicy(val)
 
 
-def _mask(spec: str, vcpus: int, key: str) -> frozenset[int]:
+def _mask(spec: str, vcpus: int, key: str, out_of_range: str) -> frozenset[int]:
     """A vCPU mask; one starting with '^' excludes from all vCPUs."""
     text = f"0-{vcpus - 1},{spec}" if spec.strip().startswith("^") else spec
-    return _cpu_spec_or_invalid(key, text)
+    return _cpu_spec_or_invalid(key, text, out_of_range=out_of_range)
 
 
 def _realtime_vcpus(flavor: Flavor, image: ImageProps) -> frozenset[int] | None:
@@ -219,7 +226,7 @@ def _realtime_vcpus(flavor: Flavor, image: ImageProps) -> frozenset[int] | None:
     mask = image.cpu_realtime_mask or flavor.extra_specs.get("hw:cpu_realtime_mask")
     key = "hw_cpu_realtime_mask" if image.cpu_realtime_mask else "hw:cpu_realtime_mask"
     all_vcpus = frozenset(range(flavor.vcpus))
-    rt = _mask(mask, flavor.vcpus, key) if mask else all_vcpus
+    rt = _mask(mask, flavor.vcpus, key, "RealtimeMaskNotFoundOrInvalid") if mask else all_vcpus
     if not rt:
         raise InvalidRequestError(
             "RealtimeMaskNotFoundOrInvalid",
@@ -236,7 +243,7 @@ def _realtime_vcpus(flavor: Flavor, image: ImageProps) -> frozenset[int] | None:
     if not rt <= all_vcpus:
         raise InvalidRequestError(
             "RealtimeMaskNotFoundOrInvalid",
-            f"{key}={mask!r} names vCPUs {format_cpu_spec(rt - all_vcpus)} but the flavor "
+            f"{key}={mask!r} names vCPUs {CpuSet.of(rt - all_vcpus)} but the flavor "
             f"has vCPUs 0-{flavor.vcpus - 1}",
             key=key,
         )
@@ -247,7 +254,7 @@ def _dedicated_mask(flavor: Flavor) -> frozenset[int] | None:
     spec = flavor.extra_specs.get("hw:cpu_dedicated_mask")
     if not spec:
         return None
-    pcpus = _mask(spec, flavor.vcpus, "hw:cpu_dedicated_mask")
+    pcpus = _mask(spec, flavor.vcpus, "hw:cpu_dedicated_mask", "InvalidMixedInstanceDedicatedMask")
     all_vcpus = frozenset(range(flavor.vcpus))
     if not pcpus or not (all_vcpus - pcpus):
         raise InvalidRequestError(
@@ -259,7 +266,7 @@ def _dedicated_mask(flavor: Flavor) -> frozenset[int] | None:
     if not pcpus <= all_vcpus:
         raise InvalidRequestError(
             "InvalidMixedInstanceDedicatedMask",
-            f"hw:cpu_dedicated_mask={spec!r} names vCPUs {format_cpu_spec(pcpus - all_vcpus)} "
+            f"hw:cpu_dedicated_mask={spec!r} names vCPUs {CpuSet.of(pcpus - all_vcpus)} "
             f"outside the flavor's 0-{flavor.vcpus - 1}",
             key="hw:cpu_dedicated_mask",
         )
@@ -317,35 +324,6 @@ def _numa_nodes(flavor: Flavor, image: ImageProps) -> int | None:
     return int(nodes) if nodes else None
 
 
-def _string_to_kib(text: str) -> float:
-    """IEC size string ('2MB', '1GiB', '2048KB') to KiB as Nova reads it ('b'/'bit' = bits)."""
-    match = _IEC.match(text)
-    if not match:
-        raise ValueError(text)
-    magnitude = float(match.group(1))
-    if match.group(3) in ("b", "bit"):
-        magnitude /= 8
-    prefix = match.group(2)
-    size = magnitude * 1024 ** _IEC_EXPONENT[prefix[0]] if prefix else magnitude
-    return math.ceil(size) / 1024
-
-
-def _page_size_value(text: str, key: str) -> PageSizeRequest:
-    if text in ("small", "large", "any"):
-        return PageSizeRequest(PageSizeKind(text))
-    if text.isdigit():
-        return PageSizeRequest.explicit(int(text))
-    try:
-        return PageSizeRequest.explicit(_string_to_kib(text))
-    except ValueError:
-        raise InvalidRequestError(
-            "MemoryPageSizeInvalid",
-            f"{key}={text!r} is not a page size; allowed: small, large, any, a size in KiB "
-            "(2048) or with a unit (2MB, 1GB, 1GiB)",
-            key=key,
-        ) from None
-
-
 def _page_size(flavor: Flavor, image: ImageProps) -> PageSizeRequest | None:
     fval = flavor.extra_specs.get("hw:mem_page_size")
     ival = image.mem_page_size
@@ -358,9 +336,9 @@ def _page_size(flavor: Flavor, image: ImageProps) -> PageSizeRequest | None:
         )
     if not fval:
         return None
-    size = _page_size_value(fval, "hw:mem_page_size")
+    size = novaopts.page_size(fval, key="hw:mem_page_size")
     if ival and size.kind in (PageSizeKind.ANY, PageSizeKind.LARGE):
-        return _page_size_value(ival, "hw_mem_page_size")
+        return novaopts.page_size(ival, key="hw_mem_page_size")
     if ival:
         raise InvalidRequestError(
             "MemoryPageSizeForbidden",
@@ -421,7 +399,7 @@ def _auto_cells(nodes: int, flavor: Flavor, pcpus: frozenset[int]) -> tuple[Gues
     ncpus, mem = flavor.vcpus // nodes, flavor.memory_mib // nodes
     cells = []
     for node in range(nodes):
-        cpus = frozenset(range(node * ncpus, (node + 1) * ncpus))
+        cpus = CpuSet(range(node * ncpus, (node + 1) * ncpus))
         cells.append(GuestCell(node, cpus - pcpus, cpus & pcpus, mem))
     return tuple(cells)
 
@@ -452,12 +430,17 @@ def _manual_cells(
                 )
             unassigned.remove(cpu)
         cells.append(
-            GuestCell(node, cpu_list[node] - pcpus, cpu_list[node] & pcpus, mem_list[node])
+            GuestCell(
+                node,
+                CpuSet(cpu_list[node] - pcpus),
+                CpuSet(cpu_list[node] & pcpus),
+                mem_list[node],
+            )
         )
     if unassigned:
         raise InvalidRequestError(
             "ImageNUMATopologyCPUsUnassigned",
-            f"vCPUs {format_cpu_spec(unassigned)} are in no hw:numa_cpus.N; every vCPU "
+            f"vCPUs {CpuSet.of(unassigned)} are in no hw:numa_cpus.N; every vCPU "
             "must be in exactly one guest cell",
             key="hw:numa_cpus",
         )
@@ -527,10 +510,26 @@ def _check_policy_combination(
     return dedicated or realtime
 
 
+def _check_flavor_bounds(flavor: Flavor) -> None:
+    """The flavor's size within what one guest can be, before anything is sized by it."""
+    for what, value, top, unit in (
+        ("vcpus", flavor.vcpus, MAX_GUEST_VCPUS, "vCPUs"),
+        ("memory_mib", flavor.memory_mib, MAX_MEMORY_MIB, "MiB"),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+            raise InvalidRequestError(
+                "InvalidInput",
+                f"flavor {what}={str(value)[:40]!r} is out of range: a guest has 0 to {top} "
+                f"{unit}",
+                key=f"flavor.{what}",
+            )
+
+
 def guest_from_flavor(
     flavor: Flavor, image_properties: Mapping[str, object] | None = None
 ) -> Guest:
     """Build the guest's NUMA request as Nova would, or raise :class:`InvalidRequestError`."""
+    _check_flavor_bounds(flavor)
     image = image_props_from_dict(image_properties or {})
     cpu_policy = _cpu_policy(flavor, image)
     thread_policy = _thread_policy(flavor, image)

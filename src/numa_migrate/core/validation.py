@@ -37,7 +37,7 @@ from typing import Any
 from numa_migrate.adapters.domain import DomainInfo
 from numa_migrate.adapters.nodedev import PciFunction
 from numa_migrate.adapters.rewrite import DestinationPlan
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.domainusage import (
     cells_of_cpus,
     dedicated_vcpus,
@@ -165,7 +165,7 @@ class ThreadAffinities:
 def _cpus(cpus: Iterable[int] | None) -> str:
     if cpus is None:
         return "any"
-    text = format_cpu_spec(cpus)
+    text = CpuSet.of(cpus).format()
     return text or "none"
 
 
@@ -375,8 +375,8 @@ def _cpu_pools(ctx: _Context) -> Check:
     name, title = "cpu_pools", "pins inside the host's dedicated / shared CPU sets"
     if ctx.host is None:
         return _skip(name, title, NO_HOST)
-    dedicated_pool = frozenset().union(*(c.pcpuset for c in ctx.host.cells))
-    shared_pool = frozenset().union(*(c.cpuset for c in ctx.host.cells))
+    dedicated_pool = ctx.host.dedicated_cpus
+    shared_pool = ctx.host.shared_cpus
     ours = ctx.pinned_by(ctx.live)
     floating = [c for c in floating_vcpus(ctx.live).values() if c is not None]
     float_cpus = frozenset().union(*floating)

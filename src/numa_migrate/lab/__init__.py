@@ -17,9 +17,9 @@ Typical use::
     lab.down()
 """
 
+from numa_migrate.hypervisor.procaffinity import ThreadAffinity
 from numa_migrate.lab.affinity import (
     DomainAffinity,
-    ThreadAffinity,
     domain_affinity,
     process_affinity,
     qemu_pid,

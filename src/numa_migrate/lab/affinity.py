@@ -1,36 +1,19 @@
-"""The real CPU affinity of a running guest's QEMU threads, read from /proc.
+"""The real CPU affinity of a lab guest's QEMU threads, read from /proc.
 
-QEMU's pid is in ``<daemon run dir>/qemu/<domain>.pid`` (the run dir is what the daemon
-sees as /run/libvirt). Each thread's name is in ``/proc/<pid>/task/<tid>/comm``: vCPU threads
-are ``CPU <n>/KVM`` (``CPU <n>/TCG`` under TCG); the main thread (tid == pid) carries the
-emulator pin. The affinity is the ``Cpus_allowed_list`` line of
-``/proc/<pid>/task/<tid>/status`` -- what the kernel enforces, not what the XML says.
+The lab reads it with the product's one reader (:mod:`numa_migrate.hypervisor.procaffinity`):
+QEMU's pid from ``<daemon run dir>/qemu/<domain>.pid`` (checked against the process's command
+line), each thread's name and ``Cpus_allowed_list`` from ``/proc/<pid>/task/<tid>``. This
+module only adds the lab's view: the domain's name, its main thread, the accelerator.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.hypervisor import procaffinity
+from numa_migrate.hypervisor.procaffinity import AffinityError, ThreadAffinity
 from numa_migrate.lab.errors import LabError
-
-_VCPU_RE = re.compile(r"^CPU (\d+)/(KVM|TCG)$")
-
-
-@dataclass(frozen=True)
-class ThreadAffinity:
-    """One QEMU thread: its id, name, vCPU id (None for other threads) and allowed CPUs."""
-
-    tid: int
-    name: str
-    vcpu: int | None
-    cpus: frozenset[int]
-
-    @property
-    def cpu_list(self) -> str:
-        return format_cpu_spec(self.cpus)
 
 
 @dataclass(frozen=True)
@@ -63,7 +46,7 @@ class DomainAffinity:
     def accelerator(self) -> str | None:
         """'KVM' or 'TCG', from the vCPU thread names."""
         for thread in self.threads:
-            match = _VCPU_RE.match(thread.name)
+            match = procaffinity.VCPU_THREAD.fullmatch(thread.name)
             if match:
                 return match.group(2)
         return None
@@ -71,42 +54,18 @@ class DomainAffinity:
 
 def qemu_pid(run_dir: Path, domain: str) -> int:
     """The pid of ``domain``'s QEMU from the daemon's ``<run dir>/qemu/<domain>.pid``."""
-    path = run_dir / "qemu" / f"{domain}.pid"
     try:
-        pid = int(path.read_text().strip())
-    except FileNotFoundError:
-        raise LabError(f"{domain} is not running under {run_dir} (no {path})") from None
-    except (OSError, ValueError) as exc:
-        raise LabError(f"cannot read the QEMU pid of {domain} from {path}: {exc}") from None
-    if not Path(f"/proc/{pid}").exists():
-        raise LabError(f"the QEMU of {domain} (pid {pid} from {path}) is not running")
-    return pid
-
-
-def _thread(pid: int, task: Path) -> ThreadAffinity | None:
-    try:
-        name = (task / "comm").read_text().rstrip("\n")
-        status = (task / "status").read_text()
-    except OSError:
-        return None  # the thread ended while we looked
-    for line in status.splitlines():
-        if line.startswith("Cpus_allowed_list:"):
-            cpus = parse_cpu_spec(line.partition(":")[2].strip(), field=f"{task}/status")
-            break
-    else:
-        raise LabError(f"{task}/status has no Cpus_allowed_list line")
-    match = _VCPU_RE.match(name)
-    return ThreadAffinity(int(task.name), name, int(match.group(1)) if match else None, cpus)
+        return procaffinity.find_qemu_pid(run_dir, domain)
+    except AffinityError as exc:
+        raise LabError(f"{domain} is not running under {run_dir} ({exc})") from None
 
 
 def process_affinity(pid: int, domain: str = "") -> DomainAffinity:
     """The affinity of every thread of process ``pid``."""
-    tasks = Path(f"/proc/{pid}/task")
     try:
-        entries = sorted(tasks.iterdir(), key=lambda p: int(p.name))
-    except OSError as exc:
-        raise LabError(f"cannot list the threads of process {pid}: {exc}") from None
-    threads = tuple(t for t in (_thread(pid, e) for e in entries) if t is not None)
+        threads = procaffinity.process_affinity(pid).threads
+    except AffinityError as exc:
+        raise LabError(str(exc)) from None
     return DomainAffinity(domain or str(pid), pid, threads)
 
 

@@ -19,7 +19,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from numa_migrate.lab import processes, virt
+from numa_migrate.hypervisor.base import HypervisorError
+from numa_migrate.hypervisor.libvirt import connection
+from numa_migrate.lab import processes
 from numa_migrate.lab.errors import LabError
 from numa_migrate.lab.layout import HUGETLBFS_SOURCE, MIGRATION_PORTS, HostPaths
 from numa_migrate.lab.packages import SBIN_PATH, find_program
@@ -206,10 +208,10 @@ def _wait_for(host: HostPaths) -> int:
                     pass
         elif host.socket.exists():
             try:
-                with virt.connection(host.uri) as conn:
-                    conn.getLibVersion()
+                with connection(host.uri, host.name) as conn:
+                    conn.versions()
                 return pid
-            except LabError as exc:
+            except HypervisorError as exc:
                 last_error = str(exc)
         else:
             last_error = f"no socket {host.socket}"
@@ -244,8 +246,8 @@ def probe_qemu(host: HostPaths) -> float:
     (about 8 s here); ``up`` pays that once, not the first guest start.
     """
     started = time.monotonic()
-    with virt.connection(host.uri) as conn:
-        conn.getCapabilities()
+    with connection(host.uri, host.name) as conn:
+        conn.capabilities()
     return time.monotonic() - started
 
 

@@ -21,7 +21,7 @@ from lxml import etree
 from numa_migrate.adapters.domain import declared_specs_xml, domain_from_xml
 from numa_migrate.adapters.rewrite import DestinationPlan, plan_from_placement, rewrite_domain_xml
 from numa_migrate.adapters.xmlsafe import parse_xml
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.fit.fitter import fit_request
 from numa_migrate.core.model.guest import GuestRequest
 from numa_migrate.core.model.host import HostTopology
@@ -60,20 +60,20 @@ def flavored_guest(
     guest = guest_from_flavor(flavor)
     request = guest.numa
     if request is None:
-        shared = frozenset().union(*(c.cpuset for c in host.cells))
+        shared = host.shared_cpus
         xml = counter_guest_xml(
             name, image=image, vcpus=flavor.vcpus, memory_mib=flavor.memory_mib,
-            domain_type=domain_type, vcpu_cpuset=format_cpu_spec(shared) if shared else None,
+            domain_type=domain_type, vcpu_cpuset=CpuSet.of(shared).format() if shared else None,
         )
         return FlavoredGuest(name, host.name, flavor, None, None, None,
                              _with_identity(xml, flavor))
     fit = fit_request(host, request)
     if fit.placement is None:
-        return NoRoom(name, host.name, fit.summary, tuple(r.message for r in fit.reasons))
+        return NoRoom(name, host.name, fit.summary, fit.messages)
     base = _with_identity(
         counter_guest_xml(
             name, image=image, vcpus=flavor.vcpus, memory_mib=flavor.memory_mib,
-            cells=[(format_cpu_spec(c.vcpus), c.memory_mib) for c in request.cells],
+            cells=[(CpuSet.of(c.vcpus).format(), c.memory_mib) for c in request.cells],
             domain_type=domain_type,
         ),
         flavor,

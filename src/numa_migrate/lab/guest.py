@@ -22,9 +22,8 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
-from numa_migrate.lab import virt
+from numa_migrate.hypervisor.base import Domain, HypervisorError
 from numa_migrate.lab.errors import LabError
 
 BOOT_CODE = bytes.fromhex("31C08ED866FF060005EBF9")
@@ -194,18 +193,14 @@ def _check(
 _XP_RE = re.compile(r":\s*0x([0-9a-fA-F]+)")
 
 
-def _hmp(dom: Any, command: str) -> str:
-    qemu = virt.libvirt_qemu()
+def _hmp(dom: Domain, command: str) -> str:
     try:
-        out: str = qemu.qemuMonitorCommand(
-            dom, command, qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP
-        )
-    except virt.libvirt_error() as exc:
-        raise LabError(f"HMP {command!r} on {dom.name()}: {exc}") from None
-    return out
+        return dom.monitor_command(command)
+    except HypervisorError as exc:
+        raise LabError(f"HMP {command!r} on {dom.name()}: {exc.detail}") from None
 
 
-def read_counter(dom: Any) -> int:
+def read_counter(dom: Domain) -> int:
     """The guest's counter: the 32-bit word at guest-physical 0x500 (``xp /1wx 0x500``)."""
     out = _hmp(dom, f"xp /1wx {COUNTER_ADDRESS:#x}")
     match = _XP_RE.search(out)
@@ -214,7 +209,7 @@ def read_counter(dom: Any) -> int:
     return int(match.group(1), 16)
 
 
-def boot_sector_loaded(dom: Any) -> bool:
+def boot_sector_loaded(dom: Domain) -> bool:
     """True once the BIOS has loaded the counter boot sector at 0x7c00."""
     out = _hmp(dom, f"xp /{len(BOOT_CODE)}xb {BOOT_ADDRESS:#x}")
     found = bytes(int(h, 16) for h in re.findall(r"0x([0-9a-fA-F]{2})\b", out))
@@ -226,7 +221,7 @@ def counter_delta(before: int, after: int) -> int:
     return (after - before) % (1 << 32)
 
 
-def wait_until_counting(dom: Any, *, timeout: float = 60.0, interval: float = 0.1) -> int:
+def wait_until_counting(dom: Domain, *, timeout: float = 60.0, interval: float = 0.1) -> int:
     """Wait until the boot sector runs and the counter moves; its latest value.
 
     A guest normally reaches the boot sector within about 4 s under KVM (nested) and 0.2 s
@@ -249,7 +244,7 @@ def wait_until_counting(dom: Any, *, timeout: float = 60.0, interval: float = 0.
         time.sleep(interval)
 
 
-def counter_advances(dom: Any, *, samples: int = 3, interval: float = 0.1) -> bool:
+def counter_advances(dom: Domain, *, samples: int = 3, interval: float = 0.1) -> bool:
     """True when every one of ``samples`` successive readings differs from the one before."""
     value = read_counter(dom)
     for _ in range(samples):

@@ -9,7 +9,6 @@ libvirt's QEMU driver looks up are created (without them the driver fails to ini
 from __future__ import annotations
 
 import grp
-import importlib
 import os
 import pwd
 import shutil
@@ -155,13 +154,15 @@ def libvirt_version() -> str | None:
 
 def check_libvirt_python() -> None:
     """Fail with the exact command to run when ``import libvirt`` does not work."""
+    from numa_migrate.hypervisor.base import HypervisorError
+    from numa_migrate.hypervisor.libvirt import check_installed
+
     try:
-        importlib.import_module("libvirt")
-        importlib.import_module("libvirt_qemu")
-    except ImportError as exc:
+        check_installed()
+    except HypervisorError as exc:
         version = libvirt_version() or "<version of `pkg-config --modversion libvirt`>"
         raise LabUnavailableError(
-            f"`import libvirt` fails in {sys.executable} ({exc}); run: "
+            f"libvirt-python does not work in {sys.executable} ({exc.detail}); run: "
             f"apt-get install -y libvirt-dev pkg-config && "
             f"{sys.executable} -m pip install libvirt-python=={version} "
             f"(or: bash scripts/lab-deps.sh)"

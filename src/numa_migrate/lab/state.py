@@ -17,14 +17,17 @@ import json
 import os
 import shutil
 import subprocess
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from numa_migrate.core.cpuset import format_cpu_spec
-from numa_migrate.lab import daemons, hugepages, packages, processes, virt
+from numa_migrate.adapters.xmlsafe import parse_xml
+from numa_migrate.core.cpuset import CpuSet
+from numa_migrate.core.errors import ParseError
+from numa_migrate.hypervisor.base import HypervisorError
+from numa_migrate.hypervisor.libvirt import connection
+from numa_migrate.lab import daemons, hugepages, packages, processes
 from numa_migrate.lab.affinity import DomainAffinity, domain_affinity
 from numa_migrate.lab.errors import LabError
 from numa_migrate.lab.guest import write_floppy_image
@@ -282,7 +285,7 @@ def lab_cpu_sets(cpus: Sequence[int]) -> dict[str, tuple[str, str]]:
     if len(ordered) < 2:
         return {}
     half = len(ordered) // 2
-    low, high = format_cpu_spec(ordered[:half]), format_cpu_spec(ordered[half:])
+    low, high = CpuSet.of(ordered[:half]).format(), CpuSet.of(ordered[half:]).format()
     return {"lab-src": (high, low), "lab-dst": (low, high)}
 
 
@@ -319,21 +322,20 @@ def _probe(host: HostPaths) -> HostStatus:
             error=f"libvirtd {pid} lost its private /run/libvirt mount",
         )
     try:
-        with virt.connection(host.uri) as conn:
-            caps = ET.fromstring(conn.getCapabilities())
-            hostname = str(conn.getHostname())
-            domains = len(conn.listAllDomains(0))
-            running = int(conn.numOfDomains())
+        with connection(host.uri, host.name) as conn:
+            caps = parse_xml(conn.capabilities(), source=f"{host.name} capabilities")
+            hostname = conn.hostname()
+            listed = conn.domains()
+            domains = len(listed)
+            running = sum(1 for d in listed if d.active)
             cells = max(1, len(caps.findall("./host/topology/cells/cell")))
             free: int | None
             try:
-                free = sum(
-                    int(pages.get(hugepages.PAGE_KIB, 0))
-                    for pages in conn.getFreePages([hugepages.PAGE_KIB], 0, cells).values()
-                )
-            except virt.libvirt_error():
+                free = sum(conn.free_pages(hugepages.PAGE_KIB, cell) or 0
+                           for cell in range(cells))
+            except HypervisorError:
                 free = None
-    except (LabError, virt.libvirt_error()) as exc:
+    except (LabError, HypervisorError, ParseError) as exc:
         return HostStatus(
             host.name, False, pid, host.uri, host.run_dir, error=str(exc).splitlines()[0]
         )

@@ -17,7 +17,7 @@ from importlib import resources
 from numa_migrate.adapters.capabilities import host_from_capabilities
 from numa_migrate.adapters.domain import domain_from_xml
 from numa_migrate.adapters.nodedev import PciFunction, pci_functions_from_nodedevs
-from numa_migrate.core.cpuset import parse_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.request import Flavor
@@ -50,7 +50,7 @@ def _functions() -> tuple[PciFunction, ...]:
 
 def _host(name: str) -> HostTopology:
     return host_from_capabilities(_data("caps.xml"), name=name,
-                                  cpu_dedicated_set=parse_cpu_spec(NODE1_CPUS))
+                                  cpu_dedicated_set=CpuSet.parse(NODE1_CPUS))
 
 
 def run_fixture_scenario(scenario: Scenario) -> ScenarioResult:
@@ -108,7 +108,9 @@ def _plan(scenario: Scenario) -> MigrationPlan:
                           destination=_host("fixture-dst"),
                           sriov=SriovInputs(functions, functions, BUSY_ON_DESTINATION, policy))
     if not isinstance(plan, MigrationPlan):
-        raise NumaMigrateError(f"refused: {plan.summary} ({'; '.join(plan.reasons)})")
+        extra = [r for r in plan.reasons if r not in plan.summary]
+        detail = f" ({'; '.join(extra)})" if extra else ""
+        raise NumaMigrateError(f"refused: {plan.summary}{detail}")
     return plan
 
 

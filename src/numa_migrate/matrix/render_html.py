@@ -12,7 +12,7 @@ import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.matrix.report import (
     CPU_KINDS,
     FREE_COLOUR,
@@ -254,9 +254,9 @@ def _cell(cell: CellPicture, colours: Mapping[str, str]) -> str:
     by_guest: dict[str, list[int]] = {}
     for cpu in cell.cpus:
         by_guest.setdefault(cell.owner(cpu), []).append(cpu)
-    owned = [f"{h(g)}: {format_cpu_spec(c)}" for g, c in sorted(by_guest.items()) if g]
+    owned = [f"{h(g)}: {CpuSet.of(c)}" for g, c in sorted(by_guest.items()) if g]
     if "" in by_guest:
-        owned.append(f"free: {format_cpu_spec(by_guest[''])}")
+        owned.append(f"free: {CpuSet.of(by_guest[''])}")
     roles = kinds_text(cell)
     return ('<div class="cellpic">'
             f'<div class="node">node {cell.node}</div>'

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import ParseError
 from numa_migrate.core.model.guest import describe_page_size
 from numa_migrate.inputs.documents import load_json
@@ -184,7 +184,7 @@ class CellPicture:
             stray = sorted(set(mapping) - set(cpus))
             if stray:
                 raise ReportError(f"{where}.{name}: CPU {stray[0]} is not one of the cell's "
-                                  f"CPUs ({format_cpu_spec(cpus) or 'none'})")
+                                  f"CPUs ({CpuSet.of(cpus).format() or 'none'})")
         _set(self, "cpus", cpus)
         _set(self, "owners", MappingProxyType({c: o for c, o in owners.items() if o}))
         _set(self, "kinds", kinds)
@@ -549,7 +549,7 @@ def _scenario_from(s: Obj) -> ScenarioResult:
                 stray = sorted(set(mapping) - set(cpus))
                 if stray:
                     c.req(name).fail(f"CPU {stray[0]} is not in {c.path}.cpus "
-                                     f"({format_cpu_spec(cpus) or 'none'})")
+                                     f"({CpuSet.of(cpus).format() or 'none'})")
             c.done()
             cells.append(CellPicture(cell_id, cpus, owners, kinds))
         p.done()
@@ -587,7 +587,7 @@ def pins_text(pins: Mapping[int, tuple[int, ...]]) -> str:
     together: dict[tuple[int, ...], list[int]] = {}
     for vcpu, cpus in sorted(pins.items()):
         together.setdefault(tuple(sorted(set(cpus))), []).append(vcpu)
-    parts = [f"{format_cpu_spec(vcpus)}→{format_cpu_spec(cpus) or 'none'}"
+    parts = [f"{CpuSet.of(vcpus)}→{CpuSet.of(cpus).format() or 'none'}"
              for cpus, vcpus in together.items()]
     return ("; " if any("," in p for p in parts) else ", ").join(parts)
 
@@ -666,7 +666,7 @@ def kinds_text(cell: CellPicture) -> str:
     for kind in CPU_KINDS:
         cpus = [c for c, k in cell.kinds.items() if k == kind]
         if cpus:
-            parts.append(f"{kind} {format_cpu_spec(cpus)}")
+            parts.append(f"{kind} {CpuSet.of(cpus)}")
     return " · ".join(parts)
 
 

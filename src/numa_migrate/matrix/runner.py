@@ -18,19 +18,19 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from numa_migrate.adapters import virt
 from numa_migrate.adapters.inventory import HostConfig, Inventory, ReservedPages
 from numa_migrate.adapters.inventory_live import LiveHost, read_live_host
 from numa_migrate.adapters.validate_live import validate_on_host
 from numa_migrate.claims import ClaimStore
 from numa_migrate.cli.hosts import Hosts
-from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.request import Flavor
 from numa_migrate.core.validation import Status as CheckStatus
 from numa_migrate.core.validation import ValidationReport
+from numa_migrate.hypervisor.base import Hypervisor, HypervisorError
+from numa_migrate.hypervisor.libvirt import connect, connection
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
 from numa_migrate.lab.guest import counter_advances, wait_until_counting
 from numa_migrate.matrix.report import (
@@ -71,7 +71,7 @@ class MatrixRun:
     fixtures: Callable[[Scenario], ScenarioResult] | None = None
     """Runs a FIXTURES scenario (None: such rows are skipped with the reason)."""
     _checks: list[Check] = field(default_factory=list)
-    _conns: dict[str, Any] = field(default_factory=dict)
+    _conns: dict[str, Hypervisor] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ the matrix
 
@@ -155,8 +155,10 @@ class MatrixRun:
         outcome = Migration(store=self.store, source=src, destination=dst, domain=name,
                             read_host=hosts.read_host).run()
         if isinstance(outcome, NoRoom):
-            raise ScenarioError(f"{label}: {dst.name} refused the guest: {outcome.summary} "
-                                f"({'; '.join(outcome.reasons[:3])})")
+            extra = [r for r in outcome.reasons if r not in outcome.summary][:3]
+            detail = f" ({'; '.join(extra)})" if extra else ""
+            raise ScenarioError(f"{label}: {dst.name} refused the guest: {outcome.summary}"
+                                f"{detail}")
         self._after_move(hosts, outcome, dst, name=name, label=label)
         if "cpuset_avoids_neighbour" in scenario.checks and neighbour is not None:
             self._cpuset_check(hosts, dst, name, neighbour, label)
@@ -176,7 +178,7 @@ class MatrixRun:
         where = self._running_on(hosts, name)
         self._check(f"{label}:runs_once", f"{label}: runs on {dst.name} only",
                     "pass" if where == [dst.name] else "fail", f"running on: {where or 'none'}")
-        dom = virt.lookup(self._conn(hosts, dst.name), name, dst.name)
+        dom = self._conn(hosts, dst.name).lookup(name)
         counting = dom is not None and counter_advances(dom)
         self._check(f"{label}:counter", f"{label}: guest keeps running (counter advances)",
                     "pass" if counting else "fail", f"after {outcome.seconds:.2f} s, "
@@ -194,7 +196,7 @@ class MatrixRun:
                         "fail", "guest or neighbour not found on the destination")
             return
         pinned = frozenset().union(*(c for _v, c in nb.info.vcpupin))
-        shared = frozenset().union(*(c.cpuset for c in live.capacity.cells))
+        shared = live.capacity.shared_cpus
         cpuset = dom.info.vcpu_cpuset
         ok = cpuset is not None and not (cpuset & pinned) and cpuset <= shared
         self._check(f"{label}:cpuset", f"{label}: <vcpu cpuset> avoids the pinned neighbour",
@@ -214,7 +216,7 @@ class MatrixRun:
                             read_host=hosts.read_host).run()
         reasons: tuple[str, ...] = ()
         if isinstance(outcome, NoRoom):
-            reasons = (outcome.summary, *outcome.reasons)
+            reasons = tuple(dict.fromkeys((outcome.summary, *outcome.reasons)))
             self._check("refused", "refused by the fitter", "pass", outcome.summary)
             text = " ".join(reasons).lower()
             self._check("reason", f"the reasons mention {scenario.expect_reason!r}",
@@ -226,10 +228,10 @@ class MatrixRun:
         where = self._running_on(hosts, guest.name)
         self._check("stays", f"still runs on {src.name} only",
                     "pass" if where == [src.name] else "fail", f"running on: {where or 'none'}")
-        dom = virt.lookup(self._conn(hosts, src.name), guest.name, src.name)
+        dom = self._conn(hosts, src.name).lookup(guest.name)
         self._check("counter", "guest keeps running (counter advances)",
                     "pass" if dom is not None and counter_advances(dom) else "fail")
-        leftover = virt.lookup(self._conn(hosts, dst.name), guest.name, dst.name)
+        leftover = self._conn(hosts, dst.name).lookup(guest.name)
         self._check("nothing_on_destination", f"nothing defined on {dst.name}",
                     "pass" if leftover is None and dst.name not in where else "fail")
         live = [c.id for c in self.store.list_claims() if c.state.live]
@@ -257,9 +259,9 @@ class MatrixRun:
                 configs.append(config)
                 continue
             dedicated, shared = sets
-            configs.append(replace(config, cpu_dedicated_set=parse_cpu_spec(dedicated),
+            configs.append(replace(config, cpu_dedicated_set=CpuSet.parse(dedicated),
                                    cpu_shared_set=None if shared is None
-                                   else parse_cpu_spec(shared)))
+                                   else CpuSet.parse(shared)))
         return Hosts(Inventory(self.inventory.path, tuple(configs)))
 
     def _without_pages(self, hosts: Hosts, dst_live: LiveHost,
@@ -278,8 +280,7 @@ class MatrixRun:
 
     def _start_neighbour(self, scenario: Scenario, dst_cfg: HostConfig,
                          dst_live: LiveHost) -> FlavoredGuest:
-        free = len(frozenset().union(*(c.pcpuset - c.pinned_cpus
-                                       for c in dst_live.topology.cells)))
+        free = len(dst_live.topology.dedicated_cpus - dst_live.topology.pinned_cpus)
         vcpus = max(1, free) if scenario.kind is Kind.NO_ROOM else 1
         flavor = Flavor(vcpus, 16, dict(scenario.neighbour_specs or {}), "neighbour")
         guest = flavored_guest(f"{PREFIX}{scenario.id}-nb", flavor, dst_live.topology,
@@ -291,25 +292,22 @@ class MatrixRun:
         return guest
 
     def _start(self, config: HostConfig, xml: str) -> None:
-        conn = virt.connect(config.uri, config.name)
-        try:
-            dom = conn.defineXML(xml)
-            dom.create()
+        with connection(config.uri, config.name) as conn:
+            dom = conn.define(xml)
+            dom.start()
             wait_until_counting(dom, timeout=90)
-        finally:
-            conn.close()
 
-    def _conn(self, hosts: Hosts, host: str) -> Any:
+    def _conn(self, hosts: Hosts, host: str) -> Hypervisor:
         if host not in self._conns:
             config = hosts.inventory.host(host)
-            self._conns[host] = virt.connect(config.uri, config.name)
+            self._conns[host] = connect(config.uri, config.name)
         return self._conns[host]
 
     def _running_on(self, hosts: Hosts, name: str) -> list[str]:
         out = []
         for host in (self.source, self.destination):
-            dom = virt.lookup(self._conn(hosts, host), name, host)
-            if dom is not None and dom.isActive():
+            dom = self._conn(hosts, host).lookup(name)
+            if dom is not None and dom.is_active():
                 out.append(host)
         return out
 
@@ -321,7 +319,7 @@ class MatrixRun:
             for host in (self.source, self.destination):
                 conn = self._conn(hosts, host)
                 for name in (PREFIX + scenario.id, f"{PREFIX}{scenario.id}-nb"):
-                    _remove(conn, name, host)
+                    _remove(conn, name)
             for conn in self._conns.values():
                 with suppress(Exception):
                     conn.close()
@@ -350,16 +348,14 @@ class MatrixRun:
         for host in (self.source, self.destination):
             config = self.inventory.host(host)
             try:
-                conn = virt.connect(config.uri, config.name)
-            except virt.VirtError as exc:
+                with connection(config.uri, config.name) as conn:
+                    versions = conn.versions()
+            except HypervisorError as exc:
                 env[f"{host}"] = str(exc)
                 continue
-            try:
-                env[f"{host} libvirt"] = _version(conn.getLibVersion())
-                env[f"{host} QEMU"] = _version(conn.getVersion())
-                env[f"{host} uri"] = config.uri
-            finally:
-                conn.close()
+            env[f"{host} libvirt"] = ".".join(map(str, versions.libvirt))
+            env[f"{host} QEMU"] = ".".join(map(str, versions.hypervisor))
+            env[f"{host} uri"] = config.uri
         return env
 
 
@@ -398,17 +394,16 @@ def host_picture(live: LiveHost, when: str) -> HostPicture:
     return HostPicture(host=live.name, when=when, cells=tuple(cells))
 
 
-def _remove(conn: Any, name: str, host: str) -> None:
-    dom = virt.lookup(conn, name, host)
-    if dom is None:
-        return
-    lib = virt.lv()
+def _remove(conn: Hypervisor, name: str) -> None:
     try:
-        if dom.isActive():
+        dom = conn.lookup(name)
+        if dom is None:
+            return
+        if dom.is_active():
             dom.destroy()
-        if dom.isPersistent():
+        if dom.is_persistent():
             dom.undefine()
-    except lib.libvirtError:
+    except HypervisorError:
         pass
 
 
@@ -419,11 +414,7 @@ def _page_size(guest: FlavoredGuest) -> int | None:
 
 
 def _spec(cpus: frozenset[int] | None) -> str:
-    return "none" if cpus is None else format_cpu_spec(cpus) or "none"
-
-
-def _version(number: int) -> str:
-    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+    return "none" if cpus is None else CpuSet.of(cpus).format() or "none"
 
 
 def _now() -> str:

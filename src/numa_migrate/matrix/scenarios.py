@@ -15,6 +15,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.core.fit.reasons import plural
 from numa_migrate.core.model.host import HostTopology
 
 NUMA, PINNING, PAGES, SRIOV, NEGATIVE = (
@@ -41,20 +42,17 @@ class Need:
     missing: Callable[[HostTopology], str | None]
 
 
-def _cpus(host: HostTopology, attr: str) -> frozenset[int]:
-    return frozenset().union(*(getattr(c, attr) for c in host.cells))
-
-
 def min_nodes(count: int) -> Need:
     def missing(host: HostTopology) -> str | None:
         have = len(host.cells)
-        return None if have >= count else f"{host.name} has {have} NUMA node(s), not {count}"
+        return None if have >= count else (
+            f"{host.name} has {plural(have, 'NUMA node')}, not {count}")
     return Need(f"{count} host NUMA nodes", missing)
 
 
 def smt() -> Need:
     def missing(host: HostTopology) -> str | None:
-        pinned = _cpus(host, "pcpuset")
+        pinned = host.dedicated_cpus
         for cell in host.cells:
             if any(len(s & pinned) > 1 for s in cell.siblings):
                 return None
@@ -64,17 +62,17 @@ def smt() -> Need:
 
 def dedicated_cpus(count: int) -> Need:
     def missing(host: HostTopology) -> str | None:
-        have = len(_cpus(host, "pcpuset"))
+        have = len(host.dedicated_cpus)
         return None if have >= count else (
-            f"{host.name} has {have} dedicated CPU(s) (cpu_dedicated_set), not {count}")
+            f"{host.name} has {plural(have, 'dedicated CPU')} (cpu_dedicated_set), not {count}")
     return Need(f"{count} dedicated CPUs", missing)
 
 
 def shared_cpus(count: int) -> Need:
     def missing(host: HostTopology) -> str | None:
-        have = len(_cpus(host, "cpuset"))
+        have = len(host.shared_cpus)
         return None if have >= count else (
-            f"{host.name} has {have} shared CPU(s) (cpu_shared_set), not {count}")
+            f"{host.name} has {plural(have, 'shared CPU')} (cpu_shared_set), not {count}")
     return Need(f"{count} shared CPUs", missing)
 
 
@@ -85,7 +83,8 @@ def page_size(kib: int, count: int) -> Need:
         free = sum(p.total - p.reserved for c in host.cells for p in c.mempages
                    if p.size_kib == kib)
         return None if free >= count else (
-            f"{host.name} has {free} {label} huge page(s) in its pool, the guest needs {count}")
+            f"{host.name} has {plural(free, label + ' huge page')} in its pool, the guest needs "
+            f"{count}")
     return Need(f"{count} x {label} huge pages", missing)
 
 

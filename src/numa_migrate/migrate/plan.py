@@ -22,7 +22,7 @@ from numa_migrate.adapters.rewrite import (
     rewrite_domain_xml,
     xml_diff,
 )
-from numa_migrate.core.cpuset import format_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.fit.fitter import FitOptions, fit_request
 from numa_migrate.core.model.guest import GuestRequest
@@ -104,7 +104,7 @@ class MigrationPlan:
 
 
 def _cpus(cpus: frozenset[int]) -> str:
-    return format_cpu_spec(cpus)
+    return CpuSet.of(cpus).format()
 
 
 def current_pagesize_kib(info: DomainInfo, default_huge_kib: int = 2048) -> int | None:
@@ -151,7 +151,7 @@ def _plan_floating(info: DomainInfo, inference: str, live_xml: str, *,
     )
     if info.vcpu_cpuset is None and info.emulatorpin is None:
         return unchanged
-    shared = frozenset().union(*(c.cpuset for c in destination.cells))
+    shared = destination.shared_cpus
     if not shared:
         return NoRoom(info.name, destination.name,
                       "no shared CPUs for a floating guest",
@@ -195,8 +195,7 @@ def plan_migration(
     page = current_pagesize_kib(info)
     result = fit_request(destination, request, FitOptions(current_pagesize_kib=page))
     if result.placement is None:
-        return NoRoom(info.name, destination.name, result.summary,
-                      tuple(r.message for r in result.reasons))
+        return NoRoom(info.name, destination.name, result.summary, result.messages)
     moves: tuple[VfMove, ...] = ()
     notes: tuple[str, ...] = ()
     if info.hostdevs and hostdev_map is None:

@@ -24,14 +24,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from numa_migrate.adapters import virt
 from numa_migrate.adapters.domain import domain_from_xml
 from numa_migrate.claims import ClaimStore
 from numa_migrate.claims.model import Claim, ClaimState, JournalEntry
+from numa_migrate.hypervisor.base import Domain, DomainState, HypervisorError, attach
 from numa_migrate.migrate.run import (
     FINAL_PHASES,
     POST_COPY_PHASES,
+    Connector,
+    HostRef,
     cleanup_after_failed_migration,
+    connect_libvirt,
     owner_alive,
 )
 
@@ -64,7 +67,8 @@ def _planned(entries: Iterable[JournalEntry]) -> dict[str, Any] | None:
     return None
 
 
-def recover(store: ClaimStore, *, only: str | None = None) -> list[Recovery]:
+def recover(store: ClaimStore, *, only: str | None = None,
+            connect: Connector = connect_libvirt) -> list[Recovery]:
     """Recover every interrupted migration (or only migration ``only``)."""
     expired = {c.id for c in store.expired()}
     by_migration: dict[str, list[Claim]] = {}
@@ -82,7 +86,7 @@ def recover(store: ClaimStore, *, only: str | None = None) -> list[Recovery]:
             continue
         if not all(_interrupted(c, expired) for c in claims):
             continue
-        out.append(_recover_one(store, mid, claims, entries))
+        out.append(_recover_one(store, mid, claims, entries, connect))
     return out
 
 
@@ -101,7 +105,7 @@ def _free(store: ClaimStore, claims: list[Claim], *, completed: bool) -> None:
 
 
 def _recover_one(store: ClaimStore, mid: str, claims: list[Claim],
-                 entries: list[JournalEntry]) -> Recovery:
+                 entries: list[JournalEntry], connect: Connector) -> Recovery:
     planned = _planned(entries)
     domain = claims[0].domain
     if planned is None:
@@ -112,32 +116,31 @@ def _recover_one(store: ClaimStore, mid: str, claims: list[Claim],
     src_ref, dst_ref = planned["source"], planned["destination"]
     dom_uuid = planned["uuid"]
     try:
-        src = virt.connect(src_ref["uri"], src_ref["name"])
-        dst = virt.connect(dst_ref["uri"], dst_ref["name"])
-    except virt.VirtError as exc:
+        src = connect(HostRef(src_ref["name"], src_ref["uri"]))
+        dst = connect(HostRef(dst_ref["name"], dst_ref["uri"]))
+    except HypervisorError as exc:
         return Recovery(mid, domain, "skipped", (), f"cannot inspect the hosts yet: {exc}")
-    src_dom = virt.lookup(src, dom_uuid, src_ref["name"])
-    dst_dom = virt.lookup(dst, dom_uuid, dst_ref["name"])
-    src_alive = src_dom is not None and bool(src_dom.isActive())
-    dst_alive = dst_dom is not None and bool(dst_dom.isActive())
-    found = (f"on {src_ref['name']}: {virt.state_name(src_dom) if src_dom else 'absent'}; "
-             f"on {dst_ref['name']}: {virt.state_name(dst_dom) if dst_dom else 'absent'}")
+    src_dom = src.lookup(dom_uuid)
+    dst_dom = dst.lookup(dom_uuid)
+    src_alive = src_dom is not None and src_dom.is_active()
+    dst_alive = dst_dom is not None and dst_dom.is_active()
+    found = (f"on {src_ref['name']}: {src_dom.status() if src_dom else 'absent'}; "
+             f"on {dst_ref['name']}: {dst_dom.status() if dst_dom else 'absent'}")
     actions: list[str] = []
-    lib = virt.lv()
     if dst_alive and not src_alive:
         assert dst_dom is not None
-        if dst_dom.state()[0] == lib.VIR_DOMAIN_PAUSED:
+        if dst_dom.status().state is DomainState.PAUSED:
             dst_dom.resume()
             actions.append(f"resumed the guest on {dst_ref['name']}")
-        if src_dom is not None and src_dom.isPersistent():
+        if src_dom is not None and src_dom.is_persistent():
             src_dom.undefine()
             actions.append(f"removed the stale definition on {src_ref['name']}")
-        if dst_dom is not None and not dst_dom.isPersistent() and planned.get("persistent_xml"):
+        if dst_dom is not None and not dst_dom.is_persistent() and planned.get("persistent_xml"):
             try:
-                dst.defineXML(planned["persistent_xml"])
+                dst.define(planned["persistent_xml"])
                 actions.append(f"made the guest persistent on {dst_ref['name']}")
-            except lib.libvirtError as exc:
-                actions.append(f"could not define the guest on {dst_ref['name']}: {exc}")
+            except HypervisorError as exc:
+                actions.append(f"could not define the guest on {dst_ref['name']}: {exc.detail}")
         actions += _reattach(entries, dst_dom, dst_ref["name"], on_destination=True)
         _free(store, claims, completed=True)
         actions.append("released the claim (the destination's live usage shows the guest)")
@@ -149,7 +152,8 @@ def _recover_one(store: ClaimStore, mid: str, claims: list[Claim],
             f"{src_ref['name']} is stale and must not be resumed; resume the migration with "
             f"`virsh -c '{src_ref['uri']}' migrate --live --postcopy --postcopy-resume "
             f"{domain} '{dst_ref['uri']}'`, then run `numa-migrate recover` again"))
-    elif src_alive and not (dst_alive and virt.is_running(dst_dom)):
+    elif src_alive and not (dst_dom is not None and dst_alive
+                            and dst_dom.status().state is DomainState.RUNNING):
         actions += cleanup_after_failed_migration(src, dst, dom_uuid, src_ref["name"],
                                                   dst_ref["name"])
         actions += _reattach(entries, src_dom, src_ref["name"], on_destination=False)
@@ -165,7 +169,7 @@ def _recover_one(store: ClaimStore, mid: str, claims: list[Claim],
     return Recovery(mid, domain, outcome, tuple(actions), f"guest was {found}")
 
 
-def _reattach(entries: list[JournalEntry], dom: Any, host: str, *,
+def _reattach(entries: list[JournalEntry], dom: Domain | None, host: str, *,
               on_destination: bool) -> list[str]:
     """SR-IOV ports detached by the interrupted run and never attached again: attach them
     where the guest now runs (the chosen VFs on the destination, the old ones on the
@@ -175,15 +179,15 @@ def _reattach(entries: list[JournalEntry], dom: Any, host: str, *,
     if not isinstance(ports, dict) or "vf_attached" in phases or dom is None:
         return []
     key, index = ("dest_xml", 1) if on_destination else ("source_xml", 0)
-    live_now = {d.address for d in domain_from_xml(str(dom.XMLDesc(0))).hostdevs}
+    live_now = {d.address for d in domain_from_xml(dom.xml()).hostdevs}
     actions = []
     for pair, xml in zip(ports.get("moves", []), ports.get(key, []), strict=False):
         address = pair[index]
         if address in live_now:
             continue
         try:
-            virt.attach_device(dom, xml, address, host=host, persistent=on_destination)
+            attach(dom, xml, address, persistent=on_destination)
             actions.append(f"attached VF {address} on {host}")
-        except virt.VirtError as exc:
+        except HypervisorError as exc:
             actions.append(f"could NOT attach VF {address} on {host}: {exc}")
     return actions

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from numa_migrate.adapters import virt
 from numa_migrate.adapters.domain import domain_from_xml
 from numa_migrate.adapters.hostdevxml import device_elements, without_devices
 from numa_migrate.adapters.nodedev import PciFunction
@@ -34,6 +33,17 @@ from numa_migrate.claims import ClaimConflict, ClaimStore, subtract_holdings
 from numa_migrate.claims.model import ClaimState
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.model.host import HostTopology
+from numa_migrate.hypervisor.base import (
+    Domain,
+    DomainState,
+    Hypervisor,
+    HypervisorError,
+    JobProgress,
+    JobResult,
+    MigrateOptions,
+    attach,
+    detach_and_wait,
+)
 from numa_migrate.migrate.plan import MigrationPlan, NoRoom, SriovInputs, plan_migration
 from numa_migrate.migrate.sriov import DEFAULT_POLICY, PhysNets, VfMove
 
@@ -72,8 +82,8 @@ class Outcome:
     post_copy: bool = False
 
 
-HostReader = Callable[[Any, HostRef], HostTopology]
-"""Reads a host's live topology with current usage from an open libvirt connection."""
+HostReader = Callable[[Hypervisor, HostRef], HostTopology]
+"""Reads a host's live topology with current usage from an open connection."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +96,18 @@ class HostDevices:
     networks: PhysNets = field(default_factory=PhysNets)
 
 
-DeviceReader = Callable[[Any, HostRef], HostDevices]
-Transfer = Callable[..., tuple[Any, virt.JobResult]]
-"""The migration itself (``virt.migrate3``'s signature); replaceable for tests."""
+DeviceReader = Callable[[Hypervisor, HostRef], HostDevices]
+Transfer = Callable[..., tuple[Domain, JobResult]]
+"""The migration itself (:meth:`Hypervisor.migrate`'s signature without the source)."""
+Connector = Callable[[HostRef], Hypervisor]
+"""Opens a connection to a host."""
+
+
+def connect_libvirt(ref: HostRef) -> Hypervisor:
+    """The default :data:`Connector`: libvirt at the host's URI."""
+    from numa_migrate.hypervisor.libvirt import connect
+
+    return connect(ref.uri, ref.name)
 
 
 def owner_id() -> str:
@@ -142,16 +161,18 @@ class Migration:
     destination: HostRef
     domain: str
     read_host: HostReader
-    options: virt.MigrateOptions = field(default_factory=virt.MigrateOptions)
+    options: MigrateOptions = field(default_factory=MigrateOptions)
     owner: str = field(default_factory=owner_id)
     ttl_s: float = 600.0
-    on_progress: Callable[[virt.JobProgress], None] | None = None
+    on_progress: Callable[[JobProgress], None] | None = None
     on_phase: Callable[[str, str], None] | None = None
     migration_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     read_devices: DeviceReader | None = None
     """Needed for guests with SR-IOV VFs (None: such guests are refused)."""
     pci_numa_policy: str = DEFAULT_POLICY
-    transfer: Transfer = virt.migrate3
+    transfer: Transfer | None = None
+    """None: the source host's :meth:`Hypervisor.migrate`."""
+    connect: Connector = connect_libvirt
     _timings: dict[str, float] = field(default_factory=dict)
 
     def _say(self, phase: str, message: str) -> None:
@@ -160,32 +181,33 @@ class Migration:
 
     # ----------------------------------------------------------------- planning
 
-    def plan(self) -> tuple[Any, Any, Any, MigrationPlan | NoRoom, HostTopology]:
+    def plan(self) -> tuple[Hypervisor, Hypervisor, Domain, MigrationPlan | NoRoom,
+                            HostTopology]:
         """Connect, read the destination live, subtract other claims, plan (no changes)."""
         t0 = time.monotonic()
-        src = virt.connect(self.source.uri, self.source.name)
-        dst = virt.connect(self.destination.uri, self.destination.name)
-        dom = virt.lookup(src, self.domain, self.source.name)
-        if dom is None or not virt.is_running(dom):
-            where = "not there" if dom is None else virt.state_name(dom)
+        src = self.connect(self.source)
+        dst = self.connect(self.destination)
+        dom = src.lookup(self.domain)
+        if dom is None or dom.status().state is not DomainState.RUNNING:
+            where = "not there" if dom is None else str(dom.status())
             raise MigrationFailed(
                 f"domain {self.domain} is not running on {self.source.name} ({where}); "
                 "nothing was changed"
             )
-        if virt.lookup(dst, dom.UUIDString(), self.destination.name) is not None:
-            other = virt.lookup(dst, dom.UUIDString(), self.destination.name)
+        other = dst.lookup(dom.uuid())
+        if other is not None:
             raise MigrationFailed(
                 f"{self.destination.name} already has a domain with the UUID of "
-                f"{self.domain} ({virt.state_name(other)}); remove that stale definition "
+                f"{self.domain} ({other.status()}); remove that stale definition "
                 "first (`numa-migrate recover` does it for an interrupted migration)"
             )
         live_host = self.read_host(dst, self.destination)
         holdings = self.store.held_by_others(self.destination.name)
         view = subtract_holdings(live_host, holdings)
-        live_xml = virt.migratable_xml(dom)
+        live_xml = dom.migratable_xml()
         plan = plan_migration(
             live_xml=live_xml,
-            persistent_xml=virt.persistent_xml(dom),
+            persistent_xml=dom.persistent_xml(),
             source=self.source.name,
             destination=view,
             sriov=self._sriov_inputs(src, dst, live_xml, holdings.vfs),
@@ -193,7 +215,7 @@ class Migration:
         self._timings["plan_s"] = time.monotonic() - t0
         return src, dst, dom, plan, live_host
 
-    def _sriov_inputs(self, src: Any, dst: Any, live_xml: str,
+    def _sriov_inputs(self, src: Hypervisor, dst: Hypervisor, live_xml: str,
                       claimed: frozenset[str]) -> SriovInputs | None:
         if not domain_from_xml(live_xml).hostdevs or self.read_devices is None:
             return None
@@ -249,7 +271,7 @@ class Migration:
         paused_once = False
         renewed = time.monotonic()
 
-        def progress(p: virt.JobProgress) -> None:
+        def progress(p: JobProgress) -> None:
             nonlocal paused_once, renewed
             if self.on_progress is not None:
                 self.on_progress(p)
@@ -261,15 +283,16 @@ class Migration:
                 pause_point("transferring")
 
         ports = self._detach_vfs(src, dst, dom, plan, claim_id)
+        transfer: Transfer = self.transfer or src.migrate
         try:
-            new_dom, result = self.transfer(
+            new_dom, result = transfer(
                 dom, dst, live_xml=ports.strip(plan.live_xml),
                 persistent_xml=None if plan.persistent_xml is None
                 else ports.strip(plan.persistent_xml),
                 options=self.options, on_progress=progress,
                 on_post_copy=lambda: self._say_post_copy(claim_id),
             )
-        except virt.VirtError as exc:
+        except HypervisorError as exc:
             if exc.post_copy_started:
                 self._post_copy_failed(dst, plan, claim_id, str(exc))
             notes = ports.reattach_on_source(dom)
@@ -290,8 +313,8 @@ class Migration:
                 f"{plan.domain} was migrated to {self.destination.name} and runs there, but "
                 f"{vf_error}. Attach a VF by hand (`virsh attach-device`), or migrate it "
                 "back; its claim was released.")
-        dest_live = str(new_dom.XMLDesc(0))
-        dest_persistent = virt.persistent_xml(new_dom)
+        dest_live = new_dom.xml()
+        dest_persistent = new_dom.persistent_xml()
         return Outcome(
             migration_id=mid, plan=plan, claim_id=claim_id, seconds=result.seconds,
             downtime_ms=result.downtime_ms, data_transferred=result.data_transferred,
@@ -305,7 +328,7 @@ class Migration:
         self._say("post_copy", "switched to post-copy: the guest runs on "
                   f"{self.destination.name}, its memory follows")
 
-    def _post_copy_failed(self, dst: Any, plan: MigrationPlan, claim_id: int | None,
+    def _post_copy_failed(self, dst: Hypervisor, plan: MigrationPlan, claim_id: int | None,
                           error: str) -> NoReturn:
         """After the switch to post-copy the source no longer has the guest's newest memory:
         rolling back to it would lose data. Keep the destination (paused) and the claim."""
@@ -319,7 +342,7 @@ class Migration:
             f"{claim_id} on {self.destination.name} is kept (state migrating)."
         )
 
-    def _detach_vfs(self, src: Any, dst: Any, dom: Any, plan: MigrationPlan,
+    def _detach_vfs(self, src: Hypervisor, dst: Hypervisor, dom: Domain, plan: MigrationPlan,
                     claim_id: int | None) -> Ports:
         ports = Ports.of(plan, self.source.name, self.destination.name)
         if not ports.moves:
@@ -327,15 +350,16 @@ class Migration:
         self.store.journal(self.migration_id, "vf_detaching", ports.to_json())
         try:
             ports.detach_from_source(dom)
-        except virt.VirtError as exc:
+        except HypervisorError as exc:
             notes = ports.reattach_on_source(dom)
             self._roll_back(src, dst, plan, claim_id, str(exc), earlier=notes)
         self.store.journal(self.migration_id, "vf_detached", {})
         self._say("vf_detached", ", ".join(m.source for m in ports.moves))
         return ports
 
-    def _roll_back(self, src: Any, dst: Any, plan: MigrationPlan, claim_id: int | None,
-                   error: str, *, earlier: list[str] | None = None) -> NoReturn:
+    def _roll_back(self, src: Hypervisor, dst: Hypervisor, plan: MigrationPlan,
+                   claim_id: int | None, error: str, *,
+                   earlier: list[str] | None = None) -> NoReturn:
         """The guest must run on the source, nothing left on the destination, claim freed."""
         notes = list(earlier or []) + cleanup_after_failed_migration(
             src, dst, plan.uuid, self.source.name, self.destination.name)
@@ -344,8 +368,8 @@ class Migration:
             if claim.state.live:
                 self.store.rollback(claim_id)
         self.store.journal(self.migration_id, "rolled_back", {"error": error, "notes": notes})
-        src_dom = virt.lookup(src, plan.uuid, self.source.name)
-        state = "gone" if src_dom is None else virt.state_name(src_dom)
+        src_dom = src.lookup(plan.uuid)
+        state = "gone" if src_dom is None else str(src_dom.status())
         raise MigrationFailed(
             f"{plan.domain} was not migrated to {self.destination.name}: {error}. "
             f"The guest on {self.source.name} is {state}; the claim was rolled back"
@@ -355,34 +379,33 @@ class Migration:
         )
 
 
-def cleanup_after_failed_migration(src: Any, dst: Any, dom_uuid: str, src_name: str,
-                                   dst_name: str) -> list[str]:
+def cleanup_after_failed_migration(src: Hypervisor, dst: Hypervisor, dom_uuid: str,
+                                   src_name: str, dst_name: str) -> list[str]:
     """After a failed migration: resume a paused source, remove destination leftovers.
 
     Only when the guest is alive on the source; returns what was done, as sentences.
     """
-    lib = virt.lv()
     notes: list[str] = []
-    src_dom = virt.lookup(src, dom_uuid, src_name)
-    if src_dom is None or not src_dom.isActive():
+    src_dom = src.lookup(dom_uuid)
+    if src_dom is None or not src_dom.is_active():
         return notes
-    if src_dom.state()[0] == lib.VIR_DOMAIN_PAUSED:
+    if src_dom.status().state is DomainState.PAUSED:
         try:
             src_dom.resume()
             notes.append(f"resumed the paused guest on {src_name}")
-        except lib.libvirtError as exc:
-            notes.append(f"could not resume the guest on {src_name}: {exc}")
-    left = virt.lookup(dst, dom_uuid, dst_name)
+        except HypervisorError as exc:
+            notes.append(f"could not resume the guest on {src_name}: {exc.detail}")
+    left = dst.lookup(dom_uuid)
     if left is not None:
         try:
-            if left.isActive():
+            if left.is_active():
                 left.destroy()
                 notes.append(f"destroyed the half-migrated copy on {dst_name}")
-            if left.isPersistent():
+            if left.is_persistent():
                 left.undefine()
                 notes.append(f"removed the stale definition on {dst_name}")
-        except lib.libvirtError as exc:
-            notes.append(f"could not clean {dst_name}: {exc}")
+        except HypervisorError as exc:
+            notes.append(f"could not clean {dst_name}: {exc.detail}")
     return notes
 
 
@@ -418,32 +441,30 @@ class Ports:
     def strip(self, xml: str) -> str:
         return without_devices(xml, [m.destination for m in self.moves], source="plan")
 
-    def detach_from_source(self, dom: Any) -> None:
+    def detach_from_source(self, dom: Domain) -> None:
         for i, (move, xml) in enumerate(zip(self.moves, self.source_xml, strict=True)):
-            virt.detach_device(dom, xml, move.source, host=self.source_host)
+            detach_and_wait(dom, xml, move.source)
             self.detached.append(i)
 
-    def reattach_on_source(self, dom: Any) -> list[str]:
+    def reattach_on_source(self, dom: Domain) -> list[str]:
         notes = []
         for i in list(self.detached):
             move = self.moves[i]
             try:
-                virt.attach_device(dom, self.source_xml[i], move.source, host=self.source_host,
-                                   persistent=False)
+                attach(dom, self.source_xml[i], move.source, persistent=False)
                 notes.append(f"re-attached VF {move.source} on {self.source_host}")
-            except virt.VirtError as exc:
+            except HypervisorError as exc:
                 notes.append(f"could NOT re-attach VF {move.source}: {exc}")
             self.detached.remove(i)
         return notes
 
-    def attach_on_destination(self, dom: Any, journal: Callable[..., Any], mid: str) -> str:
+    def attach_on_destination(self, dom: Domain, journal: Callable[..., Any], mid: str) -> str:
         """Attach every chosen VF; '' when all are attached, else what went wrong."""
         failed = []
         for move, xml in zip(self.moves, self.dest_xml, strict=True):
             try:
-                virt.attach_device(dom, xml, move.destination, host=self.dest_host,
-                                   persistent=True)
-            except virt.VirtError as exc:
+                attach(dom, xml, move.destination, persistent=True)
+            except HypervisorError as exc:
                 failed.append(str(exc))
         if self.moves:
             journal(mid, "vf_attached", {"failed": failed})

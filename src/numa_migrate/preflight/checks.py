@@ -11,9 +11,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from numa_migrate.core.cpuset import format_cpu_spec, parse_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import ParseError
 from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.novaopts import (
+    RESERVED_PAGES_SYNTAX,
+    OptionError,
+    cpu_set_option,
+    reserved_huge_pages_entry,
+)
 from numa_migrate.preflight.sources import (
     TRAIN,
     CharmConfig,
@@ -147,7 +153,7 @@ def _cpus(c: Compute, section: str, key: str, out: list[Finding]) -> frozenset[i
     if value is None:
         return None
     try:
-        return parse_cpu_spec(value.value, field=key)
+        return cpu_set_option(value.value, option=key)
     except ParseError as exc:
         out.append(Finding(Severity.ERROR, "cpu-set-syntax", c.name, str(exc),
                            f"fix [{section}] {key} (Nova's syntax: 2-7,^4,12)",
@@ -175,7 +181,7 @@ def cpu_sets(c: Compute, host: HostTopology | None) -> list[Finding]:
                            "(floating), then reshape as Nova's upgrade notes describe", where))
     if dedicated is not None and shared is not None and dedicated & shared:
         out.append(Finding(Severity.ERROR, "cpu-sets-overlap", c.name,
-                           f"CPUs {format_cpu_spec(dedicated & shared)} are in both "
+                           f"CPUs {CpuSet.of(dedicated & shared)} are in both "
                            "cpu_dedicated_set and cpu_shared_set",
                            "a CPU is either dedicated or shared: remove it from one set",
                            c.conf.where(c.conf.get("compute", "cpu_shared_set"))))
@@ -187,15 +193,14 @@ def cpu_sets(c: Compute, host: HostTopology | None) -> list[Finding]:
                            c.conf.path))
     if host is None:
         return out
-    have = frozenset().union(*(cell.cpuset | cell.pcpuset | frozenset().union(*cell.siblings)
-                               for cell in host.cells))
+    have = host.cpus
     for key, cpus in (("cpu_dedicated_set", dedicated), ("cpu_shared_set", shared),
                       ("vcpu_pin_set", legacy)):
         if cpus and cpus - have:
             section = "DEFAULT" if key == "vcpu_pin_set" else "compute"
             out.append(Finding(Severity.ERROR, "cpu-sets-missing-cpus", c.name,
-                               f"{key} names CPUs {format_cpu_spec(cpus - have)} that "
-                               f"{host.name} does not have (it has {format_cpu_spec(have)})",
+                               f"{key} names CPUs {CpuSet.of(cpus - have)} that "
+                               f"{host.name} does not have (it has {CpuSet.of(have)})",
                                f"fix [{section}] {key}",
                                c.conf.where(c.conf.get(section, key))))
     if dedicated and shared:
@@ -204,7 +209,7 @@ def cpu_sets(c: Compute, host: HostTopology | None) -> list[Finding]:
                 if siblings & dedicated and siblings & shared:
                     out.append(Finding(
                         Severity.WARNING, "cpu-sets-split-siblings", c.name,
-                        f"thread siblings {format_cpu_spec(siblings)} are split between "
+                        f"thread siblings {CpuSet.of(siblings)} are split between "
                         "cpu_dedicated_set and cpu_shared_set: a pinned guest shares a core "
                         "with floating ones", "put both threads of a core in the same set",
                         c.conf.where(c.conf.get("compute", "cpu_shared_set"))))
@@ -217,48 +222,39 @@ def cpu_sets(c: Compute, host: HostTopology | None) -> list[Finding]:
 def huge_pages(c: Compute, host: HostTopology | None) -> list[Finding]:
     out: list[Finding] = []
     for value in c.conf.all("DEFAULT", "reserved_huge_pages"):
-        for entry in filter(None, (e.strip() for e in value.value.replace("\n", ";")
-                                   .split(";"))):
-            parts = dict(p.split(":", 1) for p in entry.split(",") if ":" in p)
-            try:
-                node, count = int(parts["node"]), int(parts["count"])
-                size = _size_kib(parts["size"])
-            except (KeyError, ValueError):
-                raise PreflightInputError(
-                    f"{c.conf.where(value)}: reserved_huge_pages {entry!r}: expected "
-                    "node:N,size:SIZE,count:N (SIZE in KiB or with a unit: 2048, 2MB, 1GB)"
-                ) from None
-            if host is None:
-                continue
-            pool = next((p for cell in host.cells if cell.id == node for p in cell.mempages
-                         if p.size_kib == size), None)
-            if pool is None:
-                out.append(Finding(Severity.ERROR, "reserved-pages-missing", c.name,
-                                   f"reserves {count} x {size} KiB pages on node {node}, but "
-                                   f"{host.name} has no such pages there",
-                                   "fix reserved_huge_pages or allocate the pages (kernel "
-                                   "hugepages= / nr_hugepages)", c.conf.where(value)))
-            elif count > pool.total:
-                out.append(Finding(Severity.ERROR, "reserved-pages-too-many", c.name,
-                                   f"reserves {count} x {size} KiB pages on node {node}; the "
-                                   f"host has {pool.total}", "lower the reservation",
-                                   c.conf.where(value)))
-            elif pool.total - max(count, pool.used) <= 0:
-                out.append(Finding(Severity.WARNING, "reserved-pages-none-left", c.name,
-                                   f"node {node}: {pool.total} x {size} KiB pages, {count} "
-                                   f"reserved, {pool.used} in use: none free for a migrating "
-                                   "guest", "free or add huge pages on this node",
-                                   c.conf.where(value)))
+        # one entry per value, as Nova's MultiOpt of Dict reads it
+        entry = value.value.strip()
+        try:
+            reserved = reserved_huge_pages_entry(entry)
+        except OptionError as exc:
+            hint = "" if RESERVED_PAGES_SYNTAX in exc.detail else (
+                f"; expected {RESERVED_PAGES_SYNTAX}")
+            raise PreflightInputError(
+                f"{c.conf.where(value)}: reserved_huge_pages {entry[:60]!r}: "
+                f"{exc.detail.removeprefix(': ')}{hint}"
+            ) from None
+        node, count, size = reserved.node, reserved.count, reserved.size_kib
+        if host is None:
+            continue
+        pool = host.page_pool(node, size)
+        if pool is None:
+            out.append(Finding(Severity.ERROR, "reserved-pages-missing", c.name,
+                               f"reserves {count} x {size} KiB pages on node {node}, but "
+                               f"{host.name} has no such pages there",
+                               "fix reserved_huge_pages or allocate the pages (kernel "
+                               "hugepages= / nr_hugepages)", c.conf.where(value)))
+        elif count > pool.total:
+            out.append(Finding(Severity.ERROR, "reserved-pages-too-many", c.name,
+                               f"reserves {count} x {size} KiB pages on node {node}; the "
+                               f"host has {pool.total}", "lower the reservation",
+                               c.conf.where(value)))
+        elif pool.total - max(count, pool.used) <= 0:
+            out.append(Finding(Severity.WARNING, "reserved-pages-none-left", c.name,
+                               f"node {node}: {pool.total} x {size} KiB pages, {count} "
+                               f"reserved, {pool.used} in use: none free for a migrating "
+                               "guest", "free or add huge pages on this node",
+                               c.conf.where(value)))
     return out
-
-
-def _size_kib(text: str) -> int:
-    text = text.strip().upper()
-    for unit, factor in (("GB", 1048576), ("G", 1048576), ("MB", 1024), ("M", 1024),
-                         ("KB", 1), ("K", 1)):
-        if text.endswith(unit):
-            return int(text[: -len(unit)]) * factor
-    return int(text)
 
 
 # --------------------------------------------------------------------------- migration

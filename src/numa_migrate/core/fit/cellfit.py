@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from numa_migrate.core.cpuset import format_cpu_spec
-from numa_migrate.core.fit.reasons import Code, Reason
+from numa_migrate.core.cpuset import CpuSet
+from numa_migrate.core.fit.reasons import Code, Reason, describe_pool, plural
 from numa_migrate.core.model.guest import (
     CPUPolicy,
     GuestCell,
@@ -95,8 +95,8 @@ def _page_size_for(
             reasons.append(
                 Reason(
                     Code.PAGES_SHORT,
-                    f"needs {need_pages} {describe_page_size(pool.size_kib)} pages, "
-                    f"{pool.free} free of {pool.total}",
+                    f"needs {plural(need_pages, describe_page_size(pool.size_kib) + ' page')}, "
+                    f"{describe_pool(pool.total, pool.used, pool.reserved)}",
                     host.id,
                     cell.index,
                     need=need_pages,
@@ -192,7 +192,7 @@ def _pack(
         if not whole:
             return Reason(
                 Code.ISOLATE_NO_FREE_CORES,
-                f"isolate needs {n} whole free cores, none is free",
+                f"isolate needs {plural(n, 'whole free core')}, none is free",
                 host.id,
                 cell.index,
                 need=n,
@@ -209,7 +209,7 @@ def _pack(
         if len(whole) < n:
             return Reason(
                 Code.ISOLATE_NO_FREE_CORES,
-                f"isolate needs {n} whole free cores, {len(whole)} free",
+                f"isolate needs {plural(n, 'whole free core')}, {len(whole)} free",
                 host.id,
                 cell.index,
                 need=n,
@@ -254,7 +254,7 @@ def _pack(
         pairs = sum(len(g) // 2 * 2 for g in groups)
         return Reason(
             Code.REQUIRE_NO_SIBLINGS,
-            f"require needs {n} CPUs on free thread siblings, {pairs} available",
+            f"require needs {plural(n, 'CPU')} on free thread siblings, {pairs} available",
             host.id,
             cell.index,
             need=n,
@@ -281,7 +281,7 @@ def _cpu_reasons(
         reasons.append(
             Reason(
                 Code.DEDICATED_CPUS_TOO_FEW,
-                f"needs {n_ded}{extra} dedicated CPUs, cell has {len(host.pcpuset)}",
+                f"needs {plural(n_ded, 'dedicated CPU')}{extra}, cell has {len(host.pcpuset)}",
                 host.id,
                 cell.index,
                 need=n_ded + reserve,
@@ -293,7 +293,7 @@ def _cpu_reasons(
         reasons.append(
             Reason(
                 Code.SHARED_CPUS_TOO_FEW,
-                f"needs {n_shared} shared CPUs, cell has {len(host.cpuset)}",
+                f"needs {plural(n_shared, 'shared CPU')}, cell has {len(host.cpuset)}",
                 host.id,
                 cell.index,
                 need=n_shared,
@@ -307,7 +307,7 @@ def _cpu_reasons(
             reasons.append(
                 Reason(
                     Code.DEDICATED_CPUS_BUSY,
-                    f"needs {n_ded}{extra} dedicated CPUs, {free} free of "
+                    f"needs {plural(n_ded, 'dedicated CPU')}{extra}, {free} free of "
                     f"{len(host.pcpuset)} ({busy} pinned)",
                     host.id,
                     cell.index,
@@ -321,8 +321,9 @@ def _cpu_reasons(
             reasons.append(
                 Reason(
                     Code.CPU_LIMIT,
-                    f"{host.cpu_usage} shared vCPUs placed + {n_shared} > {cpu_limit:g} "
-                    f"({len(host.cpuset)} CPUs x ratio {limits.cpu_allocation_ratio:g})",
+                    f"{plural(host.cpu_usage, 'shared vCPU')} placed + {n_shared} > "
+                    f"{cpu_limit:g} ({plural(len(host.cpuset), 'CPU')} x ratio "
+                    f"{limits.cpu_allocation_ratio:g})",
                     host.id,
                     cell.index,
                     need=host.cpu_usage + n_shared,
@@ -388,4 +389,4 @@ def fit_cell(
 
 
 def describe_cpus(cpus: frozenset[int]) -> str:
-    return format_cpu_spec(cpus) or "none"
+    return CpuSet.of(cpus).format() or "none"

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from numa_migrate.core.fit.cellfit import CellFit, Limits, fit_cell
-from numa_migrate.core.fit.reasons import Code, Reason
+from numa_migrate.core.fit.reasons import Code, Reason, unique
 from numa_migrate.core.model.guest import Guest, GuestCell, GuestRequest
 from numa_migrate.core.model.host import HostCell, HostTopology
 from numa_migrate.core.model.placement import Placement
@@ -46,6 +46,11 @@ class FitResult:
     @property
     def fits(self) -> bool:
         return self.placement is not None
+
+    @property
+    def messages(self) -> tuple[str, ...]:
+        """The reasons' messages, each once, without one that only repeats the summary."""
+        return unique(r.message for r in self.reasons if r.message != self.summary)
 
 
 def order_host_cells(
@@ -220,7 +225,8 @@ def _no_fit_reasons(
             verdict = v.get(g, h)
             assert not isinstance(verdict, CellFit)
             reasons.extend(verdict)
-            per_cell.append(f"cell {v.cells[h].id}: " + ", ".join(r.message for r in verdict))
+            text = ", ".join(unique(r.message for r in verdict))
+            per_cell.append(f"cell {v.cells[h].id}: {text}")
         parts.append(f"0/{n_host} host cells can take guest cell {g}: " + "; ".join(per_cell))
     if not parts:
         guests, hosts = _hall_violation(adj, n_guest)

@@ -74,6 +74,40 @@ SUMMARY_LABEL: dict[Code, str] = {
 }
 
 
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """``"1 dedicated CPU"``, ``"2 dedicated CPUs"``: the count and the noun in its number."""
+    return f"{count} {noun if count == 1 else plural_form or noun + 's'}"
+
+
+def describe_pool(total: int, used: int, reserved: int) -> str:
+    """A page pool's state for a reason: free pages (never below 0) and why so few.
+
+    ``"0 free of 80 (48 in use, 64 reserved; 32 of the pages in use are reserved ones)"``
+    """
+    free = max(0, total - used - reserved)
+    out = f"{free} free of {total}"
+    held = []
+    if used:
+        held.append(f"{used} in use")
+    if reserved:
+        held.append(f"{reserved} reserved")
+    if not held:
+        return out
+    overlap = used + reserved - total
+    note = (
+        f"; {plural(overlap, 'page')} in use {'is' if overlap == 1 else 'are'} counted "
+        "against the reservation"
+        if overlap > 0
+        else ""
+    )
+    return f"{out} ({', '.join(held)}{note})"
+
+
+def unique(messages: Iterable[str]) -> tuple[str, ...]:
+    """The messages in order, each once."""
+    return tuple(dict.fromkeys(messages))
+
+
 def summarize_counts(labels: Iterable[str]) -> str:
     """'3 not enough memory, 1 too few NUMA cells' sorted by count, then label."""
     counts: dict[str, int] = {}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 
+from numa_migrate.core.cpuset import CpuSet
+
 
 class CPUPolicy(StrEnum):
     SHARED = "shared"
@@ -64,6 +66,11 @@ class GuestCell:
     dedicated_vcpus: frozenset[int]
     memory_mib: int
 
+    def __post_init__(self) -> None:
+        # typed frozenset[int] so that callers may pass any frozenset; held as a CpuSet
+        object.__setattr__(self, "shared_vcpus", CpuSet.of(self.shared_vcpus))
+        object.__setattr__(self, "dedicated_vcpus", CpuSet.of(self.dedicated_vcpus))
+
     @property
     def vcpus(self) -> frozenset[int]:
         return self.shared_vcpus | self.dedicated_vcpus
@@ -82,6 +89,10 @@ class GuestRequest:
     emulator_policy: EmulatorPolicy | None = None
     page_size: PageSizeRequest | None = None
     realtime_vcpus: frozenset[int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.realtime_vcpus is not None:
+            object.__setattr__(self, "realtime_vcpus", CpuSet.of(self.realtime_vcpus))
 
     @property
     def emulator_isolated(self) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from numa_migrate.core.cpuset import CpuSet
+
 
 @dataclass(frozen=True, slots=True)
 class CellPlacement:
@@ -15,6 +17,9 @@ class CellPlacement:
     pinning: tuple[tuple[int, int], ...] | None
     """(guest vCPU, host CPU) pairs for every dedicated vCPU, sorted by vCPU; None if none."""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vcpus", CpuSet.of(self.vcpus))
+
     def pinning_map(self) -> dict[int, int]:
         return dict(self.pinning or ())
 
@@ -24,8 +29,12 @@ class Placement:
     cells: tuple[CellPlacement, ...]
     emulator_pins: frozenset[int] | None = None
 
-    def pinned_host_cpus(self) -> frozenset[int]:
+    def __post_init__(self) -> None:
+        if self.emulator_pins is not None:
+            object.__setattr__(self, "emulator_pins", CpuSet.of(self.emulator_pins))
+
+    def pinned_host_cpus(self) -> CpuSet:
         out: set[int] = set()
         for cell in self.cells:
             out.update(p for _, p in cell.pinning or ())
-        return frozenset(out)
+        return CpuSet(out)

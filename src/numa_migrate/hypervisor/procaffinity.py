@@ -19,7 +19,7 @@ from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import parse_qs, urlsplit
 
-from numa_migrate.core.cpuset import parse_cpu_spec
+from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError
 
 VCPU_THREAD = re.compile(r"CPU (\d+)/(KVM|TCG|HVF|WHPX)")
@@ -82,7 +82,7 @@ class ProcessAffinity:
 def _cpus_allowed(status: str, where: Path) -> frozenset[int]:
     for line in status.splitlines():
         if line.startswith("Cpus_allowed_list:"):
-            return parse_cpu_spec(line.partition(":")[2].strip(), field=f"{where}")
+            return CpuSet.parse(line.partition(":")[2].strip(), field=f"{where}")
     raise AffinityError(f"{where} has no Cpus_allowed_list line")
 
 
