@@ -15,13 +15,12 @@ from numa_migrate.core.errors import InvalidCaseError, ParseError
 from numa_migrate.inputs import (
     parse_json,
     parse_toml,
-    parse_yaml,
     read_bytes,
     read_text,
     root,
 )
-from numa_migrate.inputs.documents import YamlMapping
 from numa_migrate.inputs.files import bounded_lines
+from numa_migrate.inputs.yamldoc import YamlMapping, parse_yaml
 
 CASE = {"id": "c", "host": {"cells": [{"id": 0, "cpuset": [0], "pcpuset": [1],
                                        "memory_mib": 1024}]},

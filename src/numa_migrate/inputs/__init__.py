@@ -2,8 +2,9 @@
 
 - :mod:`.files`: only regular files, at most a bound of bytes, strict UTF-8 with the byte
   offset of a bad sequence;
-- :mod:`.documents`: JSON, TOML and YAML with bounded nesting, integers, strings and lists,
-  no ``NaN``/``Infinity``, no duplicate keys, no YAML aliases or custom tags;
+- :mod:`.documents`: JSON and TOML with bounded nesting, integers, strings and lists, no
+  ``NaN``/``Infinity``, no duplicate keys; :mod:`.yamldoc`: YAML the same way, without
+  aliases or custom tags (imported on its own: it loads PyYAML);
 - :mod:`.fields`: a typed reader of a parsed document whose errors carry the path of the
   field, the value (shortened) and what is allowed.
 
@@ -16,10 +17,8 @@ from numa_migrate.inputs.bounds import DocBounds
 from numa_migrate.inputs.documents import (
     load_json,
     load_toml,
-    load_yaml,
     parse_json,
     parse_toml,
-    parse_yaml,
 )
 from numa_migrate.inputs.fields import Node, Obj, root
 from numa_migrate.inputs.files import decode_utf8, read_bytes, read_text
@@ -31,10 +30,8 @@ __all__ = [
     "decode_utf8",
     "load_json",
     "load_toml",
-    "load_yaml",
     "parse_json",
     "parse_toml",
-    "parse_yaml",
     "read_bytes",
     "read_text",
     "root",

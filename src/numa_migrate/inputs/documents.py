@@ -1,4 +1,4 @@
-"""Bounded JSON, TOML and YAML documents.
+"""Bounded JSON and TOML documents (YAML: :mod:`numa_migrate.inputs.yamldoc`).
 
 Each reader returns plain Python values (dict with str keys, list, str, int, float, bool,
 None) that are checked against :class:`~numa_migrate.inputs.bounds.DocBounds`: nesting
@@ -14,16 +14,14 @@ import json
 import math
 import tomllib
 from pathlib import Path
-from typing import Any, Final, NoReturn
-
-import yaml
+from typing import Any, NoReturn
 
 from numa_migrate.core.errors import ParseError
-from numa_migrate.inputs.bounds import DEFAULT, MAX_DEPTH, MAX_FLOAT_CHARS, DocBounds
+from numa_migrate.inputs.bounds import DEFAULT, MAX_FLOAT_CHARS, DocBounds
 from numa_migrate.inputs.files import decode_utf8, read_bytes
 
 
-def _short(text: str, limit: int = 40) -> str:
+def short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -31,7 +29,7 @@ class _Refused(Exception):
     """Raised inside a parser's hook; turned into a ParseError at the edge."""
 
 
-def _check(value: Any, bounds: DocBounds, fail: type[ParseError], source: str | None) -> Any:
+def check_bounds(value: Any, bounds: DocBounds, fail: type[ParseError], source: str | None) -> Any:
     """Walk ``value`` (iteratively) and check it against ``bounds``."""
 
     def refuse(path: str, message: str) -> NoReturn:
@@ -62,7 +60,7 @@ def _check(value: Any, bounds: DocBounds, fail: type[ParseError], source: str | 
             if isinstance(item, dict):
                 for key, member in item.items():
                     if not isinstance(key, str):
-                        refuse(path, f"key {_short(repr(key))} is not a string")
+                        refuse(path, f"key {short(repr(key))} is not a string")
                     if len(key) > bounds.max_string_chars:
                         refuse(path, "key too long")
                     stack.append((member, f"{path}.{key}" if path else key, depth + 1))
@@ -81,7 +79,7 @@ def _json_int(bounds: DocBounds) -> Any:
     def parse(text: str) -> int:
         digits = len(text.lstrip("-"))
         if digits > bounds.max_int_digits:
-            raise _Refused(f"integer of {digits} digits ({_short(text, 24)}), more than "
+            raise _Refused(f"integer of {digits} digits ({short(text, 24)}), more than "
                            f"{bounds.max_int_digits}")
         return int(text)
 
@@ -90,10 +88,10 @@ def _json_int(bounds: DocBounds) -> Any:
 
 def _json_float(text: str) -> float:
     if len(text) > MAX_FLOAT_CHARS:
-        raise _Refused(f"number {_short(text, 24)} has more than {MAX_FLOAT_CHARS} characters")
+        raise _Refused(f"number {short(text, 24)} has more than {MAX_FLOAT_CHARS} characters")
     value = float(text)
     if not math.isfinite(value):
-        raise _Refused(f"number {_short(text, 24)} is out of range (not a finite number)")
+        raise _Refused(f"number {short(text, 24)} is out of range (not a finite number)")
     return value
 
 
@@ -105,7 +103,7 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise _Refused(f"key {_short(repr(key))} is given twice")
+            raise _Refused(f"key {short(repr(key))} is given twice")
         out[key] = value
     return out
 
@@ -138,8 +136,8 @@ def parse_json(
         raise error(f"not accepted JSON: nested more than {bounds.max_depth} levels deep",
                     source=source) from None
     except ValueError as exc:  # e.g. an integer beyond Python's own conversion limit
-        raise error(f"not accepted JSON: {_short(str(exc), 80)}", source=source) from None
-    return _check(value, bounds, error, source)
+        raise error(f"not accepted JSON: {short(str(exc), 80)}", source=source) from None
+    return check_bounds(value, bounds, error, source)
 
 
 def load_json(path: Path | str, *, what: str = "JSON file", bounds: DocBounds = DEFAULT,
@@ -185,146 +183,11 @@ def parse_toml(
         raise error(f"not accepted TOML: nested more than {bounds.max_depth} levels deep",
                     source=source) from None
     except ValueError as exc:
-        raise error(f"not accepted TOML: {_short(str(exc), 80)}", source=source) from None
-    return _check(value, bounds, error, source)  # type: ignore[no-any-return]
+        raise error(f"not accepted TOML: {short(str(exc), 80)}", source=source) from None
+    return check_bounds(value, bounds, error, source)  # type: ignore[no-any-return]
 
 
 def load_toml(path: Path | str, *, what: str = "TOML file", bounds: DocBounds = DEFAULT,
               error: type[ParseError] = ParseError) -> dict[str, Any]:
     data = read_bytes(path, what=what, max_bytes=bounds.max_bytes, error=error)
     return parse_toml(data, source=str(path), bounds=bounds, error=error)
-
-
-# --------------------------------------------------------------------------- YAML
-
-_STANDARD_TAGS = frozenset(
-    f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq")
-)
-
-
-_TIMESTAMP: Final = "tag:yaml.org,2002:timestamp"
-
-
-class YamlMapping(dict[Any, Any]):
-    """A YAML mapping that also knows the line (1-based) of each of its keys."""
-
-    lines: dict[Any, int]
-
-
-class BoundedSafeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader without anchors, aliases, custom tags or timestamps.
-
-    Mappings are :class:`YamlMapping` objects; a key given twice is refused.
-    """
-
-    yaml_implicit_resolvers = {  # noqa: RUF012 (PyYAML's own class attribute)
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP]
-        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-
-    max_depth = MAX_DEPTH
-
-    def _too_deep(self) -> NoReturn:
-        mark: Any = self.get_mark()
-        raise yaml.scanner.ScannerError(
-            None, None, f"nested more than {self.max_depth} levels deep", mark)
-
-    def fetch_flow_sequence_start(self) -> None:
-        if self.flow_level >= self.max_depth:
-            self._too_deep()
-        super().fetch_flow_sequence_start()
-
-    def fetch_flow_mapping_start(self) -> None:
-        if self.flow_level >= self.max_depth:
-            self._too_deep()
-        super().fetch_flow_mapping_start()
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
-        mark: Any = event.start_mark
-        depth = getattr(self, "_depth", 0)
-        if depth >= self.max_depth:
-            raise yaml.composer.ComposerError(
-                None, None, f"nested more than {self.max_depth} levels deep", mark)
-        if isinstance(event, yaml.AliasEvent):
-            raise yaml.composer.ComposerError(
-                None, None, f"alias *{event.anchor} is not allowed (no anchors or aliases)",
-                mark)
-        anchor = getattr(event, "anchor", None)
-        if anchor is not None:
-            raise yaml.composer.ComposerError(
-                None, None, f"anchor &{anchor} is not allowed (no anchors or aliases)",
-                mark)
-        tag = getattr(event, "tag", None)
-        if tag not in (None, "!") and self._full_tag(tag) not in _STANDARD_TAGS:
-            raise yaml.composer.ComposerError(
-                None, None, f"tag {tag} is not allowed (plain values, lists and mappings only)",
-                mark)
-        self._depth = depth + 1
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth = depth
-
-    @staticmethod
-    def _full_tag(tag: str) -> str:
-        return "tag:yaml.org,2002:" + tag[2:] if tag.startswith("!!") else tag
-
-
-def _yaml_mapping(loader: BoundedSafeLoader, node: yaml.MappingNode) -> YamlMapping:
-    loader.flatten_mapping(node)
-    out = YamlMapping()
-    out.lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, str | int | bool | float) and key is not None:
-            raise yaml.constructor.ConstructorError(
-                None, None, "a mapping key must be a plain value", key_node.start_mark)
-        if key in out:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {_short(repr(key))} is given twice", key_node.start_mark)
-        out[key] = loader.construct_object(value_node, deep=True)
-        out.lines[key] = key_node.start_mark.line + 1
-    return out
-
-
-BoundedSafeLoader.add_constructor("tag:yaml.org,2002:map", _yaml_mapping)
-
-
-def parse_yaml(
-    text: str | bytes,
-    *,
-    source: str | None = None,
-    bounds: DocBounds = DEFAULT,
-    error: type[ParseError] = ParseError,
-) -> Any:
-    """One YAML document, read with :class:`BoundedSafeLoader`."""
-    if isinstance(text, bytes):
-        text = decode_utf8(text, source=source, error=error)
-    if len(text) > bounds.max_bytes:
-        raise error(f"document of {len(text)} characters, more than {bounds.max_bytes}",
-                    source=source)
-    try:
-        value = yaml.load(text, Loader=BoundedSafeLoader)  # a bounded SafeLoader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        if isinstance(exc, yaml.reader.ReaderError):
-            problem = f"character {exc.character!r} at offset {exc.position} is not allowed"
-        else:
-            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-        if mark is not None:
-            where = f"{source}:{mark.line + 1}" if source else f"line {mark.line + 1}"
-            raise error(f"not valid YAML: {_short(str(problem), 120)}", source=where) from None
-        raise error(f"not valid YAML: {_short(str(problem), 120)}", source=source) from None
-    except RecursionError:
-        raise error(f"not accepted YAML: nested more than {bounds.max_depth} levels deep",
-                    source=source) from None
-    except ValueError as exc:
-        raise error(f"not accepted YAML: {_short(str(exc), 80)}", source=source) from None
-    return _check(value, bounds, error, source)
-
-
-def load_yaml(path: Path | str, *, what: str = "YAML file", bounds: DocBounds = DEFAULT,
-              error: type[ParseError] = ParseError) -> Any:
-    data = read_bytes(path, what=what, max_bytes=bounds.max_bytes, error=error)
-    return parse_yaml(data, source=str(path), bounds=bounds, error=error)

@@ -12,8 +12,8 @@ from typing import Any
 
 from numa_migrate.core.errors import ParseError
 from numa_migrate.inputs.bounds import DocBounds
-from numa_migrate.inputs.documents import YamlMapping, parse_yaml
 from numa_migrate.inputs.files import decode_utf8, read_bytes
+from numa_migrate.inputs.yamldoc import YamlMapping, parse_yaml
 
 MAX_SOURCE_BYTES = 4 * 1024 * 1024
 """A nova.conf or a charm configuration (a real nova.conf is well under 1 MiB)."""
