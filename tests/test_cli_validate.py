@@ -246,3 +246,35 @@ def test_bad_inputs_are_one_line_and_exit_2(
 def test_host_option_is_required() -> None:
     result = run("nm-val-db")
     assert result.exit_code == 2 and "Missing option '--host'" in result.output
+
+
+def test_validate_reads_what_migrate_dry_run_json_writes(
+    conn: Any, inventory: Path, tmp_path: Path
+) -> None:
+    from numa_migrate.adapters.domain import domain_from_xml
+    from numa_migrate.cli.migrate import dry_run_json
+    from numa_migrate.core.model.placement import Placement
+    from numa_migrate.migrate.plan import MigrationPlan
+
+    source_xml = domain_xml("nm-val-db", (6, 7), 5)
+    plan = MigrationPlan(
+        domain="nm-val-db", uuid=UUID, source="elsewhere", destination="lab", request=None,
+        inference="pinned, 1 cell", placement=Placement(()), dest_plan=PLAN,
+        source_info=domain_from_xml(source_xml), live_xml=DB, persistent_xml=DB,
+        current_pagesize_kib=2048, source_live_xml=source_xml)
+    document = tmp_path / "dry-run.json"
+    document.write_text(json.dumps(dry_run_json(plan), indent=2))
+    assert json.loads(document.read_text())["vcpu_pins"] == {"0": [2], "1": [3]}
+    result = run("nm-val-db", "--host", "lab", "--hosts", str(inventory),
+                 "--plan", str(document), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["plan"] == str(document)
+
+
+def test_a_refusal_document_is_not_a_plan(conn: Any, inventory: Path, tmp_path: Path) -> None:
+    document = tmp_path / "no-room.json"
+    document.write_text(json.dumps({"fits": False, "domain": "nm-val-db",
+                                    "destination": "lab", "summary": "no", "reasons": []}))
+    line = one_error_line(run("nm-val-db", "--host", "lab", "--hosts", str(inventory),
+                              "--plan", str(document)))
+    assert "is a refusal (fits: false), not a plan" in line

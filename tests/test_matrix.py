@@ -172,12 +172,13 @@ def test_report_json_round_trip_keeps_int_keys() -> None:
 
 
 @pytest.mark.parametrize(("mutate", "match"), [
-    (lambda d: d.pop("title"), r"report\.title: missing"),
+    (lambda d: d.pop("title"), r"report\.title is missing"),
     (lambda d: d.update(format="other"), "numa-migrate-matrix"),
     (lambda d: d["scenarios"][0].update(status="great"), r"scenarios\[0\]\.status: one of"),
     (lambda d: d["scenarios"][0]["legs"][0].update(dest_pins={"x": [1]}), "integers"),
     (lambda d: d["scenarios"][0]["checks"][0].update(outcome="ok"), "pass, fail, skip"),
-    (lambda d: d["scenarios"][0].update(page_size_kib="big"), "page_size_kib: expected int"),
+    (lambda d: d["scenarios"][0].update(page_size_kib="big"),
+     r"scenarios\[0\]\.page_size_kib: expected an integer, got string .big."),
 ])
 def test_bad_report_documents_name_the_field(
     mutate: Callable[[dict[str, Any]], object], match: str

@@ -17,7 +17,7 @@ from numa_migrate.adapters.rewrite import rewrite_domain_xml
 from numa_migrate.core.destination import DestinationPlan
 from numa_migrate.core.model.domain import DomainInfo
 from numa_migrate.core.model.pci import PciFunction
-from numa_migrate.core.planjson import PlanFormatError, load_plan, plan_from_json, plan_to_json
+from numa_migrate.core.planjson import PlanFormatError, plan_from_json, plan_to_json
 from numa_migrate.core.validation import (
     Check,
     Status,
@@ -25,6 +25,7 @@ from numa_migrate.core.validation import (
     ValidationReport,
     validate,
 )
+from numa_migrate.inputs.plans import load_plan
 
 FIXTURES = Path(__file__).parent / "fixtures" / "xml"
 CAPS = (FIXTURES / "caps-2s-intel-smt.xml").read_bytes()

@@ -155,13 +155,20 @@ def test_round_trip_with_new_pins_everywhere(world: dict[str, Any]) -> None:
     (RESULTS / "e2e-roundtrip.json").write_text(json.dumps(timings, indent=2) + "\n")
 
 
-def test_dry_run_changes_nothing(world: dict[str, Any]) -> None:
+def test_dry_run_changes_nothing(world: dict[str, Any], tmp_path: Path) -> None:
     done = cli(world, "migrate", GUEST, "--to", DST, "--dry-run", "--json")
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
     assert plan["vcpu_pins"] == {"0": [1]}
     assert '-    <vcpupin vcpu="0" cpuset="0"/>' in plan["diff"]
     assert_consistent_on(world, SRC)
+    # the dry run's document is a plan `validate --plan` reads: it names the destination,
+    # so checking the guest (still on the source) against it is refused for that reason
+    document = tmp_path / "dry-run.json"
+    document.write_text(done.stdout)
+    checked = cli(world, "validate", GUEST, "--host", SRC, "--plan", str(document))
+    assert checked.returncode == 2, checked.stdout + checked.stderr
+    assert f"the plan is for host {DST}, not {SRC}" in checked.stderr
 
 
 def test_no_room_is_refused_before_anything_moves(world: dict[str, Any]) -> None:

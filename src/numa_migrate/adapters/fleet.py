@@ -10,24 +10,35 @@ offline default for ``fit``, ``explain`` and ``demo``.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
 from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import InvalidRequestError, ParseError, UnknownHostError
 from numa_migrate.core.fit.fitter import fit_guest
+from numa_migrate.core.limits import (
+    MAX_GUEST_VCPUS,
+    MAX_GUESTS_PER_HOST,
+    MAX_HOSTS,
+    MAX_MEMORY_MIB,
+    MAX_NUMA_NODES,
+    MAX_PAGE_COUNT,
+    MAX_PAGE_SIZE_KIB,
+)
 from numa_migrate.core.model.guest import Guest
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.model.placement import Placement
 from numa_migrate.core.request import Flavor, guest_from_flavor
 from numa_migrate.core.usage import apply_placement
+from numa_migrate.inputs.documents import parse_json
+from numa_migrate.inputs.fields import Node, Obj, root
+from numa_migrate.inputs.files import read_bytes
 
 SAMPLE_FLEET = "sample-fleet.json"
+MAX_SPEC_CHARS = 4096
+MAX_XML_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -55,58 +66,86 @@ class Fleet:
         return tuple(g for g in self.guests if g.host == name)
 
 
-def _cpu_set(raw: Mapping[str, Any], key: str, where: str) -> frozenset[int] | None:
-    value = raw.get(key)
-    if value is None:
+def _cpu_set(raw: Obj, key: str) -> frozenset[int] | None:
+    node = raw.opt(key)
+    if node is None:
         return None
-    if not isinstance(value, str):
-        raise ParseError(f"{where}.{key} must be a CPU list string like '2-19,22-39'")
-    return CpuSet.parse(value, field=f"{where}.{key}")
+    if not isinstance(node.value, str):
+        node.expected("a CPU list string like '2-19,22-39'")
+    try:
+        return CpuSet.parse(node.text(max_chars=MAX_SPEC_CHARS), field=node.path)
+    except ParseError as exc:
+        raise ParseError(str(exc), source=node.ctx.source) from None
 
 
-def _reserved_pages(raw: Mapping[str, Any], where: str) -> dict[tuple[int, int], int]:
+def _reserved_pages(raw: Obj) -> dict[tuple[int, int], int]:
     out: dict[tuple[int, int], int] = {}
-    for i, item in enumerate(raw.get("reserved_huge_pages") or []):
-        try:
-            out[(int(item["node"]), int(item["size_kib"]))] = int(item["count"])
-        except (KeyError, TypeError, ValueError):
-            raise ParseError(
-                f"{where}.reserved_huge_pages[{i}] must be "
-                "{'node': N, 'size_kib': KiB, 'count': N}"
-            ) from None
+    node = raw.opt("reserved_huge_pages")
+    for item in [] if node is None else node.items(max_items=MAX_NUMA_NODES * 8):
+        if not isinstance(item.value, dict):
+            item.expected("{'node': N, 'size_kib': KiB, 'count': N}")
+        entry = item.obj()
+        key = (
+            entry.req("node").integer(maximum=MAX_NUMA_NODES - 1,
+                                      why=f"NUMA node ids are below {MAX_NUMA_NODES}"),
+            entry.req("size_kib").integer(minimum=1, maximum=MAX_PAGE_SIZE_KIB,
+                                          why="the largest page size, 16 GiB"),
+        )
+        if key in out:
+            item.fail(f"node {key[0]} size {key[1]} KiB is given twice")
+        out[key] = entry.req("count").integer(maximum=MAX_PAGE_COUNT)
     return out
 
 
-def _flavor(raw: Any, where: str) -> Flavor:
-    try:
-        specs = raw.get("extra_specs") or {}
-        return Flavor(
-            int(raw["vcpus"]),
-            int(raw["memory_mib"]),
-            {str(k): str(v) for k, v in specs.items()},
-            str(raw.get("name", "")),
-        )
-    except (AttributeError, KeyError, TypeError, ValueError):
-        raise ParseError(
-            f"{where} must have 'vcpus', 'memory_mib' and optional 'extra_specs'"
-        ) from None
+def _spec_value(node: Node) -> str:
+    value = node.value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return node.text(max_chars=MAX_SPEC_CHARS)
+
+
+def _flavor(raw: Obj) -> Flavor:
+    specs = raw.opt("extra_specs")
+    return Flavor(
+        raw.req("vcpus").integer(minimum=1, maximum=MAX_GUEST_VCPUS, why="QEMU's maximum vCPUs"),
+        raw.req("memory_mib").integer(minimum=1, maximum=MAX_MEMORY_MIB, why="4 PiB"),
+        {} if specs is None else {k: _spec_value(v) for k, v in specs.obj().items()},
+        raw.get("name", lambda n: n.text(max_chars=255), ""),
+    )
+
+
+def _image_properties(node: Node) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in node.obj().items():
+        if isinstance(value.value, dict | list):
+            value.expected("a string, number or boolean")
+        out[key] = value.value
+    return out
 
 
 def _place_guests(
-    host: HostTopology, raw_guests: list[Any], where: str
+    host: HostTopology, raw_guests: Node | None
 ) -> tuple[HostTopology, list[PlacedGuest]]:
     placed: list[PlacedGuest] = []
-    for i, raw in enumerate(raw_guests):
-        gw = f"{where}.guests[{i}]"
-        name = str(raw.get("name", f"guest-{i}")) if isinstance(raw, dict) else f"guest-{i}"
-        flavor = _flavor(raw, gw)
+    items = [] if raw_guests is None else raw_guests.items(max_items=MAX_GUESTS_PER_HOST)
+    for i, node in enumerate(items):
+        if not isinstance(node.value, dict):
+            node.expected("a guest object with 'vcpus', 'memory_mib' and optional "
+                          "'extra_specs'")
+        raw = node.obj()
+        name = raw.get("name", lambda n: n.text(max_chars=255), f"guest-{i}")
+        flavor = _flavor(raw)
+        no_props: dict[str, object] = {}
         try:
-            guest = guest_from_flavor(flavor, raw.get("image_properties") or {})
+            guest = guest_from_flavor(flavor, raw.get("image_properties", _image_properties,
+                                                      no_props))
         except InvalidRequestError as exc:
-            raise ParseError(f"{gw} ({name}): {exc.message}") from None
+            node.fail(f"({name}): {exc.message}")
         result = fit_guest(host, guest)
         if result.placement is None:
-            raise ParseError(f"{gw} ({name}) does not fit on {host.name}: {result.summary}")
+            node.fail(f"({name}) does not fit on {host.name}: {result.summary}")
         if guest.numa is not None:
             host = apply_placement(host, guest.numa, result.placement)
         placed.append(PlacedGuest(name, host.name, guest, result.placement))
@@ -117,49 +156,42 @@ def load_fleet(path: Path | None = None) -> Fleet:
     """Read a fleet file (the bundled sample fleet when ``path`` is None)."""
     if path is None:
         base = resources.files("numa_migrate") / "data" / "fleet"
-        text = (base / SAMPLE_FLEET).read_text()
+        data: bytes = (base / SAMPLE_FLEET).read_bytes()
         source = f"sample fleet ({SAMPLE_FLEET})"
 
-        def read_xml(name: str) -> str:
-            return (base / name).read_text()
+        def read_xml(name: str) -> bytes:
+            return (base / name).read_bytes()
     else:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ParseError(f"cannot read fleet file: {exc.strerror}", source=str(path)) from None
+        data = read_bytes(path, what="fleet file")
         source = str(path)
 
-        def read_xml(name: str) -> str:
-            try:
-                return (path.parent / name).read_text()
-            except OSError as exc:
-                raise ParseError(
-                    f"cannot read capabilities {name!r}: {exc.strerror}", source=str(path)
-                ) from None
+        def read_xml(name: str) -> bytes:
+            return read_bytes(path.parent / name, what="capabilities XML file",
+                              max_bytes=MAX_XML_BYTES)
 
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"not JSON: {exc.msg} at line {exc.lineno}", source=source) from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("hosts"), list):
-        raise ParseError("a fleet file is an object with a 'hosts' list", source=source)
+    doc = root(parse_json(data, source=source), source=source)
+    if not isinstance(doc.value, dict) or not isinstance(doc.value.get("hosts"), list):
+        doc.fail("a fleet file is an object with a 'hosts' list")
     hosts: list[HostTopology] = []
     guests: list[PlacedGuest] = []
-    for i, raw in enumerate(doc["hosts"]):
-        where = f"hosts[{i}]"
-        if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
-            raise ParseError(f"{where} needs a 'name'", source=source)
-        if not isinstance(raw.get("capabilities"), str):
-            raise ParseError(f"{where} needs 'capabilities' (an XML file name)", source=source)
+    for node in doc.obj().req("hosts").items(max_items=MAX_HOSTS):
+        if not isinstance(node.value, dict) or not isinstance(node.value.get("name"), str):
+            node.fail("needs a 'name'")
+        raw = node.obj()
+        name = raw.req("name").text(max_chars=255, non_empty=True)
+        caps = raw.req("capabilities")
+        if not isinstance(caps.value, str):
+            node.fail("needs 'capabilities' (an XML file name)")
+        caps_name = caps.text(max_chars=4096, non_empty=True)
         host = host_from_capabilities(
-            read_xml(raw["capabilities"]),
-            name=raw["name"],
-            cpu_dedicated_set=_cpu_set(raw, "cpu_dedicated_set", where),
-            cpu_shared_set=_cpu_set(raw, "cpu_shared_set", where),
-            reserved_huge_pages=_reserved_pages(raw, where),
-            source=f"{source}: {raw['capabilities']}",
+            read_xml(caps_name),
+            name=name,
+            cpu_dedicated_set=_cpu_set(raw, "cpu_dedicated_set"),
+            cpu_shared_set=_cpu_set(raw, "cpu_shared_set"),
+            reserved_huge_pages=_reserved_pages(raw),
+            source=f"{source}: {caps_name}",
         )
-        host, placed = _place_guests(host, raw.get("guests") or [], where)
+        host, placed = _place_guests(host, raw.opt("guests"))
         hosts.append(host)
         guests.extend(placed)
     return Fleet(source, tuple(hosts), tuple(guests))

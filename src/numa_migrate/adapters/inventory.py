@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,8 @@ from types import MappingProxyType
 from numa_migrate.adapters.capabilities import host_from_capabilities
 from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.destination import check_realtime_priority
-from numa_migrate.core.errors import NumaMigrateError, ParseError, UnknownHostError
+from numa_migrate.core.errors import ParseError, UnknownHostError
+from numa_migrate.core.limits import MAX_HOSTS
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.model.pci import PciAddress
 from numa_migrate.core.novaopts import (
@@ -42,6 +42,8 @@ from numa_migrate.core.novaopts import (
     reserved_huge_pages,
 )
 from numa_migrate.core.novaopts import ReservedPages as _ReservedPages
+from numa_migrate.inputs.documents import parse_toml
+from numa_migrate.inputs.files import read_bytes
 
 ReservedPages = _ReservedPages
 """One ``reserved_huge_pages`` entry (the type lives in :mod:`numa_migrate.core.novaopts`)."""
@@ -62,13 +64,12 @@ URI_EXAMPLES = (
     "qemu:///system, qemu+unix:///system?socket=/run/libvirt/virtqemud-sock, "
     "qemu+ssh://root@host/system, test:///default"
 )
+MAX_INVENTORY_BYTES = 4 * 1024 * 1024
 
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S*")
-_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
-_TOML_END = re.compile(r"\s*\(at end of document\)\s*$")
 
 
-class InventoryError(NumaMigrateError):
+class InventoryError(ParseError):
     """The inventory is missing or wrong; the message names the file, host and field."""
 
 
@@ -154,26 +155,15 @@ def default_inventory_path(
 def load_inventory(path: Path | str) -> Inventory:
     """Read and check an inventory file (see the module documentation for the format)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InventoryError(f"{path}: hosts inventory not found") from None
-    except IsADirectoryError:
-        raise InventoryError(f"{path}: is a directory, not a hosts inventory file") from None
-    except UnicodeDecodeError as exc:
-        raise InventoryError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except OSError as exc:
-        raise InventoryError(f"{path}: cannot read the hosts inventory: {exc.strerror}") from None
-    return parse_inventory(text, path=path)
+    data = read_bytes(path, what="hosts inventory", max_bytes=MAX_INVENTORY_BYTES,
+                      error=InventoryError)
+    return parse_inventory(data, path=path)
 
 
-def parse_inventory(text: str, *, path: Path | str = "inventory") -> Inventory:
+def parse_inventory(text: str | bytes, *, path: Path | str = "inventory") -> Inventory:
     """Parse inventory TOML ``text``; ``path`` names the file in messages."""
     path = Path(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InventoryError(f"{path}: not valid TOML: {_toml_message(str(exc))}") from None
+    data = parse_toml(text, source=str(path), error=InventoryError)
     unknown = sorted(set(data) - set(TOP_LEVEL_KEYS))
     if unknown:
         raise InventoryError(
@@ -186,16 +176,9 @@ def parse_inventory(text: str, *, path: Path | str = "inventory") -> Inventory:
             f"{path}: no hosts: add a [hosts.NAME] table with uri = \"qemu:///system\" "
             "(or another libvirt URI)"
         )
+    if len(hosts) > MAX_HOSTS:
+        raise InventoryError(f"{path}: hosts: {len(hosts)} hosts, more than {MAX_HOSTS}")
     return Inventory(path, tuple(_host(str(path), name, raw) for name, raw in hosts.items()))
-
-
-def _toml_message(message: str) -> str:
-    match = _TOML_POSITION.search(message)
-    if match:
-        return f"line {match[1]}, column {match[2]}: {message[: match.start()]}"
-    if _TOML_END.search(message):
-        return f"at the end of the file: {_TOML_END.sub('', message)}"
-    return message
 
 
 def _names(keys: list[str]) -> str:

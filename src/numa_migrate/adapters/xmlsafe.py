@@ -58,7 +58,7 @@ def parse_xml(
     try:
         return etree.fromstring(raw, parser)
     except etree.XMLSyntaxError as exc:
-        message = _LXML_POSITION.sub("", exc.msg)
+        message = " ".join(_LXML_POSITION.sub("", exc.msg).split())
         raise ParseError(f"line {exc.lineno}: {message}", source=source) from None
 
 

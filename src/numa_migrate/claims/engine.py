@@ -45,13 +45,17 @@ def default_url(env: os._Environ[str] | dict[str, str] | None = None) -> str:
 
 def parse_url(url: str) -> URL:
     """The URL to connect to, or ClaimError naming the accepted forms."""
+    shown = url if len(url) <= 80 else url[:77] + "..."
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError, TypeError) as exc:
+        detail = "" if isinstance(exc, ArgumentError) else f" ({_reason(exc)})"
         raise ClaimError(
-            f"claims database URL {url!r} is not a URL; use sqlite:///PATH or "
+            f"claims database URL {shown!r} is not a URL{detail}; use sqlite:///PATH or "
             "postgresql+psycopg://USER@HOST:PORT/DB"
         ) from None
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise ClaimError(f"claims database URL {shown!r}: port {parsed.port} is not in 1-65535")
     backend = parsed.get_backend_name()
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
@@ -63,6 +67,21 @@ def parse_url(url: str) -> URL:
         f"claims database URL {parsed.render_as_string(hide_password=True)!r}: unsupported "
         f"database {backend!r}; use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB"
     )
+
+
+def _is_dir(folder: Path) -> bool:
+    try:
+        return folder.is_dir()
+    except OSError as exc:
+        raise ClaimError(f"claims database folder {str(folder)[:80]!r}: "
+                         f"{exc.strerror or exc}") from None
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    if "invalid literal for int()" in text:
+        return "the port is not a number"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _sqlite_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
@@ -102,7 +121,7 @@ def make_engine(url: str) -> Engine:
                 raise ClaimError(
                     f"cannot create the claims database folder {path.parent}: {exc}"
                 ) from None
-        elif not path.parent.is_dir():
+        elif not _is_dir(path.parent):
             # a URL given by hand: a missing folder is more likely a typo than a wish
             raise ClaimError(
                 f"claims database {path}: the folder {path.parent} does not exist; create "

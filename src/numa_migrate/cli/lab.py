@@ -16,7 +16,9 @@ from typing import Any, TypeVar
 
 import click
 
+from numa_migrate.cli.numbers import Bounded
 from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.core.limits import MAX_GUEST_CELLS, MAX_GUEST_VCPUS, MAX_MEMORY_MIB
 from numa_migrate.hypervisor.base import Domain, Hypervisor
 from numa_migrate.hypervisor.libvirt import connect, connection
 from numa_migrate.lab import (
@@ -117,7 +119,7 @@ def lab() -> None:
 @lab.command("up")
 @click.option(
     "--hugepages",
-    type=click.IntRange(min=0),
+    type=Bounded(0, 1 << 24, why="32 TiB of 2 MiB pages"),
     metavar="N",
     help="Reserve N huge pages of 2 MiB for the lab's guests (the two daemons share the "
     "kernel's pool; a migrating guest holds its pages on both sides, so reserve twice its "
@@ -215,14 +217,16 @@ def _find(lab_: Lab, name: str) -> tuple[str, Hypervisor, Domain] | None:
 @click.argument("name")
 @click.option("--host", type=click.Choice(HOST_NAMES), default=SRC, show_default=True,
               help="The lab host to start it on.")
-@click.option("--vcpus", type=click.IntRange(min=1), default=2, show_default=True,
-              metavar="N", help="vCPUs.")
-@click.option("--memory", "memory_mib", type=click.IntRange(min=16), default=64, metavar="MiB",
+@click.option("--vcpus", type=Bounded(1, MAX_GUEST_VCPUS, why="QEMU's maximum vCPUs"),
+              default=2, show_default=True, metavar="N", help="vCPUs.")
+@click.option("--memory", "memory_mib", type=Bounded(16, MAX_MEMORY_MIB, why="4 PiB"),
+              default=64, metavar="MiB",
               show_default=True, help="Memory in MiB.")
 @click.option("--pin", "pins", multiple=True, metavar="VCPU=CPUS",
               help="Pin a vCPU (<vcpupin>), e.g. --pin 0=0 --pin 1=1.")
 @click.option("--emulator-pin", metavar="CPUS", help="CPUs of QEMU's other threads.")
-@click.option("--cells", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+@click.option("--cells", type=Bounded(1, MAX_GUEST_CELLS, why="QEMU's maximum NUMA nodes"),
+              default=1, show_default=True, metavar="N",
               help="Guest NUMA cells (vCPUs and memory split evenly; memory on host node 0).")
 @click.option("--hugepages", is_flag=True, help="Back the memory with 2 MiB huge pages.")
 @_errors
@@ -277,7 +281,7 @@ def guest_start(
 
 @guest.command("counter")
 @click.argument("name")
-@click.option("--samples", type=click.IntRange(min=2), default=3, show_default=True,
+@click.option("--samples", type=Bounded(2, 1000), default=3, show_default=True,
               metavar="N", help="How many readings.")
 @_errors
 def guest_counter(name: str, samples: int) -> None:

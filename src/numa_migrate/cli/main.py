@@ -20,7 +20,14 @@ import click
 
 from numa_migrate import __version__
 from numa_migrate.cli.lazy import LazyCommand, LazyGroup
+from numa_migrate.cli.numbers import Bounded
 from numa_migrate.core.errors import InvalidRequestError, NumaMigrateError
+from numa_migrate.core.limits import (
+    MAX_ALLOCATION_RATIO,
+    MAX_GUEST_VCPUS,
+    MAX_MEMORY_MIB,
+    MAX_PAGE_SIZE_KIB,
+)
 
 # Only what --help and every command need is imported here; the rest is imported in the
 # function that uses it (start-up time: see docs/performance.md).
@@ -122,8 +129,10 @@ class GuestSpec:
             from numa_migrate.adapters.domain import domain_from_xml
             from numa_migrate.core.domainrequest import guest_request_from_domain
             from numa_migrate.core.model.guest import Guest
+            from numa_migrate.inputs.files import read_bytes
 
-            info = domain_from_xml(self.domain_xml.read_bytes(), source=str(self.domain_xml))
+            info = domain_from_xml(read_bytes(self.domain_xml, what="domain XML file"),
+                                   source=str(self.domain_xml))
             request, _how = guest_request_from_domain(info)
             return Guest(info.vcpus, info.memory_mib, request, info.name or self.name)
         if self.vcpus is None or self.ram is None:
@@ -140,9 +149,10 @@ class GuestSpec:
 
 guest_options = _bundle(
     [
-        click.option("--flavor-vcpus", type=click.IntRange(min=1), metavar="N",
-                     help="Flavor vCPUs."),
-        click.option("--flavor-ram", type=click.IntRange(min=1), metavar="MiB",
+        click.option("--flavor-vcpus", type=Bounded(1, MAX_GUEST_VCPUS,
+                                                    why="QEMU's maximum vCPUs"),
+                     metavar="N", help="Flavor vCPUs."),
+        click.option("--flavor-ram", type=Bounded(1, MAX_MEMORY_MIB, why="4 PiB"), metavar="MiB",
                      help="Flavor memory in MiB."),
         click.option(
             "--extra-spec",
@@ -194,14 +204,14 @@ fit_options = _bundle(
     [
         click.option(
             "--cpu-allocation-ratio",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Bounded(0, MAX_ALLOCATION_RATIO, integer=False, above=True),
             metavar="RATIO",
             help="Over-commit limit for shared vCPUs per cell (Nova's limits); without "
             "ratios no over-commit check is made, as in Nova.",
         ),
         click.option(
             "--ram-allocation-ratio",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Bounded(0, MAX_ALLOCATION_RATIO, integer=False, above=True),
             metavar="RATIO",
             help="Over-commit limit for the memory of shared guests per cell.",
         ),
@@ -213,7 +223,7 @@ fit_options = _bundle(
         ),
         click.option(
             "--current-pagesize",
-            type=click.IntRange(min=1),
+            type=Bounded(1, MAX_PAGE_SIZE_KIB, why="the largest page size, 16 GiB"),
             metavar="KiB",
             help="Live-migration refit: the guest runs with this page size (KiB) and "
             "must keep it on the destination.",
@@ -241,8 +251,9 @@ class HostSpec:
                 raise click.UsageError("give either --capabilities or --fleet/--host, not both")
             from numa_migrate.adapters.capabilities import host_from_capabilities
             from numa_migrate.core.novaopts import cpu_set_option
+            from numa_migrate.inputs.files import read_bytes
 
-            data = self.capabilities.read_bytes()
+            data = read_bytes(self.capabilities, what="capabilities XML file")
             # the host's own CPU count bounds the sets (read before any set is expanded)
             bound = max(host_from_capabilities(data, source=str(self.capabilities)).cpus,
                         default=-1) + 1
@@ -415,25 +426,14 @@ def fit(
 
 def _fit_batch() -> int:
     """Answer every case line; exit 2 only when no line at all was JSON."""
-    from numa_migrate.adapters.casefmt import answer_case
+    from numa_migrate.adapters.casefmt import answer_lines
 
     lines = parsed = 0
     out = sys.stdout
-    for line in sys.stdin:
-        if not line.strip():
-            continue
+    for answer in answer_lines(sys.stdin.buffer):
         lines += 1
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            answer: dict[str, object] = {
-                "id": None,
-                "error": {"type": "InvalidCase", "message": f"line {lines}: not JSON ({exc.msg})"},
-            }
-        else:
-            parsed += 1
-            answer = answer_case(raw)
-        out.write(json.dumps(answer, separators=(",", ":")) + "\n")
+        parsed += answer.parsed
+        out.write(json.dumps(answer.answer, separators=(",", ":")) + "\n")
     out.flush()
     if lines and not parsed:
         click.echo("error: the input is not JSON Lines (no line parsed as JSON)", err=True)

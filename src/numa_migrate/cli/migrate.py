@@ -17,6 +17,7 @@ import click
 
 from numa_migrate.cli.common import db_option, open_store, pin_table
 from numa_migrate.cli.hosts import hosts_option
+from numa_migrate.cli.numbers import Bounded
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.migrate.hosts import Hosts, load_hosts
 from numa_migrate.migrate.sriov import DEFAULT_POLICY, POLICIES
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 EXIT_NO_ROOM = 1
 EXIT_BAD_INPUT = 2
 EXIT_ROLLED_BACK = 3
+MAX_SECONDS = 7 * 24 * 3600
+"""Time options (claim TTL, post-copy switch) are at most a week."""
+MAX_BANDWIDTH_MIB_S = 1 << 20
 
 def _err() -> Console:
     from rich.console import Console
@@ -54,21 +58,34 @@ def _auto_recover(store: ClaimStore, console: Console) -> list[Recovery]:
 
 
 def _plan_json(plan: MigrationPlan) -> dict[str, Any]:
-    dest = plan.dest_plan
-    return {
-        "domain": plan.domain, "uuid": plan.uuid, "source": plan.source,
+    """The plan as the plan JSON format (``validate --plan`` reads it), with what people
+    read next to it (source, inferred request, source pins, SR-IOV moves, notes).
+
+    A guest without NUMA need is planned as no pins, no binding and pages as they are."""
+    from numa_migrate.core.destination import DestinationPlan
+    from numa_migrate.core.planjson import plan_to_json
+
+    no_plan = DestinationPlan(vcpu_pins={}, emulator_pins=frozenset(), iothread_pins={},
+                              shared_cpuset=None, memory_nodes=frozenset(), cell_nodes={},
+                              hugepage_kib=None, hostdev_map={})
+    doc = plan_to_json(plan.dest_plan or no_plan, domain=plan.domain, host=plan.destination,
+                       cpu_lists=True)
+    doc.update({
+        "uuid": plan.uuid, "source": plan.source,
         "destination": plan.destination, "inferred_request": plan.inference,
         "page_size_kib": plan.current_pagesize_kib,
-        "vcpu_pins": {} if dest is None else {
-            str(v): sorted(c) for v, c in sorted(dest.vcpu_pins.items())},
-        "emulator_pins": [] if dest is None else sorted(dest.emulator_pins),
-        "cell_nodes": {} if dest is None else {
-            str(g): n for g, n in sorted(dest.cell_nodes.items())},
         "source_pins": {str(v): sorted(c) for v, c in plan.source_info.vcpupin},
         "vf_moves": [{"source": m.source, "destination": m.destination,
                       "network": m.network, "numa_node": m.numa_node} for m in plan.vf_moves],
         "notes": list(plan.notes),
-    }
+    })
+    return doc
+
+
+def dry_run_json(plan: MigrationPlan) -> dict[str, Any]:
+    """What ``migrate --dry-run --json`` prints: a plan document (``validate --plan`` reads
+    it) with the XML diff."""
+    return {"fits": True, "dry_run": True, **_plan_json(plan), "diff": plan.diff()}
 
 
 def _outcome_json(out: Outcome) -> dict[str, Any]:
@@ -135,7 +152,8 @@ class _Bar:
               "guest then runs on the destination while the rest of its memory follows. A "
               "failure after the switch cannot be rolled back (the source copy is stale): "
               "the command says how to resume it.")
-@click.option("--post-copy-after", "post_copy_after", type=click.FloatRange(min=0),
+@click.option("--post-copy-after", "post_copy_after",
+              type=Bounded(0, MAX_SECONDS, integer=False, why="a week"),
               metavar="SECONDS", help="With --post-copy: switch this many seconds after the "
               "migration job starts instead (0: at once).")
 @click.option("--pci-numa-policy", type=click.Choice(POLICIES), default=DEFAULT_POLICY,
@@ -143,10 +161,11 @@ class _Bar:
               "(Nova's hw:pci_numa_affinity_policy): required = on a host node of the "
               "guest's cells; legacy = the same unless the VF reports no node; preferred = "
               "such a VF if any is free, else any.")
-@click.option("--bandwidth", type=click.IntRange(min=1), metavar="MiB/s",
+@click.option("--bandwidth", type=Bounded(1, MAX_BANDWIDTH_MIB_S, why="1 TiB/s"),
+              metavar="MiB/s",
               help="Limit the migration bandwidth.")
-@click.option("--ttl", "ttl_s", type=click.FloatRange(min=10), default=600.0, show_default=True,
-              metavar="SECONDS",
+@click.option("--ttl", "ttl_s", type=Bounded(10, MAX_SECONDS, integer=False, why="a week"),
+              default=600.0, show_default=True, metavar="SECONDS",
               help="Seconds before an unrenewed claim counts as abandoned.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 def migrate(  # noqa: PLR0917 (click passes every option)
@@ -266,8 +285,7 @@ def _print_plan(plan: MigrationPlan | NoRoom, as_json: bool) -> None:
             click.echo(f"{plan.domain} does not fit on {plan.destination}: {plan.summary}")
         return
     if as_json:
-        click.echo(json.dumps({"fits": True, "dry_run": True, **_plan_json(plan),
-                               "diff": plan.diff()}, indent=2))
+        click.echo(json.dumps(dry_run_json(plan), indent=2))
         return
     out = Console(highlight=False)
     out.print(plan.summary())

@@ -24,6 +24,7 @@ from numa_migrate.preflight.sources import (
     PreflightInputError,
     parse_charm_config,
     parse_nova_conf,
+    read_source,
     release_index,
 )
 
@@ -39,13 +40,6 @@ def _split(spec: str, what: str) -> tuple[str | None, str]:
             raise PreflightInputError(f"{what} {spec!r}: use VALUE or HOST=VALUE")
         return host, value
     return None, spec
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PreflightInputError(f"{path}: cannot read it: {exc.strerror or exc}") from None
 
 
 @click.command("preflight")
@@ -120,7 +114,7 @@ def _run(nova_confs: tuple[str, ...], charm_config: Path | None, releases: tuple
         host, file = _split(spec, "--nova-conf")
         path = Path(file)
         name = host or path.stem
-        computes.append(Compute(name, parse_nova_conf(_read(path), str(path)),
+        computes.append(Compute(name, parse_nova_conf(read_source(path, "nova.conf"), str(path)),
                                 per_host.get(name, default_release)))
     unknown = sorted(set(per_host) - {c.name for c in computes})
     if unknown:
@@ -131,7 +125,8 @@ def _run(nova_confs: tuple[str, ...], charm_config: Path | None, releases: tuple
         inventory = load_inventory(hosts_path)
         facts = [read_host_facts(config) for config in inventory.hosts]
     charm = (None if charm_config is None
-             else parse_charm_config(_read(charm_config), str(charm_config)))
+             else parse_charm_config(read_source(charm_config, "charm configuration"),
+                                   str(charm_config)))
     return check_all(computes, facts, charm)
 
 

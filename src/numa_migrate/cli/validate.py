@@ -23,8 +23,8 @@ from numa_migrate.adapters.inventory_live import LiveHost
 from numa_migrate.adapters.validate_live import validate_on_host
 from numa_migrate.cli.hosts import hosts_option
 from numa_migrate.core.errors import NumaMigrateError
-from numa_migrate.core.planjson import load_plan
 from numa_migrate.core.validation import Status, ValidationReport
+from numa_migrate.inputs.plans import load_plan
 from numa_migrate.migrate.hosts import default_inventory_path
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -30,3 +30,5 @@ MAX_GUESTS_PER_HOST: Final = 10_000
 """Guests placed on one host of a fleet file."""
 MAX_PCI_DEVICES: Final = 65_536
 """PCI functions of one host."""
+MAX_ALLOCATION_RATIO: Final = 1000.0
+"""The largest CPU or RAM over-commit ratio (a case's ``limits`` or ``--*-allocation-ratio``)."""

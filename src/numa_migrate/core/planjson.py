@@ -22,15 +22,14 @@ read too. Every mistake is a :class:`PlanFormatError` naming the field.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.destination import DestinationPlan, RewriteError
 from numa_migrate.core.errors import ParseError
+from numa_migrate.core.limits import MAX_CPUS, MAX_NUMA_NODES, MAX_PAGE_SIZE_KIB
 
 FORMAT = "numa-migrate/destination-plan"
 VERSION = 1
@@ -50,6 +49,22 @@ KEYS = (
     "realtime_priority",
 )
 REQUIRED = ("vcpu_pins", "emulator_pins", "memory_nodes", "cell_nodes")
+INFORMATIONAL = (
+    "fits",
+    "dry_run",
+    "uuid",
+    "source",
+    "destination",
+    "inferred_request",
+    "page_size_kib",
+    "source_pins",
+    "vf_moves",
+    "notes",
+    "diff",
+)
+"""Keys ``migrate --dry-run --json`` writes next to the plan, for people; read by nobody."""
+MAX_ID: Final = 1 << 20
+"""vCPU, guest cell and IOThread ids (keys) are below this; far above any real guest."""
 
 
 class PlanFormatError(ParseError):
@@ -70,24 +85,29 @@ class PlanDocument:
 
 
 def plan_to_json(
-    plan: DestinationPlan, *, domain: str | None = None, host: str | None = None
+    plan: DestinationPlan,
+    *,
+    domain: str | None = None,
+    host: str | None = None,
+    cpu_lists: bool = False,
 ) -> dict[str, Any]:
-    """The JSON document of ``plan`` (``json.dumps``-ready)."""
+    """The JSON document of ``plan`` (``json.dumps``-ready); CPU and node sets as libvirt
+    CPU lists (``"2-3,6"``), or as sorted lists of integers when ``cpu_lists``."""
+
+    def cpus(ids: frozenset[int]) -> Any:
+        return sorted(ids) if cpu_lists else CpuSet.of(ids).format()
+
     doc: dict[str, Any] = {"format": FORMAT, "version": VERSION}
     if domain is not None:
         doc["domain"] = domain
     if host is not None:
         doc["host"] = host
     doc.update(
-        vcpu_pins={str(v): CpuSet.of(c).format() for v, c in sorted(plan.vcpu_pins.items())},
-        emulator_pins=CpuSet.of(plan.emulator_pins).format(),
-        iothread_pins={
-            str(t): CpuSet.of(c).format() for t, c in sorted(plan.iothread_pins.items())
-        },
-        shared_cpuset=(
-            None if plan.shared_cpuset is None else CpuSet.of(plan.shared_cpuset).format()
-        ),
-        memory_nodes=CpuSet.of(plan.memory_nodes).format(),
+        vcpu_pins={str(v): cpus(c) for v, c in sorted(plan.vcpu_pins.items())},
+        emulator_pins=cpus(plan.emulator_pins),
+        iothread_pins={str(t): cpus(c) for t, c in sorted(plan.iothread_pins.items())},
+        shared_cpuset=None if plan.shared_cpuset is None else cpus(plan.shared_cpuset),
+        memory_nodes=cpus(plan.memory_nodes),
         cell_nodes={str(g): n for g, n in sorted(plan.cell_nodes.items())},
         hugepage_kib=None if plan.hugepage_kib is None else {
             str(g): s for g, s in sorted(plan.hugepage_kib.items())},
@@ -105,13 +125,16 @@ def plan_from_json(data: object, *, source: str = "plan") -> PlanDocument:
 
     if not isinstance(data, dict):
         raise fail(f"a plan is a JSON object (got {type(data).__name__})")
-    unknown = sorted(set(data) - set(KEYS))
+    if data.get("fits") is False:
+        raise fail("this document is a refusal (fits: false), not a plan: the guest did not "
+                   "fit on the destination")
+    unknown = sorted(set(data) - set(KEYS) - set(INFORMATIONAL))
     if unknown:
         raise fail(f"unknown key {', '.join(map(repr, unknown))} (allowed: {', '.join(KEYS)})")
     if data.get("format", FORMAT) != FORMAT:
-        raise fail(f"format is {data['format']!r}, expected {FORMAT!r}")
+        raise fail(f"format is {_show(data['format'])}, expected {FORMAT!r}")
     if data.get("version", VERSION) != VERSION:
-        raise fail(f"version {data['version']!r} is not supported (only {VERSION})")
+        raise fail(f"version {_show(data['version'])} is not supported (only {VERSION})")
     missing = [k for k in REQUIRED if k not in data]
     if missing:
         raise fail(f"missing key {', '.join(missing)} (required: {', '.join(REQUIRED)})")
@@ -128,9 +151,9 @@ def plan_from_json(data: object, *, source: str = "plan") -> PlanDocument:
                                _cpu_value),
             shared_cpuset=None if shared is None else _cpu_value(shared, "shared_cpuset", fail),
             memory_nodes=_cpu_value(data["memory_nodes"], "memory_nodes", fail),
-            cell_nodes=_map(data["cell_nodes"], "cell_nodes", fail, _int_value),
+            cell_nodes=_map(data["cell_nodes"], "cell_nodes", fail, _node_value),
             hugepage_kib=None if pages is None else _map(pages, "hugepage_kib", fail,
-                                                         _int_value),
+                                                         _page_value),
             hostdev_map=_str_map(data.get("hostdev_map", {}), fail),
             realtime_priority=data.get("realtime_priority"),
         )
@@ -143,22 +166,15 @@ def plan_from_json(data: object, *, source: str = "plan") -> PlanDocument:
     return PlanDocument(plan, data.get("domain"), data.get("host"))
 
 
-def load_plan(path: Path | str) -> PlanDocument:
-    """Read a plan file; every problem is a :class:`PlanFormatError` naming the file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlanFormatError("plan file not found", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanFormatError(f"cannot read the plan: {exc}", source=str(path)) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PlanFormatError(
-            f"not JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}", source=str(path)
-        ) from None
-    return plan_from_json(data, source=str(path))
+def _show(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return "<a very large integer>"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_int(value: object, maximum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= maximum
 
 
 def _cpu_value(value: object, where: str, fail: _Fail) -> frozenset[int]:
@@ -167,17 +183,26 @@ def _cpu_value(value: object, where: str, fail: _Fail) -> frozenset[int]:
             return CpuSet.parse(value, field=where)
         except ParseError as exc:
             raise fail(str(exc)) from None
-    if isinstance(value, list) and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    if isinstance(value, list) and len(value) <= MAX_CPUS and all(
+        _is_int(v, MAX_CPUS - 1) for v in value
     ):
         return frozenset(value)
-    raise fail(f"{where}: {value!r} is not a CPU list (\"2-3,6\" or [2, 3, 6])")
+    raise fail(f"{where}: {_show(value)} is not a CPU list (\"2-3,6\" or [2, 3, 6] with ids "
+               f"below {MAX_CPUS})")
 
 
-def _int_value(value: object, where: str, fail: _Fail) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    raise fail(f"{where}: {value!r} is not a non-negative integer")
+def _int_value(value: object, where: str, fail: _Fail, maximum: int) -> int:
+    if _is_int(value, maximum):
+        return value  # type: ignore[return-value]
+    raise fail(f"{where}: {_show(value)} is not a non-negative integer (at most {maximum})")
+
+
+def _node_value(value: object, where: str, fail: _Fail) -> int:
+    return _int_value(value, where, fail, MAX_NUMA_NODES - 1)
+
+
+def _page_value(value: object, where: str, fail: _Fail) -> int:
+    return _int_value(value, where, fail, MAX_PAGE_SIZE_KIB)
 
 
 def _map(
@@ -187,8 +212,10 @@ def _map(
         raise fail(f"{where} must be an object with integer keys (got {type(value).__name__})")
     out: dict[int, _T] = {}
     for key, item in value.items():
-        if not isinstance(key, str) or not key.isdigit():
-            raise fail(f"{where}: key {key!r} is not a non-negative integer")
+        if not isinstance(key, str) or not (key.isascii() and key.isdigit()) \
+                or len(key) > 8 or int(key) >= MAX_ID:
+            raise fail(f"{where}: key {_show(key)} is not a non-negative integer "
+                       f"(below {MAX_ID})")
         out[int(key)] = read(item, f"{where}[{key}]", fail)
     return out
 

@@ -24,12 +24,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import ParseError
 from numa_migrate.core.model.guest import describe_page_size
+from numa_migrate.inputs.documents import load_json
+from numa_migrate.inputs.fields import Node, Obj, root, show
 
 FORMAT: Final = "numa-migrate-matrix"
 VERSION: Final = 1
@@ -397,44 +400,51 @@ class MatrixReport:
         }
 
     @classmethod
-    def from_json(cls, data: Any) -> MatrixReport:
-        """Read a document :meth:`to_json` wrote; anything else raises :class:`ReportError`."""
-        doc = _Obj(data, "report")
-        if doc.text("format") != FORMAT:
-            raise ReportError(f"report.format: expected {FORMAT!r}, "
-                              f"got {_show(doc.data['format'])}")
-        version = doc.integer("version")
+    def from_json(cls, data: Any, *, source: str | None = None) -> MatrixReport:
+        """Read a document :meth:`to_json` wrote; anything else raises :class:`ReportError`
+        naming the field (``source``: the file, for messages)."""
+        doc = _obj(root(data, source=source, label="report", error=ReportError))
+        fmt = doc.req("format")
+        if fmt.value != FORMAT:
+            fmt.fail(f"expected {FORMAT!r}, got {show(fmt.value)}")
+        version = doc.req("version").integer()
         if version != VERSION:
-            raise ReportError(f"report.version: this numa-migrate reads version {VERSION}, "
-                              f"not {version}")
-        title = doc.text("title")
+            doc.req("version").fail(f"this numa-migrate reads version {VERSION}, "
+                                    f"not {version}")
+        title = doc.req("title").text()
         times = {}
         for key in ("started_at", "finished_at"):
-            times[key] = doc.text(key)
+            node = doc.req(key)
+            times[key] = node.text(max_chars=64)
             try:
                 datetime.fromisoformat(times[key])
             except ValueError:
-                raise ReportError(f"report.{key}: not an ISO 8601 time "
-                                  f"({_show(times[key])})") from None
-        environment = doc.str_map("environment")
-        ok = doc.optional("ok", _bool)
-        counts = doc.optional("counts", _Obj)
-        scenarios = tuple(_scenario_from(_Obj(raw, where))
-                          for raw, where in doc.array("scenarios"))
+                node.fail(f"not an ISO 8601 time ({show(times[key])})")
+        environment = doc.req("environment").str_map()
+        ok = doc.get("ok", Node.boolean, None)
+        counts = doc.opt("counts")
+        scenarios = tuple(_scenario_from(_obj(n)) for n in doc.req("scenarios").items())
         doc.done()
         report = cls(title=title, started_at=times["started_at"],
                      finished_at=times["finished_at"], environment=environment,
                      scenarios=scenarios)
         if ok is not None and ok != report.ok:
-            raise ReportError(f"report.ok: says {ok} but the scenarios say {report.ok}")
+            doc.req("ok").fail(f"says {ok} but the scenarios say {report.ok}")
         if counts is not None:
             real = {s.value: n for s, n in report.counts().items()}
-            given = {s: counts.integer(s) for s in real}
-            counts.done()
+            given_obj = _obj(counts)
+            given = {s: given_obj.req(s).integer() for s in real}
+            given_obj.done()
             if given != real:
-                raise ReportError(f"report.counts: {given} does not match the scenarios "
-                                  f"({real})")
+                counts.fail(f"{given} does not match the scenarios ({real})")
         return report
+
+
+def load_report(path: Path | str) -> MatrixReport:
+    """Read a report file (JSON) through the input layer; :class:`ReportError` names the
+    file and the field."""
+    data = load_json(path, what="matrix report", error=ReportError)
+    return MatrixReport.from_json(data, source=str(path))
 
 
 def _plural(n: int, word: str) -> str:
@@ -480,166 +490,83 @@ def _scenario_json(r: ScenarioResult) -> dict[str, Any]:
     }
 
 
-_MISSING: Final = object()
-_INT_KEY = re.compile(r"0|[1-9][0-9]*")
+def _obj(node: Node) -> Obj:
+    return node.obj()
 
 
-def _bool(value: object, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ReportError(f"{where}: expected bool, got {_kind(value)} ({_show(value)})")
-    return value
+def _cpu_list(node: Node) -> tuple[int, ...]:
+    cpus = node.int_list(what="list of CPU ids")
+    out = tuple(cpus)
+    if len(set(out)) != len(out):
+        node.fail(f"CPU ids repeat ({', '.join(map(str, out[:20]))})")
+    return out
 
 
-class _Obj:
-    """One JSON object being read: typed getters naming the field, unknown keys refused."""
-
-    def __init__(self, data: Any, where: str) -> None:
-        if not isinstance(data, dict):
-            raise ReportError(f"{where}: expected object, got {_kind(data)}")
-        self.data: dict[Any, Any] = data
-        self.where = where
-        self._seen: set[str] = set()
-
-    def _raw(self, key: str, default: object = _MISSING) -> Any:
-        self._seen.add(key)
-        if key not in self.data:
-            if default is _MISSING:
-                raise ReportError(f"{self.where}.{key}: missing")
-            return default
-        return self.data[key]
-
-    def at(self, key: str) -> str:
-        return f"{self.where}.{key}"
-
-    def optional(self, key: str, read: Callable[[Any, str], _T]) -> _T | None:
-        value = self._raw(key, None)
-        return None if value is None else read(value, self.at(key))
-
-    def text(self, key: str, default: str | None = None) -> str:
-        value = self._raw(key, _MISSING if default is None else default)
-        return _str(value, self.at(key))
-
-    def integer(self, key: str, *, minimum: int = 0) -> int:
-        return _int(self._raw(key), self.at(key), minimum=minimum)
-
-    def nullable_int(self, key: str, *, minimum: int = 0) -> int | None:
-        value = self._raw(key, None)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ReportError(f"{self.at(key)}: expected int or null, got {_kind(value)} "
-                              f"({_show(value)})")
-        return _int(value, self.at(key), minimum=minimum)
-
-    def nullable_float(self, key: str) -> float | None:
-        value = self._raw(key, None)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ReportError(f"{self.at(key)}: expected number or null, got {_kind(value)} "
-                              f"({_show(value)})")
-        if not math.isfinite(value) or value < 0:
-            raise ReportError(f"{self.at(key)}: must be a finite number >= 0, got {value}")
-        return float(value)
-
-    def array(self, key: str, *, required: bool = True) -> list[tuple[Any, str]]:
-        value = self._raw(key) if required else self._raw(key, [])
-        if not isinstance(value, list):
-            raise ReportError(f"{self.at(key)}: expected list, got {_kind(value)}")
-        return [(item, f"{self.at(key)}[{i}]") for i, item in enumerate(value)]
-
-    def cpu_list(self, key: str) -> tuple[int, ...]:
-        return _cpu_list(self._raw(key), self.at(key))
-
-    def str_list(self, key: str, *, required: bool = True) -> tuple[str, ...]:
-        return tuple(_str(v, w) for v, w in self.array(key, required=required))
-
-    def str_map(self, key: str, *, required: bool = True) -> dict[str, str]:
-        obj = _Obj(self._raw(key) if required else self._raw(key, {}), self.at(key))
-        return {str(k): _str(v, f"{obj.where}[{k!r}]") for k, v in obj.data.items()}
-
-    def int_map(self, key: str, read: Callable[[Any, str], _T], *,
-                required: bool = True) -> dict[int, _T]:
-        obj = _Obj(self._raw(key) if required else self._raw(key, {}), self.at(key))
-        out: dict[int, _T] = {}
-        for k, v in obj.data.items():
-            if not isinstance(k, str) or not _INT_KEY.fullmatch(k):
-                raise ReportError(f"{obj.where}: keys must be integers written as strings "
-                                  f"('0', '12'), got {_show(k)}")
-            out[int(k)] = read(v, f"{obj.where}[{k!r}]")
-        return out
-
-    def done(self) -> None:
-        unknown = sorted(str(k) for k in self.data if k not in self._seen)
-        if unknown:
-            raise ReportError(f"{self.where}.{unknown[0]}: unknown field (known: "
-                              f"{', '.join(sorted(self._seen))})")
+def _text(node: Node) -> str:
+    return node.text()
 
 
-def _cpu_list(value: Any, where: str) -> tuple[int, ...]:
-    if not isinstance(value, list):
-        raise ReportError(f"{where}: expected list of CPU ids, got {_kind(value)}")
-    return _cpu_tuple((_int(v, f"{where}[{i}]") for i, v in enumerate(value)), where)
+def _nullable_seconds(node: Node) -> float:
+    return node.number(minimum=0)
 
 
-def _scenario_from(s: _Obj) -> ScenarioResult:
-    status = _choice(s.text("status"), [x.value for x in Status], s.at("status"))
+def _scenario_from(s: Obj) -> ScenarioResult:
+    status = s.req("status").choice([x.value for x in Status])
     legs = []
-    for raw, where in s.array("legs", required=False):
-        leg = _Obj(raw, where)
+    for node in s.list("legs"):
+        leg = _obj(node)
         legs.append(Leg(
-            source=leg.text("source"),
-            destination=leg.text("destination"),
-            seconds=leg.nullable_float("seconds"),
-            downtime_ms=leg.nullable_int("downtime_ms"),
-            source_pins=leg.int_map("source_pins", _cpu_list),
-            dest_pins=leg.int_map("dest_pins", _cpu_list),
-            source_cells=leg.int_map("source_cells", _int),
-            dest_cells=leg.int_map("dest_cells", _int),
-            refused_reasons=leg.str_list("refused_reasons", required=False),
+            source=leg.req("source").text(),
+            destination=leg.req("destination").text(),
+            seconds=leg.get("seconds", _nullable_seconds, None),
+            downtime_ms=leg.get("downtime_ms", Node.integer, None),
+            source_pins=leg.req("source_pins").int_key_map(_cpu_list),
+            dest_pins=leg.req("dest_pins").int_key_map(_cpu_list),
+            source_cells=leg.req("source_cells").int_key_map(Node.integer),
+            dest_cells=leg.req("dest_cells").int_key_map(Node.integer),
+            refused_reasons=tuple(n.text() for n in leg.list("refused_reasons")),
         ))
         leg.done()
     checks = []
-    for raw, where in s.array("checks", required=False):
-        c = _Obj(raw, where)
-        checks.append(Check(c.text("name"), c.text("title"),
-                            _choice(c.text("outcome"), OUTCOMES, c.at("outcome")),
-                            c.text("detail", "")))
+    for node in s.list("checks"):
+        c = _obj(node)
+        checks.append(Check(c.req("name").text(), c.req("title").text(),
+                            c.req("outcome").choice(OUTCOMES), c.get("detail", _text, "")))
         c.done()
     pictures = []
-    for raw, where in s.array("pictures", required=False):
-        p = _Obj(raw, where)
-        host, when = p.text("host"), _choice(p.text("when"), WHENS, p.at("when"))
+    for node in s.list("pictures"):
+        p = _obj(node)
+        host, when = p.req("host").text(), p.req("when").choice(WHENS)
         cells = []
-        for rawc, wherec in p.array("cells"):
-            c = _Obj(rawc, wherec)
-            node, cpus = c.integer("node"), c.cpu_list("cpus")
-            owners = c.int_map("owners", _str)
-            kinds = c.int_map("kinds", lambda v, w: _choice(v, CPU_KINDS, w), required=False)
+        for cell_node in p.req("cells").items():
+            c = _obj(cell_node)
+            cell_id, cpus = c.req("node").integer(), _cpu_list(c.req("cpus"))
+            owners = c.req("owners").int_key_map(_text)
+            no_kinds: dict[int, str] = {}
+            kinds = c.get("kinds", lambda n: n.int_key_map(lambda v: v.choice(CPU_KINDS)),
+                          no_kinds)
             for name, mapping in (("owners", owners), ("kinds", kinds)):
                 stray = sorted(set(mapping) - set(cpus))
                 if stray:
-                    raise ReportError(f"{c.at(name)}: CPU {stray[0]} is not in "
-                                      f"{c.at('cpus')} ({CpuSet.of(cpus).format() or 'none'})")
+                    c.req(name).fail(f"CPU {stray[0]} is not in {c.path}.cpus "
+                                     f"({CpuSet.of(cpus).format() or 'none'})")
             c.done()
-            cells.append(CellPicture(node, cpus, owners, kinds))
+            cells.append(CellPicture(cell_id, cpus, owners, kinds))
         p.done()
         pictures.append(HostPicture(host, when, tuple(cells)))
-    ident = s.text("id")
-    if not ident:
-        raise ReportError(f"{s.at('id')}: must not be empty")
+    ident = s.req("id").text(non_empty=True)
     result = ScenarioResult(
         id=ident,
-        group=s.text("group"),
-        title=s.text("title"),
-        extra_specs=s.str_map("extra_specs"),
+        group=s.req("group").text(),
+        title=s.req("title").text(),
+        extra_specs=s.req("extra_specs").str_map(),
         status=Status(status),
-        reason=s.text("reason", ""),
-        page_size_kib=s.nullable_int("page_size_kib", minimum=1),
+        reason=s.get("reason", _text, ""),
+        page_size_kib=s.get("page_size_kib", lambda n: n.integer(minimum=1), None),
         legs=tuple(legs),
         checks=tuple(checks),
         pictures=tuple(pictures),
-        ran_on=_choice(s.text("ran_on"), RAN_ON, s.at("ran_on")),
+        ran_on=s.req("ran_on").choice(RAN_ON),
     )
     s.done()
     return result

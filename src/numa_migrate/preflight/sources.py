@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import yaml
+from numa_migrate.core.errors import ParseError
+from numa_migrate.inputs.bounds import DocBounds
+from numa_migrate.inputs.files import decode_utf8, read_bytes
+from numa_migrate.inputs.yamldoc import YamlMapping, parse_yaml
 
-from numa_migrate.core.errors import NumaMigrateError
+MAX_SOURCE_BYTES = 4 * 1024 * 1024
+"""A nova.conf or a charm configuration (a real nova.conf is well under 1 MiB)."""
+MAX_INT_CHARS = 20
 
 # OpenStack series in order; Nova's major version is 17 + the index (Queens = 17.0.0).
 RELEASES = ("queens", "rocky", "stein", "train", "ussuri", "victoria", "wallaby", "xena",
@@ -24,7 +30,7 @@ FIRST_NOVA_MAJOR = 17
 TRAIN = RELEASES.index("train")
 
 
-class PreflightInputError(NumaMigrateError):
+class PreflightInputError(ParseError):
     """A file or value preflight cannot read; names the file, the line and what is allowed."""
 
 
@@ -83,9 +89,11 @@ _SECTION = re.compile(r"\[\s*([^\]]+?)\s*\]\s*$")
 _ITEM = re.compile(r"([A-Za-z0-9_.\-]+)\s*[=:]\s*(.*)$")
 
 
-def parse_nova_conf(text: str, path: str) -> NovaConf:
+def parse_nova_conf(text: str | bytes, path: str) -> NovaConf:
     """Parse oslo.config INI: ``[section]``, ``key = value``, ``#``/``;`` comments, values
-    continued on indented lines."""
+    continued on indented lines. Bytes are read as strict UTF-8."""
+    if isinstance(text, bytes):
+        text = decode_utf8(text, source=path, error=PreflightInputError)
     conf = NovaConf(path)
     section: str | None = None
     last: tuple[str, str] | None = None
@@ -132,10 +140,14 @@ def conf_int(conf: NovaConf, section: str, key: str) -> int | None:
     value = conf.get(section, key)
     if value is None:
         return None
+    text = value.value.strip()
     try:
-        return int(value.value.strip())
+        if len(text) > MAX_INT_CHARS:
+            raise ValueError(text)
+        return int(text)
     except ValueError:
-        raise PreflightInputError(f"{conf.where(value)}: [{section}] {key} = {value.value!r} "
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise PreflightInputError(f"{conf.where(value)}: [{section}] {key} = {shown!r} "
                                   "is not an integer") from None
 
 
@@ -164,44 +176,34 @@ class CharmConfig:
         return self.path if setting is None else f"{self.path}:{setting.line}"
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A safe loader that remembers the line of each mapping key."""
-
-
-def _mapping_with_lines(loader: _LineLoader, node: yaml.MappingNode) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        out[key] = loader.construct_object(value_node, deep=True)
-        if isinstance(out[key], dict):
-            out[key]["__line__"] = key_node.start_mark.line + 1
-    return out
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-                            _mapping_with_lines)
-
-
-def parse_charm_config(text: str, path: str) -> CharmConfig:
-    try:
-        doc = yaml.load(text, Loader=_LineLoader)  # a SafeLoader: no arbitrary objects
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else path
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PreflightInputError(f"{where}: not valid YAML: {problem}") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("settings"), dict):
+def parse_charm_config(text: str | bytes, path: str) -> CharmConfig:
+    """``juju config nova-compute`` output, read as bounded YAML without aliases."""
+    doc = parse_yaml(text, source=path, bounds=DocBounds(max_bytes=MAX_SOURCE_BYTES),
+                     error=PreflightInputError)
+    if not isinstance(doc, YamlMapping) or not isinstance(doc.get("settings"), YamlMapping):
         raise PreflightInputError(
             f"{path}: expected `juju config nova-compute` output: a YAML mapping with "
             "application, charm and settings (each setting with value/default/source)")
+    raw_settings: YamlMapping = doc["settings"]
     settings: dict[str, CharmSetting] = {}
-    for key, raw in doc["settings"].items():
-        if key == "__line__":
-            continue
+    for key, raw in raw_settings.items():
+        line = raw_settings.lines.get(key, 0)
         if not isinstance(raw, dict):
-            raise PreflightInputError(f"{path}: settings.{key} must be a mapping with value, "
-                                      "default and source keys")
+            raise PreflightInputError(f"{path}:{line}: settings.{key} must be a mapping with "
+                                      "value, default and source keys")
         value = raw.get("value", raw.get("default"))
-        settings[str(key)] = CharmSetting(value, str(raw.get("source", "default")),
-                                          int(raw.get("__line__", 0)))
-    return CharmConfig(path, str(doc.get("application", "nova-compute")), settings)
+        source = raw.get("source", "default")
+        if not isinstance(source, str):
+            raise PreflightInputError(f"{path}:{line}: settings.{key}.source must be a string")
+        settings[str(key)] = CharmSetting(value, source, line)
+    application = doc.get("application", "nova-compute")
+    if not isinstance(application, str):
+        raise PreflightInputError(f"{path}: application must be a string")
+    return CharmConfig(path, application, settings)
+
+
+def read_source(path: Path, what: str) -> bytes:
+    """A nova.conf or charm file: a regular file of at most :data:`MAX_SOURCE_BYTES`."""
+    if not path.exists():
+        raise PreflightInputError(f"{path}: cannot read it: no such file")
+    return read_bytes(path, what=what, max_bytes=MAX_SOURCE_BYTES, error=PreflightInputError)

@@ -1,0 +1,402 @@
+"""Random and hostile documents for every reader: only our ParseError family escapes, every
+call returns within a time bound, and a small input costs a few MiB at most.
+
+The readers: a fit-case line (``fit --batch``), a fleet file, an inventory, a plan file, a
+matrix report, a nova.conf, a charm configuration, and the capabilities, domain and
+node-device XML readers. Each one is fed random bytes, random JSON/TOML/YAML-ish values and
+valid documents with one field replaced by a hostile value; the named attacks (alias bomb,
+deep nesting, huge integers, NaN/Infinity, non-UTF-8, a FIFO and /dev/zero as the path) are
+checked by name, and a few of them through the command line in a subprocess.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from numa_migrate.adapters.capabilities import host_from_capabilities
+from numa_migrate.adapters.casefmt import answer_lines
+from numa_migrate.adapters.domain import domain_from_xml
+from numa_migrate.adapters.fleet import load_fleet
+from numa_migrate.adapters.inventory import load_inventory
+from numa_migrate.adapters.nodedev import pci_functions_from_nodedevs
+from numa_migrate.core.errors import ParseError
+from numa_migrate.inputs.plans import load_plan
+from numa_migrate.matrix.report import load_report
+from numa_migrate.preflight.sources import parse_charm_config, parse_nova_conf, read_source
+
+ROOT = Path(__file__).parent
+FIX = ROOT / "fixtures"
+TIME_BOUND_S = 3.0
+MEMORY_BOUND = 8 * 1024 * 1024
+SRC = str(ROOT.parent / "src")
+
+# --------------------------------------------------------------------------- hostile values
+
+DEEP = "[" * 50_000
+HOSTILE_TOKENS = [
+    "NaN", "Infinity", "-Infinity", "9" * 5000, "-" + "9" * 30, "1e999", "1" * 19,
+    "100000", "-1", "0", "1.5", '""', '"' + "x" * 5000 + '"', "[]", "{}", "null", "true",
+    '"0-4000"', '"\\udcff"', '"\\u0000"', '"²"', '{"a": 1, "a": 2}', "[" * 40 + "]" * 40,
+]
+
+
+def _mutations(value: Any) -> Iterator[list[Any]]:
+    """Every path into ``value`` (lists of keys/indexes)."""
+    yield []
+    if isinstance(value, dict):
+        for key, member in value.items():
+            for rest in _mutations(member):
+                yield [key, *rest]
+    elif isinstance(value, list):
+        for i, member in enumerate(value[:4]):
+            for rest in _mutations(member):
+                yield [i, *rest]
+
+
+MARK = "\u2603HOSTILE\u2603"
+
+
+def _replace(doc: Any, path: list[Any], token: str) -> bytes:
+    """``doc`` as JSON with the value at ``path`` replaced by the raw JSON ``token``."""
+    doc = json.loads(json.dumps(doc))
+    if not path:
+        return token.encode()
+    target = doc
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = MARK
+    return json.dumps(doc).replace(json.dumps(MARK), token).encode()
+
+
+@st.composite
+def mutated_json(draw: st.DrawFn, base: Any) -> bytes:
+    paths = list(_mutations(base))
+    path = draw(st.sampled_from(paths))
+    return _replace(base, path, draw(st.sampled_from(HOSTILE_TOKENS)))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner,
+                                                                 max_size=5),
+    max_leaves=30,
+)
+random_bytes = st.binary(max_size=4096)
+random_json = json_values.map(lambda v: json.dumps(v).encode())
+
+
+def random_documents(base: Any) -> st.SearchStrategy[bytes]:
+    return random_bytes | random_json | mutated_json(base)
+
+
+# --------------------------------------------------------------------------- the readers
+
+CASE = {"id": "c", "host": {"cells": [
+    {"id": 0, "cpuset": [0, 1], "pcpuset": [2, 3], "siblings": [[0, 2], [1, 3]],
+     "memory_mib": 4096, "memory_usage_mib": 0, "cpu_usage": 0, "pinned_cpus": [],
+     "mempages": [{"size_kib": 4, "total": 1048576, "used": 0, "reserved": 0},
+                  {"size_kib": 2048, "total": 64, "used": 0, "reserved": 0}]}]},
+    "flavor": {"vcpus": 2, "memory_mib": 1024,
+               "extra_specs": {"hw:cpu_policy": "dedicated", "hw:mem_page_size": "large"}},
+    "image_properties": {"hw_cpu_thread_policy": "prefer"},
+    "limits": {"cpu_allocation_ratio": 2.0, "ram_allocation_ratio": 1.0},
+    "current_pagesize_kib": None, "packing": False}
+FLEET = {"hosts": [{"name": "h1", "capabilities": "caps.xml", "cpu_dedicated_set": "2-7",
+                    "cpu_shared_set": "0-1",
+                    "reserved_huge_pages": [{"node": 0, "size_kib": 2048, "count": 1}],
+                    "guests": [{"name": "g", "vcpus": 1, "memory_mib": 256,
+                                "extra_specs": {"hw:cpu_policy": "dedicated"}}]}]}
+PLAN = {"format": "numa-migrate/destination-plan", "version": 1, "domain": "d", "host": "h",
+        "vcpu_pins": {"0": "2", "1": [3]}, "emulator_pins": "4", "iothread_pins": {},
+        "shared_cpuset": None, "memory_nodes": "0", "cell_nodes": {"0": 0},
+        "hugepage_kib": {"0": 2048}, "hostdev_map": {"0000:3b:02.1": "0000:5e:02.3"}}
+
+
+def _report() -> dict[str, Any]:
+    from tests.test_matrix import sample
+
+    return sample().to_json()  # type: ignore[no-any-return]
+
+
+REPORT = _report()
+
+
+@pytest.fixture(scope="module")
+def folder() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="nm-hostile-"))
+    caps = resources.files("numa_migrate") / "data" / "fleet" / "caps-cmp-small-01.xml"
+    (path / "caps.xml").write_bytes(caps.read_bytes())
+    yield path
+    shutil.rmtree(path)
+
+
+def read_case_line(data: bytes, _folder: Path) -> None:
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    answers = list(answer_lines(io.BytesIO(data)))  # never raises
+    assert len(answers) == max(lines, 0)
+    for a in answers:
+        json.dumps(a.answer, allow_nan=False)  # every answer is plain JSON
+
+
+def _file(folder: Path, name: str, data: bytes) -> Path:
+    path = folder / name
+    path.write_bytes(data)
+    return path
+
+
+def read_fleet(data: bytes, folder: Path) -> None:
+    load_fleet(_file(folder, "fleet.json", data))
+
+
+def read_inventory(data: bytes, folder: Path) -> None:
+    load_inventory(_file(folder, "inventory.toml", data))
+
+
+def read_plan(data: bytes, folder: Path) -> None:
+    load_plan(_file(folder, "plan.json", data))
+
+
+def read_report(data: bytes, folder: Path) -> None:
+    load_report(_file(folder, "report.json", data))
+
+
+def read_nova_conf(data: bytes, folder: Path) -> None:
+    path = _file(folder, "nova.conf", data)
+    parse_nova_conf(read_source(path, "nova.conf"), str(path))
+
+
+def read_charm(data: bytes, folder: Path) -> None:
+    path = _file(folder, "charm.yaml", data)
+    parse_charm_config(read_source(path, "charm configuration"), str(path))
+
+
+def read_capabilities(data: bytes, _folder: Path) -> None:
+    host_from_capabilities(data, name="h", source="caps.xml")
+
+
+def read_domain(data: bytes, _folder: Path) -> None:
+    domain_from_xml(data, source="dom.xml")
+
+
+def read_nodedev(data: bytes, _folder: Path) -> None:
+    pci_functions_from_nodedevs([("dev.xml", data)])
+
+
+Reader = Callable[[bytes, Path], None]
+
+
+def call_bounded(reader: Reader, data: bytes, folder: Path, *, memory: bool = False) -> None:
+    """Call ``reader``: only ParseError may escape, within the time (and memory) bound."""
+    if memory:
+        tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        reader(data, folder)
+    except ParseError as exc:
+        assert "\n" not in str(exc), str(exc)[:200]
+    finally:
+        elapsed = time.perf_counter() - started
+        if memory:
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+    assert elapsed < TIME_BOUND_S, f"{reader.__name__} took {elapsed:.2f} s"
+    if memory:
+        assert peak < MEMORY_BOUND, f"{reader.__name__} peaked at {peak / 2**20:.1f} MiB"
+
+
+def _toml_base() -> str:
+    return ('[hosts.a]\nuri = "test:///default"\ncpu_dedicated_set = "2-7"\n'
+            'cpu_shared_set = "0-1"\nreserved_huge_pages = ["node:0,size:2048,count:1"]\n'
+            "reserved_host_memory_mb = 512\n")
+
+
+def _text_mutation(base: str) -> st.SearchStrategy[bytes]:
+    tokens = ["nan", "inf", "9" * 5000, "[" * 3000, "1979-05-27", "&a [1]", "*a", "!!binary x",
+              "\udcff", "\x00", "'" * 3, '"', "\n[x]\n", " " * 80 + "a: 1", "0-4000",
+              "node:" + "9" * 5000 + ",size:2048,count:1"]
+
+    @st.composite
+    def build(draw: st.DrawFn) -> bytes:
+        cut = draw(st.integers(0, len(base)))
+        token = draw(st.sampled_from(tokens))
+        text = base[:cut] + token + base[cut:]
+        return text.encode("utf-8", "surrogatepass")
+
+    return build()
+
+
+XML_BASES = {
+    "caps": (FIX / "xml" / "caps-small-1node.xml").read_text(),
+    "dom": (FIX / "xml" / "dom-pinned-2cell-2m.xml").read_text(),
+}
+
+READERS: list[tuple[Reader, st.SearchStrategy[bytes]]] = [
+    (read_case_line, random_documents(CASE)),
+    (read_fleet, random_documents(FLEET)),
+    (read_plan, random_documents(PLAN)),
+    (read_report, random_documents(REPORT)),
+    (read_inventory, random_bytes | _text_mutation(_toml_base())),
+    (read_nova_conf, random_bytes | _text_mutation(
+        (FIX / "preflight" / "train-good.conf").read_text())),
+    (read_charm, random_bytes | _text_mutation((FIX / "preflight" / "charm.yaml").read_text())),
+    (read_capabilities, random_bytes | _text_mutation(XML_BASES["caps"])),
+    (read_domain, random_bytes | _text_mutation(XML_BASES["dom"])),
+    (read_nodedev, random_bytes),
+]
+
+
+@pytest.mark.parametrize(("reader", "strategy"), READERS, ids=lambda r: getattr(r, "__name__",
+                                                                                 ""))
+def test_random_and_hostile_documents(reader: Reader, strategy: st.SearchStrategy[bytes],
+                                      folder: Path) -> None:
+    @settings(max_examples=150, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(strategy)
+    def check(data: bytes) -> None:
+        call_bounded(reader, data, folder)
+
+    check()
+
+
+# --------------------------------------------------------------------------- named attacks
+
+ALIAS_BOMB = ('settings:\n  a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+              + "".join(f"  {chr(98 + i)}: &{chr(98 + i)} ["
+                        + ",".join([f"*{chr(97 + i)}"] * 9) + "]\n" for i in range(8)))
+NAMED = {
+    "alias bomb": ALIAS_BOMB.encode(),
+    "deep nesting": DEEP.encode(),
+    "deep nesting (objects)": b'{"a":' * 20000,
+    "huge integer": b'{"hosts": [], "x": ' + b"9" * 5000 + b"}",
+    "NaN": b'{"a": NaN}',
+    "Infinity": b'{"a": Infinity}',
+    "non-UTF-8": b'{"a": "caf\xe9"}\n[x]\na = 1\n',
+    "10 MB line": b'{"id": "' + b"a" * (10 * 1024 * 1024) + b'"}\n',
+}
+ALL_READERS = [r for r, _ in READERS]
+
+
+@pytest.mark.parametrize("attack", list(NAMED))
+@pytest.mark.parametrize("reader", ALL_READERS, ids=lambda r: r.__name__)
+def test_named_attacks(reader: Reader, attack: str, folder: Path) -> None:
+    data = NAMED[attack]
+    call_bounded(reader, data, folder, memory=len(data) < 64 * 1024)
+
+
+def test_the_alias_bomb_is_small_and_refused_at_its_first_anchor(folder: Path) -> None:
+    assert len(ALIAS_BOMB) < 1024
+    with pytest.raises(ParseError, match=r"charm\.yaml:2: not valid YAML: anchor &a is not"):
+        read_charm(ALIAS_BOMB.encode(), folder)
+
+
+FILE_READERS: list[Callable[[Path], object]] = [
+    load_fleet, load_inventory, load_plan, load_report,
+    lambda p: read_source(p, "nova.conf"),
+]
+
+
+@pytest.mark.parametrize("reader", FILE_READERS)
+def test_a_fifo_or_dev_zero_as_the_path_is_refused_at_once(
+    reader: Callable[[Path], object], tmp_path: Path
+) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero"), tmp_path):
+        started = time.perf_counter()
+        with pytest.raises(ParseError, match=r"only regular files are read|is a directory"):
+            reader(path)
+        assert time.perf_counter() - started < 1
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "PYTHONPATH": SRC, "NUMA_MIGRATE_INVENTORY": ""}
+    return subprocess.run([sys.executable, "-m", "numa_migrate", *args], input=stdin,
+                          capture_output=True, timeout=60, env=env, check=False)
+
+
+def one_line_exit_2(done: subprocess.CompletedProcess[bytes]) -> str:
+    err = done.stderr.decode()
+    assert done.returncode == 2, (done.returncode, err)
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+@pytest.fixture
+def hostile_files(tmp_path: Path) -> dict[str, Path]:
+    files = {
+        "fifo": tmp_path / "fifo",
+        "bomb": tmp_path / "charm.yaml",
+        "latin": tmp_path / "nova.conf",
+        "deep": tmp_path / "fleet.json",
+        "plan": tmp_path / "plan.json",
+    }
+    os.mkfifo(files["fifo"])
+    files["bomb"].write_text(ALIAS_BOMB)
+    files["latin"].write_bytes(b"[DEFAULT]\ndebug = caf\xe9\n")
+    files["deep"].write_bytes(DEEP.encode())
+    files["plan"].write_bytes(b'{"vcpu_pins": {"0": ' + b"9" * 5000 + b"}}")
+    return files
+
+
+def test_cli_hostile_files_are_one_line_exit_2(hostile_files: dict[str, Path]) -> None:
+    f = hostile_files
+    assert "anchor &a is not allowed" in one_line_exit_2(
+        cli("preflight", "--charm-config", str(f["bomb"])))
+    assert "not UTF-8 text: byte 0xe9 at offset 21" in one_line_exit_2(
+        cli("preflight", "--nova-conf", str(f["latin"])))
+    assert "nested more than 32 levels deep" in one_line_exit_2(
+        cli("fleet", "--fleet", str(f["deep"])))
+    assert "is a FIFO" in one_line_exit_2(cli("fleet", "--fleet", str(f["fifo"])))
+    assert "is a character device" in one_line_exit_2(
+        cli("fit", "--capabilities", "/dev/zero", "--flavor-vcpus", "1", "--flavor-ram", "1"))
+    inventory = f["plan"].with_name("inventory.toml")
+    inventory.write_text('[hosts.h]\nuri = "test:///default"\n')
+    assert "integer of 5000 digits" in one_line_exit_2(
+        cli("validate", "g", "--host", "h", "--hosts", str(inventory), "--plan", str(f["plan"])))
+    assert "is a FIFO" in one_line_exit_2(
+        cli("validate", "g", "--host", "h", "--hosts", str(inventory), "--plan", str(f["fifo"])))
+
+
+def test_cli_numbers_and_database_urls_are_one_line_exit_2() -> None:
+    line = one_line_exit_2(cli("fit", "--host", "cmp-small-01", "--flavor-vcpus", "100000000",
+                               "--flavor-ram", "1024"))
+    assert line == ("error: --flavor-vcpus: 100000000 is more than 4096 (QEMU's maximum "
+                    "vCPUs); allowed: 1 to 4096")
+    assert "--bandwidth" in one_line_exit_2(cli("migrate", "g", "--to", "h", "--bandwidth", "0"))
+    assert "the port is not a number" in one_line_exit_2(
+        cli("recover", "--db", "postgresql://u@127.0.0.1:abc/db"))
+
+
+def test_cli_batch_answers_every_hostile_line() -> None:
+    good = json.dumps(CASE).encode()
+    lines = [good, DEEP.encode(), b'{"a": ' + b"9" * 5000 + b"}", b'{"a": Infinity}',
+             b"\xff\xfe", b"", json.dumps({**CASE, "flavor": {"vcpus": 10**5,
+                                                              "memory_mib": 1}}).encode(), good]
+    done = cli("fit", "--batch", stdin=b"\n".join(lines) + b"\n")
+    assert done.returncode == 0, done.stderr
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(answers) == len(lines)
+    assert "error" not in answers[0] and answers[0] == answers[-1]
+    assert all(a["error"]["type"] == "InvalidCase" for a in answers[1:-1])
+    assert "flavor.vcpus: 100000 is more than 4096" in answers[6]["error"]["message"]
