@@ -175,6 +175,7 @@ def main() -> int:
             rc, _, _, err, answers = last
             lines = [ln for ln in err.splitlines() if ln.strip()]
             batch = stdin is not None
+            baseline = argv == ["--version"]
             rows.append({
                 "input": name, "exit": rc, "seconds": round(statistics.median(walls), 3),
                 "ratio_to_start_up": round(statistics.median(
@@ -183,8 +184,9 @@ def main() -> int:
                 "stderr_lines": len(lines), "traceback": "Traceback" in err,
                 "message": (f"{answers} answer lines for {BATCH_LINES} input lines" if batch
                             else (lines[0] if lines else "")[:160]),
-                "ok": (not lines and rc == 0 and answers == BATCH_LINES) if batch
-                      else (rc == 2 and len(lines) == 1 and "Traceback" not in err),
+                "ok": (rc == 0 if baseline
+                       else (not lines and rc == 0 and answers == BATCH_LINES) if batch
+                       else (rc == 2 and len(lines) == 1 and "Traceback" not in err)),
             })
     if args.json:
         print(json.dumps({"rows": rows}, indent=2))
