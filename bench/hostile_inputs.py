@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 UUID = "11111111-1111-1111-1111-111111111111"
 BATCH_LINES = 9
@@ -160,7 +161,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs of each command (median)")
     parser.add_argument("--json", action="store_true", help="one JSON document")
     args = parser.parse_args()
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         files = make_files(Path(tmp))
         for name, argv, stdin in [("baseline: --version", ["--version"], None),
