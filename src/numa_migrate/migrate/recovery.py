@@ -180,17 +180,24 @@ def _present(dom: Domain | None) -> Domain:
     return dom
 
 
+def _attempt(call: Callable[[], object], done: str, failed: str) -> list[str]:
+    """Run one hypervisor call of a step: what was done, or why it could not be."""
+    try:
+        call()
+    except HypervisorError as exc:
+        return [f"{failed}: {exc.detail}"]
+    return [done]
+
+
 def _resume(on_destination: bool) -> _Do:
     def do(ctx: _Context) -> list[str]:
         h = ctx.inspected
         dom = _present(h.dst_dom if on_destination else h.src_dom)
         name = (h.planned.destination if on_destination else h.planned.source).name
-        try:
-            dom.resume()
-        except HypervisorError as exc:
-            return [f"could not resume the guest on {name}: {exc.detail}"]
-        return [f"resumed the guest on {name}" if on_destination
-                else f"resumed the paused guest on {name}"]
+        return _attempt(dom.resume,
+                        f"resumed the guest on {name}" if on_destination
+                        else f"resumed the paused guest on {name}",
+                        f"could not resume the guest on {name}")
 
     return do
 
@@ -198,43 +205,30 @@ def _resume(on_destination: bool) -> _Do:
 def _undefine_source(ctx: _Context) -> list[str]:
     h = ctx.inspected
     name = h.planned.source.name
-    try:
-        _present(h.src_dom).undefine()
-    except HypervisorError as exc:
-        return [f"could not remove the stale definition on {name}: {exc.detail}"]
-    return [f"removed the stale definition on {name}"]
+    return _attempt(_present(h.src_dom).undefine, f"removed the stale definition on {name}",
+                    f"could not remove the stale definition on {name}")
 
 
 def _define_destination(ctx: _Context) -> list[str]:
     h = ctx.inspected
     name = h.planned.destination.name
-    if h.planned.persistent_xml is None:  # pragma: no cover - decide() checks it
+    xml = h.planned.persistent_xml
+    if xml is None:  # pragma: no cover - decide() checks it
         return []
-    try:
-        h.dst.define(h.planned.persistent_xml)
-    except HypervisorError as exc:
-        return [f"could not define the guest on {name}: {exc.detail}"]
-    return [f"made the guest persistent on {name}"]
+    return _attempt(lambda: h.dst.define(xml), f"made the guest persistent on {name}",
+                    f"could not define the guest on {name}")
 
 
 def _destroy_destination(ctx: _Context) -> list[str]:
-    h = ctx.inspected
-    name = h.planned.destination.name
-    try:
-        _present(h.dst_dom).destroy()
-    except HypervisorError as exc:
-        return [f"could not clean {name}: {exc.detail}"]
-    return [f"destroyed the half-migrated copy on {name}"]
+    name = ctx.inspected.planned.destination.name
+    return _attempt(_present(ctx.inspected.dst_dom).destroy,
+                    f"destroyed the half-migrated copy on {name}", f"could not clean {name}")
 
 
 def _undefine_destination(ctx: _Context) -> list[str]:
-    h = ctx.inspected
-    name = h.planned.destination.name
-    try:
-        _present(h.dst_dom).undefine()
-    except HypervisorError as exc:
-        return [f"could not clean {name}: {exc.detail}"]
-    return [f"removed the stale definition on {name}"]
+    name = ctx.inspected.planned.destination.name
+    return _attempt(_present(ctx.inspected.dst_dom).undefine,
+                    f"removed the stale definition on {name}", f"could not clean {name}")
 
 
 def _attach_vfs(on_destination: bool) -> _Do:
