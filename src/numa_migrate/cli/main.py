@@ -365,8 +365,8 @@ LAZY_COMMANDS = {
 )
 @click.version_option(version=__version__, prog_name="numa-migrate")
 def cli() -> None:
-    """Plan, fit and explain NUMA-sensitive guests (pinned CPUs, guest NUMA cells, huge
-    pages) on KVM/libvirt hosts, with Nova's placement rules.
+    """Fit, explain, live-migrate and validate NUMA-sensitive guests (pinned CPUs, guest
+    NUMA cells, huge pages, SR-IOV VFs) on KVM/libvirt hosts, with Nova's placement rules.
 
     \b
     Start with the bundled sample fleet:
@@ -376,7 +376,11 @@ def cli() -> None:
       numa-migrate fit --host cmp-intel-01 --flavor-vcpus 4 --flavor-ram 4096 \\
           --extra-spec hw:cpu_policy=dedicated --extra-spec hw:mem_page_size=large
       numa-migrate fit --batch < cases.jsonl   # fit-case format, one answer per line
-      numa-migrate demo                        # a guided tour
+      numa-migrate demo                        # a guided tour, with a real migration (root)
+    Then, on hosts of an inventory (or the lab: numa-migrate lab up):
+      numa-migrate migrate DOMAIN --to HOST --dry-run    # the plan, nothing moved
+      numa-migrate migrate DOMAIN --to HOST              # claim, migrate, roll back on failure
+      numa-migrate validate DOMAIN --host HOST           # prove the placement
     """
 
 
