@@ -11,6 +11,10 @@ CPU, VF or page is booked twice, across processes and machines; see
 ``fit_guest(subtract_holdings(live_host, store.held_by_others(live_host.name)), guest)``.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from numa_migrate.claims.accounting import (
     admission_limits,
     holdings_problems,
@@ -36,7 +40,21 @@ from numa_migrate.claims.model import (
     SchemaError,
     UnknownClaimError,
 )
-from numa_migrate.claims.store import ClaimStore, head_revision
+
+if TYPE_CHECKING:
+    from numa_migrate.claims.store import ClaimStore, head_revision
+
+
+def __getattr__(name: str) -> Any:
+    """The store (and with it alembic) loads on first use, so that a command can check a
+    database URL (:func:`numa_migrate.claims.engine.parse_url`) before paying for it."""
+    if name not in ("ClaimStore", "head_revision"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from numa_migrate.claims import store
+
+    value = getattr(store, name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "LIVE_STATES",

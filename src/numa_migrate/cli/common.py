@@ -28,10 +28,16 @@ db_option = click.option(
 
 
 def open_store(db_url: str | None) -> ClaimStore:
-    """The claims store at ``db_url``, else the default one."""
-    from numa_migrate.claims import ClaimStore, default_url
+    """The claims store at ``db_url``, else the default one.
 
-    return ClaimStore.open(db_url or default_url())
+    A malformed URL is refused before the store itself (alembic, the schema) is loaded."""
+    from numa_migrate.claims.engine import default_url, parse_url
+
+    url = db_url or default_url()
+    parse_url(url)
+    from numa_migrate.claims import ClaimStore
+
+    return ClaimStore.open(url)
 
 
 def pins_text(pins: dict[int, list[int]]) -> dict[int, str]:

@@ -311,13 +311,13 @@ def recover_cmd(hosts_path: Path | None, db_url: str | None, as_json: bool) -> N
     cannot be opened, 3 one needs attention or was skipped (see the lines printed).
     """
     del hosts_path  # the journal records both hosts' URIs
-    from numa_migrate.migrate.recovery import recover
-
     try:
         store = open_store(db_url)
     except NumaMigrateError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
+    from numa_migrate.migrate.recovery import recover
+
     with store:
         done = recover(store)
     if as_json:
