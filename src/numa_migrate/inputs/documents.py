@@ -108,6 +108,26 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def bounded_text(
+    text: str | bytes,
+    *,
+    source: str | None,
+    bounds: DocBounds,
+    error: type[ParseError],
+) -> str:
+    """A document's text within ``bounds.max_bytes`` (bytes checked before they are decoded,
+    as strict UTF-8)."""
+    if isinstance(text, bytes):
+        if len(text) > bounds.max_bytes:
+            raise error(f"document of {len(text)} bytes, more than {bounds.max_bytes}",
+                        source=source)
+        return decode_utf8(text, source=source, error=error)
+    if len(text) > bounds.max_bytes:
+        raise error(f"document of {len(text)} characters, more than {bounds.max_bytes}",
+                    source=source)
+    return text
+
+
 def parse_json(
     text: str | bytes,
     *,
@@ -116,14 +136,7 @@ def parse_json(
     error: type[ParseError] = ParseError,
 ) -> Any:
     """One JSON document (text, or bytes read as strict UTF-8)."""
-    if isinstance(text, bytes):
-        if len(text) > bounds.max_bytes:
-            raise error(f"document of {len(text)} bytes, more than {bounds.max_bytes}",
-                        source=source)
-        text = decode_utf8(text, source=source, error=error)
-    elif len(text) > bounds.max_bytes:
-        raise error(f"document of {len(text)} characters, more than {bounds.max_bytes}",
-                    source=source)
+    text = bounded_text(text, source=source, bounds=bounds, error=error)
     try:
         value = json.loads(text, parse_int=_json_int(bounds), parse_float=_json_float,
                            parse_constant=_json_constant, object_pairs_hook=_json_object)
@@ -168,11 +181,7 @@ def parse_toml(
     error: type[ParseError] = ParseError,
 ) -> dict[str, Any]:
     """One TOML document; dates and times are refused (no format of ours has them)."""
-    if isinstance(text, bytes):
-        text = decode_utf8(text, source=source, error=error)
-    if len(text) > bounds.max_bytes:
-        raise error(f"document of {len(text)} characters, more than {bounds.max_bytes}",
-                    source=source)
+    text = bounded_text(text, source=source, bounds=bounds, error=error)
     try:
         value = tomllib.loads(text, parse_float=_json_float)
     except _Refused as exc:

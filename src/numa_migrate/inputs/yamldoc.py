@@ -13,8 +13,8 @@ import yaml
 
 from numa_migrate.core.errors import ParseError
 from numa_migrate.inputs.bounds import DEFAULT, MAX_DEPTH, DocBounds
-from numa_migrate.inputs.documents import check_bounds, short
-from numa_migrate.inputs.files import decode_utf8, read_bytes
+from numa_migrate.inputs.documents import bounded_text, check_bounds, short
+from numa_migrate.inputs.files import read_bytes
 
 _STANDARD_TAGS = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null", "map", "seq")
@@ -118,11 +118,7 @@ def parse_yaml(
     error: type[ParseError] = ParseError,
 ) -> Any:
     """One YAML document, read with :class:`BoundedSafeLoader`."""
-    if isinstance(text, bytes):
-        text = decode_utf8(text, source=source, error=error)
-    if len(text) > bounds.max_bytes:
-        raise error(f"document of {len(text)} characters, more than {bounds.max_bytes}",
-                    source=source)
+    text = bounded_text(text, source=source, bounds=bounds, error=error)
     try:
         value = yaml.load(text, Loader=BoundedSafeLoader)  # a bounded SafeLoader
     except yaml.YAMLError as exc:
