@@ -63,6 +63,14 @@ def _lab() -> Lab:
     return Lab.at()
 
 
+T = TypeVar("T")
+
+
+def run_or_exit(action: Callable[[], T]) -> T:
+    """``action()``, or one line on stderr and exit 2 for a lab or OS error."""
+    return _errors(action)()
+
+
 def _print_status(status: LabStatus) -> None:
     state = "up" if status.up else "not up"
     accel = "KVM" if status.domain_type == "kvm" else "TCG"
@@ -151,7 +159,12 @@ def down_cmd(as_json: bool) -> None:
     mounts go with them), the huge page pool goes back to its size before `up`, and the
     lab directory (and any system mount-point directory `up` had to create) is removed.
     """
-    report = _lab().down(progress=_progress)
+    lab_ = _lab()
+    if (lab_.lab_dir / "openstack").exists():
+        from numa_migrate.lab.openstack import OpenStackLab
+
+        OpenStackLab(lab_).down(progress=_progress)
+    report = lab_.down(progress=_progress)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -181,6 +194,15 @@ def status_cmd(as_json: bool) -> None:
     else:
         _print_status(status)
     sys.exit(0 if status.up else EXIT_NOT_UP)
+
+
+def _add_openstack() -> None:
+    from numa_migrate.cli.lab_openstack import openstack
+
+    lab.add_command(openstack)
+
+
+_add_openstack()
 
 
 @lab.group("guest")
