@@ -8,6 +8,7 @@ validation matrix and the lab benchmark.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,15 +81,19 @@ def validate_on_host(
     *,
     plan_doc: PlanDocument | None = None,
     plan_path: Path | None = None,
+    plan_for: Callable[[LiveDomain, LiveHost], DestinationPlan] | None = None,
 ) -> LiveValidation:
     """Read ``config``'s host, find ``domain`` and check it against ``plan`` (or the plan
-    of ``plan_doc``, whose domain and host names must match)."""
+    of ``plan_doc``, whose domain and host names must match, or the plan ``plan_for`` makes
+    from the domain and the host as read: Nova's placement turned into a plan)."""
     with open_connection(config) as conn:
         live = read_live_host(config, conn=conn)
         dom = find_domain(live, domain)
         if plan_doc is not None:
             check_plan_names(plan_doc, dom, config.name, plan_path or Path("plan"))
             plan = plan_doc.plan
+        if plan_for is not None:
+            plan = plan_for(dom, live)
         affinity, reason = read_affinities(conn, live, dom)
     report = validate(
         dom.info,

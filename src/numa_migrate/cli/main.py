@@ -34,6 +34,7 @@ from numa_migrate.core.limits import (
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from numa_migrate.cli.cloud import CloudTarget
     from numa_migrate.core.fit.fitter import FitOptions
     from numa_migrate.core.model.guest import Guest
     from numa_migrate.core.model.host import HostTopology
@@ -445,20 +446,61 @@ def _fit_batch() -> int:
     return 0
 
 
+def _cloud_explain_options(func: F) -> F:
+    from numa_migrate.cli.cloud import cloud_options
+
+    out = cloud_options(func)
+    out = click.option(
+        "--hosts", "hosts_path", type=click.Path(path_type=Path, dir_okay=False),
+        metavar="FILE", help="With --server: the inventory mapping compute hosts to libvirt "
+        "URIs (default: $NUMA_MIGRATE_INVENTORY, ./inventory.toml, the lab's).")(out)
+    return click.option(
+        "--server", metavar="SERVER",
+        help="OpenStack mode: explain this Nova server (name or id) instead of a flavor: "
+        "every compute, per NUMA cell, as Nova decides its live migration.")(out)
+
+
 @cli.command()
 @guest_options
 @host_options
 @fit_options
+@_cloud_explain_options
 @json_option
 @handle_errors
 def explain(
-    guest_spec: GuestSpec, host_spec: HostSpec, fit_opts: FitOptions, as_json: bool
+    *, guest_spec: GuestSpec, host_spec: HostSpec, fit_opts: FitOptions, server: str | None,
+    target: CloudTarget, as_json: bool
 ) -> None:
     """For one guest, every host and every host cell: fits, or exactly why not.
 
     Prints a one-line summary ("1/3 hosts can take web-7 (...): 2 not enough free
     dedicated CPUs, ...") and, per host, a grid of host cells x guest cells.
+
+    \b
+    OpenStack mode (--server, with --cloud NAME or OS_CLOUD / OS_* variables):
+      numa-migrate explain --cloud mycloud --server web-7
+    reads the server's flavor and image from Nova, every compute's NUMA state from
+    libvirt on it (URIs from --hosts or --uri-template), its allocation ratios and free
+    PCPU from Placement, and explains each compute as Nova decides the live migration
+    (the page size the server runs with is kept). The server's own compute, and computes
+    that are down or disabled, are listed but not destinations.
+
+    Exit 0 some host fits, 1 none does, 2 bad input; with --server also 4 the cloud
+    cannot be reached or refuses the credentials.
     """
+    if server is not None:
+        from numa_migrate.cli.cloud import cloud_errors, explain_cloud
+
+        if guest_spec.vcpus or guest_spec.ram or guest_spec.extra_specs or \
+                guest_spec.domain_xml or host_spec.fleet_path or host_spec.names or \
+                host_spec.capabilities:
+            raise click.UsageError("--server takes the guest from Nova and the hosts from the "
+                                   "cloud: give no flavor, --domain-xml, --fleet or --host")
+        sys.exit(cloud_errors(explain_cloud)(target, server, pack=fit_opts.packing,
+                                             as_json=as_json))
+    if target.given or target.uri_template or target.nova_confs or target.hosts_path:
+        raise click.UsageError("--cloud, --hosts, --uri-template and --nova-conf go with "
+                               "--server")
     from numa_migrate.cli import render
     from numa_migrate.core.explain import explain_guest
 

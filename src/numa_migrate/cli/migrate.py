@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from numa_migrate.cli.cloud import CloudTarget, cloud_options
 from numa_migrate.cli.common import db_option, open_store, pin_table
 from numa_migrate.cli.hosts import hosts_option
 from numa_migrate.cli.numbers import Bounded
@@ -137,8 +138,9 @@ class _Bar:
 
 @click.command()
 @click.argument("domain")
-@click.option("--to", "to_host", required=True, metavar="HOST",
-              help="Destination host (a name in the inventory).")
+@click.option("--to", "to_host", metavar="HOST",
+              help="Destination host (a name in the inventory); with --cloud a nova-compute "
+              "host, default: the best ranked one.")
 @click.option("--from", "from_host", metavar="HOST",
               help="Source host; default: the one inventory host where DOMAIN runs.")
 @hosts_option
@@ -167,12 +169,16 @@ class _Bar:
 @click.option("--ttl", "ttl_s", type=Bounded(10, MAX_SECONDS, integer=False, why="a week"),
               default=600.0, show_default=True, metavar="SECONDS",
               help="Seconds before an unrenewed claim counts as abandoned.")
+@click.option("--timeout", "timeout_s", type=Bounded(1, MAX_SECONDS, integer=False,
+              why="a week"), default=900.0, show_default=True, metavar="SECONDS",
+              help="With --cloud: how long to follow Nova's migration (it is not aborted).")
+@cloud_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 def migrate(  # noqa: PLR0917 (click passes every option)
-            domain: str, to_host: str, from_host: str | None, hosts_path: Path | None,
+            domain: str, to_host: str | None, from_host: str | None, hosts_path: Path | None,
             db_url: str | None, dry_run: bool, auto_converge: bool, post_copy: bool,
             post_copy_after: float | None, pci_numa_policy: str, bandwidth: int | None,
-            ttl_s: float, as_json: bool) -> None:
+            ttl_s: float, timeout_s: float, target: CloudTarget, as_json: bool) -> None:
     """Live-migrate a running DOMAIN to another host with NUMA-correct pins.
 
     \b
@@ -191,10 +197,37 @@ def migrate(  # noqa: PLR0917 (click passes every option)
       numa-migrate migrate web-1 --to cmp-02 --dry-run
       numa-migrate migrate web-1 --to cmp-02 --bandwidth 200 --json
 
+    \b
+    OpenStack mode: numa-migrate migrate SERVER --cloud NAME [--to HOST] [--dry-run]
+    Nova moves the server: the destination is checked first (a compute, up and enabled,
+    hypervisor not older than the source's, our fit as Nova decides the live migration;
+    without --to the best ranked compute), then Nova's live-migration API is called WITH
+    that host (never forced: Nova's scheduler and claim still decide), Nova's migration
+    record gives the progress on stderr and its outcome (completed, error, rolled back)
+    is reported as Nova gives it, then the server is validated on the destination.
+    The libvirt-side options (--post-copy, --bandwidth, --db, ...) do not apply: Nova's
+    own [libvirt] settings decide those.
+
     Exit 0 migrated (or planned, with --dry-run), 1 the destination has no room (nothing
     moved), 2 bad input, 3 the migration failed and was rolled back (the guest still runs
-    on the source).
+    on the source). With --cloud also 4 the cloud cannot be reached or refuses the
+    credentials, 5 Nova refused the request (NoValidHost, MigrationPreCheckError), 6 Nova
+    completed it but the server is not placed as Nova says.
     """
+    if target.given:
+        if from_host or db_url or auto_converge or post_copy or bandwidth or \
+                post_copy_after is not None or pci_numa_policy != DEFAULT_POLICY:
+            raise click.UsageError("with --cloud, Nova migrates: --from, --db, --auto-converge, "
+                                   "--post-copy, --bandwidth and --pci-numa-policy do not "
+                                   "apply (Nova's own [libvirt] settings decide them)")
+        from numa_migrate.cli.cloud import cloud_errors, migrate_cloud
+
+        sys.exit(cloud_errors(migrate_cloud)(target, domain, to=to_host, dry_run=dry_run,
+                                             timeout_s=timeout_s, as_json=as_json))
+    if target.uri_template or target.nova_confs:
+        raise click.UsageError("--uri-template and --nova-conf go with --cloud")
+    if to_host is None:
+        raise click.UsageError("Missing option '--to' (the destination host)")
     if auto_converge and post_copy:
         raise click.UsageError("--auto-converge and --post-copy are alternatives; pick one")
     if post_copy_after is not None and not post_copy:

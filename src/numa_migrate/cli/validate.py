@@ -21,6 +21,7 @@ from rich.table import Table
 from numa_migrate.adapters.inventory import load_inventory
 from numa_migrate.adapters.inventory_live import LiveHost
 from numa_migrate.adapters.validate_live import validate_on_host
+from numa_migrate.cli.cloud import CloudTarget, cloud_options
 from numa_migrate.cli.hosts import hosts_option
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.validation import Status, ValidationReport
@@ -78,9 +79,11 @@ def _print(console: Console, report: ValidationReport, live: LiveHost, affinity:
 
 @click.command("validate")
 @click.argument("domain")
-@click.option("--host", "host_name", required=True, metavar="HOST",
-              help="The inventory host the domain runs on (after its migration).")
+@click.option("--host", "host_name", metavar="HOST",
+              help="The inventory host the domain runs on (after its migration); with "
+              "--cloud, Nova's compute host (default: where Nova says the server is).")
 @hosts_option
+@cloud_options
 @click.option("--plan", "plan_path", type=click.Path(path_type=Path, dir_okay=False),
               metavar="PLAN.json",
               help="The destination plan that was applied (JSON); without it only the "
@@ -88,7 +91,8 @@ def _print(console: Console, report: ValidationReport, live: LiveHost, affinity:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @_bad_input
 def validate_cmd(
-    domain: str, host_name: str, hosts_path: Path | None, plan_path: Path | None, as_json: bool
+    *, domain: str, host_name: str | None, hosts_path: Path | None, target: CloudTarget,
+    plan_path: Path | None, as_json: bool
 ) -> None:
     """Prove that running DOMAIN is placed as planned on HOST.
 
@@ -99,8 +103,28 @@ def validate_cmd(
     and, for a local QEMU, the real thread affinities from /proc. A check that cannot be
     made is listed as skipped with its reason.
 
-    Exit 0 all checks passed, 1 a check failed, 2 bad input.
+    \b
+    OpenStack mode: numa-migrate validate SERVER --cloud NAME
+    checks Nova's view (the server topology API: cells, pins, page size) on its own
+    (pins on dedicated CPUs, no pin shared with another server on the compute), then
+    against libvirt's live and persistent XML of the server's domain and the real thread
+    affinity, on the compute Nova names (its libvirt URI from --hosts or --uri-template).
+
+    Exit 0 all checks passed, 1 a check failed, 2 bad input; with --cloud also 4 the
+    cloud cannot be reached or refuses the credentials.
     """
+    if target.given:
+        if plan_path is not None:
+            raise click.UsageError("--plan is for numa-migrate's own migrations; with --cloud "
+                                   "the plan is Nova's view of the server")
+        from numa_migrate.cli.cloud import cloud_errors, validate_cloud
+
+        sys.exit(cloud_errors(validate_cloud)(target, domain, host=host_name,
+                                              as_json=as_json))
+    if target.uri_template or target.nova_confs:
+        raise click.UsageError("--uri-template and --nova-conf go with --cloud")
+    if host_name is None:
+        raise click.UsageError("Missing option '--host' (the host DOMAIN runs on)")
     inventory = load_inventory(hosts_path or default_inventory_path())
     config = inventory.host(host_name)
     plan_doc = None if plan_path is None else load_plan(plan_path)

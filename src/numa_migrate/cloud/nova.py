@@ -1,0 +1,391 @@
+"""What numa-migrate reads from (and asks of) Nova, Placement and Glance, as typed values.
+
+Every answer goes through the field reader: a field that is missing or of the wrong type is
+named ("compute GET /servers/ID: server.flavor.extra_specs: expected an object, got ...").
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from numa_migrate.cloud.api import (
+    COMPUTE_MICROVERSION,
+    PLACEMENT_MICROVERSION,
+    CloudApi,
+    CloudError,
+    CloudResponseError,
+    Response,
+)
+from numa_migrate.core.limits import MAX_CPUS, MAX_GUEST_VCPUS, MAX_MEMORY_MIB, MAX_NUMA_NODES
+from numa_migrate.core.novaview import ServerTopology, TopologyCell
+from numa_migrate.inputs.fields import Node, root
+
+# the image properties that bear on a guest's NUMA, CPU or memory layout
+IMAGE_PROPERTY_PREFIXES = ("hw_", "img_hv_")
+MAX_LISTED = 100_000
+
+
+class ServerNotFoundError(CloudError):
+    pass
+
+
+class NovaRefusedError(CloudError):
+    """Nova refused a request (the message is Nova's own)."""
+
+    def __init__(self, message: str, *, status: int, fault: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.fault = fault
+
+
+# --------------------------------------------------------------------------------- values
+
+
+@dataclass(frozen=True)
+class ComputeService:
+    host: str
+    state: str  # "up" / "down"
+    status: str  # "enabled" / "disabled"
+    disabled_reason: str | None
+    zone: str | None
+
+    @property
+    def usable(self) -> bool:
+        return self.state == "up" and self.status == "enabled"
+
+
+@dataclass(frozen=True)
+class Service:
+    binary: str
+    host: str
+    state: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Hypervisor:
+    hostname: str
+    host: str | None
+    type: str | None
+    version: int | None  # Nova's integer: libvirt 9.0.0 -> 9000000
+    state: str | None
+    status: str | None
+    id: str
+
+
+@dataclass(frozen=True)
+class FlavorInfo:
+    vcpus: int
+    ram_mib: int
+    name: str
+    extra_specs: dict[str, str] = field(hash=False)
+
+
+@dataclass(frozen=True)
+class Server:
+    id: str
+    name: str
+    status: str
+    task_state: str | None
+    host: str | None
+    instance_name: str | None
+    flavor: FlavorInfo
+    image_id: str | None
+    fault: str | None
+
+
+@dataclass(frozen=True)
+class MigrationRecord:
+    id: int
+    status: str
+    source_compute: str | None
+    dest_compute: str | None
+    memory_total: int | None
+    memory_processed: int | None
+    memory_remaining: int | None
+    created_at: str | None
+    updated_at: str | None
+
+
+@dataclass(frozen=True)
+class Provider:
+    uuid: str
+    name: str
+    inventories: dict[str, int] = field(hash=False)  # resource class -> total
+    usages: dict[str, int] = field(hash=False)
+    traits: frozenset[str] = frozenset()
+    reserved: dict[str, int] = field(default_factory=dict, hash=False)
+    ratios: dict[str, float] = field(default_factory=dict, hash=False)
+
+    def free(self, resource: str) -> int:
+        total = self.inventories.get(resource, 0) - self.reserved.get(resource, 0)
+        return int(total * self.ratios.get(resource, 1.0)) - self.usages.get(resource, 0)
+
+
+@dataclass(frozen=True)
+class ApiVersion:
+    min: str
+    max: str
+
+
+# --------------------------------------------------------------------------------- reading
+
+
+def _read(response: Response, what: str) -> Node:
+    return root(response.body, source=what, error=CloudResponseError)
+
+
+def _get(api: CloudApi, service: str, path: str, *, microversion: str | None = None,
+         missing: Callable[[], CloudError] | None = None) -> Node:
+    response = api.request(service, "GET", path, microversion=microversion)
+    if response.status == 404 and missing is not None:
+        raise missing()
+    if not response.ok:
+        raise CloudError(f"cloud {api.name}: {service} GET {path}: {response.fault()}")
+    return _read(response, f"{service} GET {path}")
+
+
+def _text_or_none(node: Node | None) -> str | None:
+    return None if node is None else node.text(max_chars=4096)
+
+
+def api_version(api: CloudApi) -> ApiVersion:
+    version = _get(api, "compute", "/").obj().req("version").obj()
+    return ApiVersion(version.req("min_version").text(max_chars=16),
+                      version.req("version").text(max_chars=16))
+
+
+def compute_services(api: CloudApi) -> list[ComputeService]:
+    doc = _get(api, "compute", "/os-services?binary=nova-compute",
+               microversion=COMPUTE_MICROVERSION)
+    out = []
+    for node in doc.obj().req("services").items(max_items=MAX_LISTED):
+        s = node.obj()
+        out.append(ComputeService(
+            host=s.req("host").text(max_chars=255, non_empty=True),
+            state=s.req("state").choice(("up", "down")),
+            status=s.req("status").choice(("enabled", "disabled")),
+            disabled_reason=_text_or_none(s.opt("disabled_reason")),
+            zone=_text_or_none(s.opt("zone"))))
+    return out
+
+
+def services(api: CloudApi) -> list[Service]:
+    doc = _get(api, "compute", "/os-services", microversion=COMPUTE_MICROVERSION)
+    out = []
+    for node in doc.obj().req("services").items(max_items=MAX_LISTED):
+        s = node.obj()
+        out.append(Service(s.req("binary").text(max_chars=64), s.req("host").text(max_chars=255),
+                           s.req("state").text(max_chars=16), s.req("status").text(max_chars=16)))
+    return out
+
+
+def hypervisors(api: CloudApi) -> list[Hypervisor]:
+    doc = _get(api, "compute", "/os-hypervisors/detail", microversion=COMPUTE_MICROVERSION)
+    out = []
+    for node in doc.obj().req("hypervisors").items(max_items=MAX_LISTED):
+        h = node.obj()
+        service = h.opt("service")
+        version = h.opt("hypervisor_version")
+        out.append(Hypervisor(
+            hostname=h.req("hypervisor_hostname").text(max_chars=255),
+            host=None if service is None else _text_or_none(service.obj().opt("host")),
+            type=_text_or_none(h.opt("hypervisor_type")),
+            version=None if version is None else version.integer(maximum=10**12),
+            state=_text_or_none(h.opt("state")),
+            status=_text_or_none(h.opt("status")),
+            id=str(h.req("id").value)))
+    return out
+
+
+def _server(node: Node) -> Server:
+    s = node.obj()
+    flavor = s.req("flavor").obj()
+    extra = flavor.opt("extra_specs")
+    image = s.opt("image")
+    image_id = None
+    if image is not None and isinstance(image.value, dict):  # "" when booted from a volume
+        image_id = _text_or_none(image.obj().opt("id"))
+    fault = s.opt("fault")
+    return Server(
+        id=s.req("id").text(max_chars=64, non_empty=True),
+        name=s.req("name").text(max_chars=255),
+        status=s.req("status").text(max_chars=32),
+        task_state=_text_or_none(s.opt("OS-EXT-STS:task_state")),
+        host=_text_or_none(s.opt("OS-EXT-SRV-ATTR:host")),
+        instance_name=_text_or_none(s.opt("OS-EXT-SRV-ATTR:instance_name")),
+        flavor=FlavorInfo(
+            vcpus=flavor.req("vcpus").integer(minimum=1, maximum=MAX_GUEST_VCPUS),
+            ram_mib=flavor.req("ram").integer(minimum=1, maximum=MAX_MEMORY_MIB),
+            name=flavor.get("original_name", lambda n: n.text(max_chars=255), ""),
+            extra_specs={} if extra is None else extra.str_map(max_chars=4096)),
+        image_id=image_id,
+        fault=None if fault is None else _text_or_none(fault.obj().opt("message")))
+
+
+def get_server(api: CloudApi, server_id: str) -> Server:
+    path = f"/servers/{urllib.parse.quote(server_id, safe='')}"
+    doc = _get(api, "compute", path, microversion=COMPUTE_MICROVERSION,
+               missing=lambda: ServerNotFoundError(f"cloud {api.name}: no server {server_id}"))
+    return _server(doc.obj().req("server"))
+
+
+def find_server(api: CloudApi, name_or_id: str) -> Server:
+    """The server with this id, else the one server with exactly this name (all projects)."""
+    try:
+        return get_server(api, name_or_id)
+    except ServerNotFoundError:
+        pass
+    query = urllib.parse.urlencode({"name": f"^{_regex_escape(name_or_id)}$",
+                                    "all_tenants": "1"})
+    doc = _get(api, "compute", f"/servers/detail?{query}", microversion=COMPUTE_MICROVERSION)
+    found = [_server(n) for n in doc.obj().req("servers").items(max_items=MAX_LISTED)]
+    found = [s for s in found if s.name == name_or_id]
+    if not found:
+        raise ServerNotFoundError(f"cloud {api.name}: no server named or with id "
+                                  f"{name_or_id!r}")
+    if len(found) > 1:
+        ids = ", ".join(s.id for s in found[:5])
+        raise CloudError(f"cloud {api.name}: {len(found)} servers are named {name_or_id!r} "
+                         f"({ids}); give the id")
+    return found[0]
+
+
+def _regex_escape(text: str) -> str:
+    return "".join("\\" + c if c in ".^$*+?{}[]\\|()" else c for c in text)
+
+
+def servers_on(api: CloudApi, host: str) -> list[Server]:
+    query = urllib.parse.urlencode({"host": host, "all_tenants": "1"})
+    doc = _get(api, "compute", f"/servers/detail?{query}", microversion=COMPUTE_MICROVERSION)
+    return [_server(n) for n in doc.obj().req("servers").items(max_items=MAX_LISTED)]
+
+
+def image_properties(api: CloudApi, image_id: str) -> dict[str, str]:
+    """The image's hw_* properties (what Nova's NUMA rules read), as strings."""
+    path = f"/v2/images/{urllib.parse.quote(image_id, safe='')}"
+    response = api.request("image", "GET", path)
+    if response.status == 404:
+        return {}  # a deleted image: Nova kept its properties in the instance's system metadata
+    if not response.ok:
+        raise CloudError(f"cloud {api.name}: image GET {path}: {response.fault()}")
+    doc = _read(response, f"image GET {path}").obj()
+    out = {}
+    for key, node in doc.items():
+        if key.startswith(IMAGE_PROPERTY_PREFIXES) and isinstance(node.value, str | int):
+            out[key] = str(node.value)
+    return out
+
+
+def server_topology(api: CloudApi, server_id: str) -> ServerTopology | None:
+    """Nova's NUMA view of the server, or None for a server without a NUMA topology."""
+    path = f"/servers/{urllib.parse.quote(server_id, safe='')}/topology"
+    doc = _get(api, "compute", path, microversion=COMPUTE_MICROVERSION,
+               missing=lambda: ServerNotFoundError(f"cloud {api.name}: no server {server_id}"))
+    top = doc.obj()
+    nodes = top.req("nodes").items(max_items=MAX_NUMA_NODES)
+    if not nodes:
+        return None
+    cells = []
+    for node in nodes:
+        n = node.obj()
+        host_node = n.opt("host_node")
+        pinning = n.opt("cpu_pinning")
+        siblings = n.opt("siblings")
+        cells.append(TopologyCell(
+            host_node=None if host_node is None else host_node.integer(maximum=MAX_NUMA_NODES),
+            vcpus=frozenset(n.req("vcpu_set").int_list(maximum=MAX_GUEST_VCPUS)),
+            memory_mib=n.req("memory_mb").integer(maximum=MAX_MEMORY_MIB),
+            pinning={} if pinning is None else pinning.int_key_map(
+                lambda v: v.integer(maximum=MAX_CPUS), maximum=MAX_GUEST_VCPUS),
+            siblings=() if siblings is None else tuple(
+                frozenset(s.int_list(maximum=MAX_CPUS)) for s in siblings.items())))
+    pagesize = top.opt("pagesize_kb")
+    return ServerTopology(tuple(cells),
+                          None if pagesize is None else pagesize.integer(minimum=1))
+
+
+def migrations(api: CloudApi, server_id: str) -> list[MigrationRecord]:
+    """The server's live migrations, newest first."""
+    query = urllib.parse.urlencode({"instance_uuid": server_id,
+                                    "migration_type": "live-migration"})
+    doc = _get(api, "compute", f"/os-migrations?{query}", microversion=COMPUTE_MICROVERSION)
+    out = []
+    for node in doc.obj().req("migrations").items(max_items=MAX_LISTED):
+        m = node.obj()
+
+        def num(key: str, m: Any = m) -> int | None:
+            value = m.opt(key)
+            return None if value is None else int(value.integer(maximum=1 << 62))
+
+        out.append(MigrationRecord(
+            id=m.req("id").integer(), status=m.req("status").text(max_chars=32),
+            source_compute=_text_or_none(m.opt("source_compute")),
+            dest_compute=_text_or_none(m.opt("dest_compute")),
+            memory_total=num("memory_total"), memory_processed=num("memory_processed"),
+            memory_remaining=num("memory_remaining"),
+            created_at=_text_or_none(m.opt("created_at")),
+            updated_at=_text_or_none(m.opt("updated_at"))))
+    out.sort(key=lambda r: r.id, reverse=True)
+    return out
+
+
+def providers(api: CloudApi) -> list[Provider]:
+    doc = _get(api, "placement", "/resource_providers", microversion=PLACEMENT_MICROVERSION)
+    out = []
+    for node in doc.obj().req("resource_providers").items(max_items=MAX_LISTED):
+        p = node.obj()
+        uuid = p.req("uuid").text(max_chars=64)
+        inv_doc = _get(api, "placement", f"/resource_providers/{uuid}/inventories",
+                       microversion=PLACEMENT_MICROVERSION)
+        inventories, reserved, ratios = {}, {}, {}
+        for rc, inv in inv_doc.obj().req("inventories").obj().items():
+            i = inv.obj()
+            inventories[rc] = i.req("total").integer(maximum=1 << 62)
+            reserved[rc] = i.get("reserved", lambda n: n.integer(maximum=1 << 62), 0)
+            ratios[rc] = i.get("allocation_ratio", lambda n: n.number(above=0, maximum=1e6), 1.0)
+        use_doc = _get(api, "placement", f"/resource_providers/{uuid}/usages",
+                       microversion=PLACEMENT_MICROVERSION)
+        usages = {rc: n.integer(maximum=1 << 62)
+                  for rc, n in use_doc.obj().req("usages").obj().items()}
+        trait_doc = _get(api, "placement", f"/resource_providers/{uuid}/traits",
+                         microversion=PLACEMENT_MICROVERSION)
+        traits = frozenset(n.text(max_chars=255)
+                           for n in trait_doc.obj().req("traits").items(max_items=MAX_LISTED))
+        out.append(Provider(uuid, p.req("name").text(max_chars=255), inventories, usages,
+                            traits, reserved, ratios))
+    return out
+
+
+# --------------------------------------------------------------------------------- actions
+
+
+def live_migrate(api: CloudApi, server_id: str, host: str | None) -> None:
+    """Ask Nova to live-migrate the server (to ``host``: its scheduler and claim still decide;
+    never forced). Nova's refusal (NoValidHost, MigrationPreCheckError, a state conflict)
+    raises :class:`NovaRefusedError` with Nova's message."""
+    path = f"/servers/{urllib.parse.quote(server_id, safe='')}/action"
+    body = {"os-migrateLive": {"host": host, "block_migration": "auto"}}
+    response = api.request("compute", "POST", path, microversion=COMPUTE_MICROVERSION,
+                           body=body)
+    if not response.ok:
+        fault = response.fault()
+        raise NovaRefusedError(f"Nova refused the live migration of {server_id}"
+                               f"{' to ' + host if host else ''}: {fault}",
+                               status=response.status, fault=fault)
+
+
+def wait_for(check: Callable[[], bool], *, timeout: float, interval: float = 1.0,
+             clock: Callable[[], float] = time.monotonic,
+             sleep: Callable[[float], None] = time.sleep) -> bool:
+    deadline = clock() + timeout
+    while True:
+        if check():
+            return True
+        if clock() >= deadline:
+            return False
+        sleep(interval)
