@@ -8,8 +8,8 @@ validation matrix and the lab benchmark.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from numa_migrate.adapters.inventory import HostConfig, InventoryError
@@ -82,10 +82,16 @@ def validate_on_host(
     plan_doc: PlanDocument | None = None,
     plan_path: Path | None = None,
     plan_for: Callable[[LiveDomain, LiveHost], DestinationPlan] | None = None,
+    declared_specs: Mapping[str, str] | None = None,
 ) -> LiveValidation:
     """Read ``config``'s host, find ``domain`` and check it against ``plan`` (or the plan
     of ``plan_doc``, whose domain and host names must match, or the plan ``plan_for`` makes
-    from the domain and the host as read: Nova's placement turned into a plan)."""
+    from the domain and the host as read: Nova's placement turned into a plan).
+
+    ``declared_specs``: the extra specs the domain was made from, when they are known
+    elsewhere (Nova's flavor): they say which vCPUs are dedicated, as numa-migrate's own
+    domain metadata does (a floating vCPU on a one-CPU shared set is pinned to one CPU too).
+    """
     with open_connection(config) as conn:
         live = read_live_host(config, conn=conn)
         dom = find_domain(live, domain)
@@ -95,9 +101,14 @@ def validate_on_host(
         if plan_for is not None:
             plan = plan_for(dom, live)
         affinity, reason = read_affinities(conn, live, dom)
+    info, persistent = dom.info, dom.persistent
+    if declared_specs is not None:
+        specs = tuple(sorted(declared_specs.items()))
+        info = replace(info, declared_specs=specs)
+        persistent = None if persistent is None else replace(persistent, declared_specs=specs)
     report = validate(
-        dom.info,
-        dom.persistent,
+        info,
+        persistent,
         plan=plan,
         host=live.capacity,
         others=[d.info for d in live.active_domains if d.uuid != dom.uuid],

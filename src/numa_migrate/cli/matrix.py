@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from numa_migrate.cli.cloud import CloudTarget, cloud_options
 from numa_migrate.cli.common import db_option, open_store
 from numa_migrate.cli.hosts import hosts_option
 from numa_migrate.core.errors import NumaMigrateError
@@ -68,13 +69,14 @@ def _scenario_list(width: int = 78) -> str:
 @click.option("--keep-lab", is_flag=True,
               help="Leave the lab up afterwards even when this command brought it up.")
 @db_option
+@cloud_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
 def validate_matrix_cmd(  # noqa: PLR0917 (click passes every option)
     hosts_path: Path | None, source: str | None, destination: str | None,
                         only: tuple[str, ...], report_path: Path | None,
                         markdown_path: Path | None, image: Path | None,
                         domain_type: str | None, keep_lab: bool, db_url: str | None,
-                        as_json: bool) -> None:
+                        target: CloudTarget, as_json: bool) -> None:
     """Run the validation matrix: real guests, migrated there and back, then validated.
 
     Each scenario defines a counter guest from Nova-style extra specs on the source host,
@@ -95,8 +97,25 @@ def validate_matrix_cmd(  # noqa: PLR0917 (click passes every option)
       numa-migrate validate-matrix --hosts inventory.toml --source cmp-01 \\
           --destination cmp-02 --image /var/lib/libvirt/images/nm-counter.img
 
-    Exit 0 no scenario failed, 1 a scenario failed, 2 the matrix could not run.
+    \b
+    Through Nova (--cloud NAME --source A --destination B): per scenario a flavor from
+    its extra specs, a server booted on compute A, live-migrated BY NOVA to B and back
+    (migrate --cloud: our checks, then Nova's API with the host), validated after each
+    move; a refusal scenario must be predicted by explain and refused by Nova. Every
+    server and flavor it makes is deleted afterwards, also on failure or Ctrl-C. The
+    report names Nova's release and the computes' hypervisors.
+      numa-migrate validate-matrix --cloud mycloud --source cmp-01 --destination cmp-02 \
+          --report nova-matrix.html
+
+    Exit 0 no scenario failed, 1 a scenario failed, 2 the matrix could not run; with
+    --cloud also 4 the cloud cannot be reached or refuses the credentials.
     """
+    if target.given:
+        from numa_migrate.cli.cloud import cloud_errors
+
+        sys.exit(cloud_errors(_cloud_matrix)(target, source, destination, only=only,
+                                             report_path=report_path,
+                                             markdown_path=markdown_path, as_json=as_json))
     from numa_migrate.adapters.inventory import InventoryError, load_inventory
     from numa_migrate.adapters.inventory import default_inventory_path as configured_inventory
     from numa_migrate.lab.guest import write_floppy_image
@@ -154,6 +173,28 @@ def validate_matrix_cmd(  # noqa: PLR0917 (click passes every option)
     else:
         click.echo(render_markdown(report))
     sys.exit(0 if report.ok else EXIT_FAILED)
+
+
+def _cloud_matrix(target: CloudTarget, source: str | None, destination: str | None, *,
+                  only: tuple[str, ...], report_path: Path | None,
+                  markdown_path: Path | None, as_json: bool) -> int:
+    from numa_migrate.cloud.matrix import CloudMatrixRun
+    from numa_migrate.matrix.report import render_markdown
+
+    if source is None or destination is None or source == destination:
+        raise click.UsageError("with --cloud give --source and --destination: two different "
+                               "nova-compute hosts")
+    scenarios = select(list(only))
+    api = target.api()
+    run = CloudMatrixRun(api, target.computes(), source, destination, say=_say)
+    report = run.run(scenarios, f"numa-migrate validation matrix through Nova ({api.name}: "
+                                f"{source} and {destination})")
+    _write(report, report_path, markdown_path)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        click.echo(render_markdown(report))
+    return 0 if report.ok else EXIT_FAILED
 
 
 def _lab() -> Lab:

@@ -267,7 +267,7 @@ def servers_on(api: CloudApi, host: str) -> list[Server]:
 
 def image_properties(api: CloudApi, image_id: str) -> dict[str, str]:
     """The image's hw_* properties (what Nova's NUMA rules read), as strings."""
-    path = f"/v2/images/{urllib.parse.quote(image_id, safe='')}"
+    path = f"/images/{urllib.parse.quote(image_id, safe='')}"
     response = api.request("image", "GET", path)
     if response.status == 404:
         return {}  # a deleted image: Nova kept its properties in the instance's system metadata
@@ -389,3 +389,92 @@ def wait_for(check: Callable[[], bool], *, timeout: float, interval: float = 1.0
         if clock() >= deadline:
             return False
         sleep(interval)
+
+
+# ------------------------------------------------------------------- what the matrix makes
+
+
+def create_flavor(api: CloudApi, name: str, *, vcpus: int, ram_mib: int,
+                  extra_specs: dict[str, str], disk_gb: int = 1) -> str:
+    """A private flavor with these extra specs; its id."""
+    response = api.request("compute", "POST", "/flavors", microversion=COMPUTE_MICROVERSION,
+                           body={"flavor": {"name": name, "vcpus": vcpus, "ram": ram_mib,
+                                            "disk": disk_gb, "os-flavor-access:is_public":
+                                            False}})
+    if not response.ok:
+        raise CloudError(f"cloud {api.name}: cannot create flavor {name}: {response.fault()}")
+    flavor_id = _read(response, "compute POST /flavors").obj().req("flavor").obj() \
+        .req("id").text(max_chars=255)
+    if extra_specs:
+        response = api.request("compute", "POST", f"/flavors/{flavor_id}/os-extra_specs",
+                               microversion=COMPUTE_MICROVERSION,
+                               body={"extra_specs": dict(extra_specs)})
+        if not response.ok:
+            delete_flavor(api, flavor_id)
+            raise CloudError(f"cloud {api.name}: flavor {name}: Nova refused its extra "
+                             f"specs: {response.fault()}")
+    return flavor_id
+
+
+def delete_flavor(api: CloudApi, flavor_id: str) -> None:
+    response = api.request("compute", "DELETE", f"/flavors/{flavor_id}",
+                           microversion=COMPUTE_MICROVERSION)
+    if not response.ok and response.status != 404:
+        raise CloudError(f"cloud {api.name}: cannot delete flavor {flavor_id}: "
+                         f"{response.fault()}")
+
+
+def find_image(api: CloudApi, name: str) -> str | None:
+    query = urllib.parse.urlencode({"name": name, "status": "active"})
+    doc = _get(api, "image", f"/images?{query}")
+    images = doc.obj().req("images").items(max_items=MAX_LISTED)
+    return images[0].obj().req("id").text(max_chars=64) if images else None
+
+
+def boot_server(api: CloudApi, name: str, flavor_id: str, image_id: str, host: str) -> str:
+    """Boot a server without network on compute ``host`` (availability zone nova:HOST);
+    its id (it is still building)."""
+    body = {"server": {"name": name, "flavorRef": flavor_id, "imageRef": image_id,
+                       "networks": "none", "availability_zone": f"nova:{host}"}}
+    response = api.request("compute", "POST", "/servers", microversion=COMPUTE_MICROVERSION,
+                           body=body)
+    if not response.ok:
+        raise NovaRefusedError(f"Nova refused to boot {name} on {host}: {response.fault()}",
+                               status=response.status, fault=response.fault())
+    return _read(response, "compute POST /servers").obj().req("server").obj() \
+        .req("id").text(max_chars=64)
+
+
+def wait_server(api: CloudApi, server_id: str, *, timeout: float = 180.0,
+                interval: float = 1.0) -> Server:
+    """Wait until the server is ACTIVE or ERROR (no task running); the server then."""
+    last: list[Server] = []
+
+    def settled() -> bool:
+        server = get_server(api, server_id)
+        last[:] = [server]
+        return server.status in ("ACTIVE", "ERROR") and not server.task_state
+
+    if not wait_for(settled, timeout=timeout, interval=interval):
+        state = f"{last[0].status} (task {last[0].task_state})" if last else "unknown"
+        raise CloudError(f"cloud {api.name}: server {server_id} still {state} after "
+                         f"{timeout:.0f} s")
+    return last[0]
+
+
+def delete_server(api: CloudApi, server_id: str, *, wait: float = 120.0) -> None:
+    response = api.request("compute", "DELETE", f"/servers/{server_id}",
+                           microversion=COMPUTE_MICROVERSION)
+    if response.status == 404:
+        return
+    if not response.ok:
+        raise CloudError(f"cloud {api.name}: cannot delete server {server_id}: "
+                         f"{response.fault()}")
+
+    def gone() -> bool:
+        return api.request("compute", "GET", f"/servers/{server_id}",
+                           microversion=COMPUTE_MICROVERSION).status == 404
+
+    if not wait_for(gone, timeout=wait, interval=1.0):
+        raise CloudError(f"cloud {api.name}: server {server_id} not gone {wait:.0f} s after "
+                         "its deletion")

@@ -72,7 +72,8 @@ def validate_server(api: CloudApi, server_ref: str, computes: ComputeMap, *,
         return plan_from_placement(dom.info, used, live.capacity,
                                    realtime_priority=config.realtime_scheduler_priority)
 
-    checked = validate_on_host(config, server.instance_name, plan_for=plan_for)
+    checked = validate_on_host(config, server.instance_name, plan_for=plan_for,
+                               declared_specs=server.flavor.extra_specs)
     nova_checks = nova_view_checks(server.name, topology, checked.live.capacity, others)
     report = replace(checked.report, checks=(*nova_checks, *checked.report.checks))
     checked = replace(checked, report=report)
