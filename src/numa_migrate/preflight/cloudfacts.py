@@ -267,8 +267,8 @@ def control_services(cloud: CloudFacts) -> list[Finding]:
             impact = ("others serve" if serving else
                       "no live migration can be scheduled or run" if binary == "nova-conductor"
                       else "no destination can be chosen")
-            out.append(Finding(severity, f"{binary.removeprefix('nova-')}-{state}"
-                               if state == "down" else f"{binary.removeprefix('nova-')}-disabled",
-                               host, f"{binary} is {state}/{status}: {impact}",
+            problem = "down" if state == "down" else "disabled"
+            out.append(Finding(severity, f"{binary.removeprefix('nova-')}-{problem}", host,
+                               f"{binary} is {state}/{status}: {impact}",
                                f"start and enable {binary} on {host}"))
     return out

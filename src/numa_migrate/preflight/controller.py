@@ -456,21 +456,21 @@ def charm_openstack_release(charm: CharmConfig) -> int | None:
                 f"{charm.where('openstack-origin')}: openstack-origin {raw[:60]!r} is not "
                 "cloud:<series>-<release>[/updates|/proposed|/staging] with a known Ubuntu "
                 f"series ({', '.join(UBUNTU_SERIES)})")
-        return _release_or_error(match.group(2), charm)
+        return _release_or_error(match.group(2), raw, charm)
     if text.startswith(("deb", "ppa", "snap")):
         for name in (*ALIASES, *RELEASES):
             if re.search(rf"(?<![a-z0-9.]){re.escape(name)}(?![a-z0-9])", text):
                 return release_index(name)
         return None
-    return _release_or_error(text, charm)
+    return _release_or_error(text, raw, charm)
 
 
-def _release_or_error(name: str, charm: CharmConfig) -> int:
+def _release_or_error(name: str, raw: str, charm: CharmConfig) -> int:
     try:
         return release_index(name)
     except PreflightInputError as exc:
-        raise PreflightInputError(f"{charm.where('openstack-origin')}: openstack-origin: "
-                                  f"{exc}") from None
+        raise PreflightInputError(f"{charm.where('openstack-origin')}: openstack-origin "
+                                  f"{raw[:60]!r}: {exc}") from None
 
 
 def _charm_str(charm: CharmConfig, key: str) -> str | None:
