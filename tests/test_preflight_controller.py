@@ -146,6 +146,8 @@ def test_stein_conductor_without_the_workaround_refuses_numa_guests() -> None:
     found = by_code(check_controller([c], [rel("stein")]))
     refused = found["conductor-numa-live-migration-disabled"]
     assert refused.severity is Severity.ERROR and "CONDUCTOR" in refused.message
+    rocky = by_code(check_controller([controller("controller-default.conf", "rocky")], []))
+    assert "18.2.0" in rocky["conductor-numa-live-migration-disabled"].message
 
 
 def test_stein_conductor_with_the_workaround_is_unsafe() -> None:
@@ -322,6 +324,16 @@ def test_hypervisor_versions_and_types() -> None:
     skipped = by_code(check_cloud(cloud, skip_hypervisor_check=True))
     assert "skips its version check" in skipped["hypervisor-version-mixed"].message
     assert version_text(9_001_002) == "9.1.2"
+
+
+def test_cpu_traits_that_only_some_computes_have() -> None:
+    a = ComputeService("a", "up", "enabled", traits=frozenset({"HW_CPU_X86_AVX2",
+                                                               "HW_CPU_X86_AVX512F",
+                                                               "COMPUTE_NET_VIF_MODEL_VIRTIO"}))
+    b = ComputeService("b", "up", "enabled", traits=frozenset({"HW_CPU_X86_AVX2"}))
+    [f] = [f for f in check_cloud(CloudFacts("2.93", (a, b), CONTROL))
+           if f.code == "cpu-traits-differ"]
+    assert f.message.endswith("a: HW_CPU_X86_AVX512F") and f.severity is Severity.INFO
 
 
 def test_control_services_down() -> None:

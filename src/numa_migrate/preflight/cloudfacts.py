@@ -151,6 +151,7 @@ def check_cloud(cloud: CloudFacts, compute_releases: Iterable[int] = (),
     out += compute_services(cloud)
     out += pcpu_inventory(cloud)
     out += hypervisor_versions(cloud, skip_hypervisor_check)
+    out += cpu_traits(cloud)
     out += control_services(cloud)
     return out
 
@@ -249,6 +250,26 @@ def hypervisor_versions(cloud: CloudFacts, skip_check: bool) -> list[Finding]:
                 f"host with an older hypervisor version, so {', '.join(older)} cannot receive "
                 "guests from the newer hosts", "upgrade the older hosts to the same version"))
     return out
+
+
+def cpu_traits(cloud: CloudFacts) -> list[Finding]:
+    """CPU feature traits (HW_CPU_*, reported by the libvirt driver) that only some computes
+    have: a guest with cpu_mode host-model/host-passthrough, or one whose flavor requires
+    such a trait, can only move between hosts that share them."""
+    cpus = {c.host: frozenset(t for t in c.traits if t.startswith("HW_CPU_"))
+            for c in cloud.computes if c.traits}
+    if len(cpus) < 2:
+        return []
+    common = frozenset.intersection(*cpus.values())
+    extra = {host: sorted(t - common) for host, t in sorted(cpus.items()) if t - common}
+    if not extra:
+        return []
+    shown = "; ".join(f"{host}: {', '.join(t[:6])}{' ...' if len(t) > 6 else ''}"
+                      for host, t in extra.items())
+    return [Finding(Severity.INFO, "cpu-traits-differ", "cloud",
+                    f"CPU traits not on every compute: {shown}",
+                    "guests using host CPU features may only move between hosts that have "
+                    "them: use a common named [libvirt] cpu_models, or aggregates")]
 
 
 def control_services(cloud: CloudFacts) -> list[Finding]:

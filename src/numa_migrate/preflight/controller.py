@@ -319,6 +319,8 @@ def conductor_numa_workaround(c: Controller, release: int | None,
                         f"migration when every nova-compute runs Train or later{note}", "",
                         where)]
     why = (f"nova-conductor {release_name(release)} checks NUMA guests itself"
+           + (" (Queens from 17.0.11, Rocky from 18.2.0; their earlier point releases move "
+              "NUMA guests without any check)" if release < RELEASES.index("stein") else "")
            if release < TRAIN else
            f"a compute runs {release_name(min(old_computes))}, so nova-conductor "
            f"{release_name(release)} falls back to the pre-Train rule")
@@ -512,11 +514,12 @@ def controller_charm_options(charm: CharmConfig, release: int | None,
     out: list[Finding] = []
     origin = charm.value("openstack-origin")
     if release is None:
-        out.append(Finding(Severity.INFO, "charm-release-unknown", app,
-                           f"openstack-origin {origin!r} does not say the release (distro "
-                           "follows the units' Ubuntu series)", "give --release for the "
-                           "computes; juju status shows the workload version",
-                           charm.where("openstack-origin")))
+        said = ("openstack-origin is not in the file" if origin in (None, "") else
+                f"openstack-origin {origin!r} does not say the release (distro follows the "
+                "units' Ubuntu series)")
+        out.append(Finding(Severity.INFO, "charm-release-unknown", app, said,
+                           "give --release for the controller and computes; juju status shows "
+                           "the workload version", charm.where("openstack-origin")))
     else:
         out.append(Finding(Severity.INFO, "charm-release", app,
                            f"openstack-origin {origin!r}: {release_name(release)}", "",
