@@ -18,7 +18,14 @@ from rich.table import Table
 from numa_migrate.adapters.inventory import load_inventory
 from numa_migrate.cli.hosts import hosts_option
 from numa_migrate.core.errors import NumaMigrateError
-from numa_migrate.preflight.checks import Compute, Finding, HostFacts, Severity, check_all
+from numa_migrate.preflight.checks import (
+    Compute,
+    Controller,
+    Finding,
+    HostFacts,
+    Severity,
+    check_all,
+)
 from numa_migrate.preflight.hostfacts import read_host_facts
 from numa_migrate.preflight.sources import (
     PreflightInputError,
@@ -48,21 +55,28 @@ def _split(spec: str, what: str) -> tuple[str | None, str]:
               "file's name).")
 @click.option("--charm-config", type=click.Path(path_type=Path, dir_okay=False),
               metavar="FILE", help="`juju config nova-compute` output (YAML).")
+@click.option("--controller-conf", "controller_confs", multiple=True, metavar="[NAME=]FILE",
+              help="A controller's nova.conf (nova-scheduler, nova-conductor; repeatable); NAME "
+              "names it (default: the file's name).")
+@click.option("--controller-charm-config", type=click.Path(path_type=Path, dir_okay=False),
+              metavar="FILE", help="`juju config nova-cloud-controller` output (YAML).")
 @click.option("--release", "releases", multiple=True, metavar="[HOST=]NAME",
               help="OpenStack release (train, 2024.1, caracal, or a Nova version like 20.6.0) "
-              "of every compute, or of HOST (repeatable).")
+              "of every compute and controller, or of HOST (a compute or controller NAME; "
+              "repeatable).")
 @hosts_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def preflight_cmd(
-        nova_confs: tuple[str, ...], charm_config: Path | None,
-                  releases: tuple[str, ...], hosts_path: Path | None, as_json: bool) -> None:
+        *, nova_confs: tuple[str, ...], charm_config: Path | None,
+        controller_confs: tuple[str, ...], controller_charm_config: Path | None,
+        releases: tuple[str, ...], hosts_path: Path | None, as_json: bool) -> None:
     """Check that Nova (and the nova-compute charm) allow NUMA live migration, and how well.
 
     \b
     Checked, each finding with its severity, file:line and a fix:
       - the release: before Train, [workarounds] enable_numa_live_migration must be True
-        (and is dangerous: pins are not recalculated); from Train on it works when every
-        compute runs Train or later;
+        (and is dangerous: pins are not recalculated; nova-conductor is what reads it, see
+        --controller-conf); from Train on it works when every compute runs Train or later;
       - [compute] cpu_dedicated_set / cpu_shared_set vs the legacy vcpu_pin_set: conflicts,
         overlaps, CPUs the host lacks, SMT siblings split across the sets;
       - reserved_huge_pages vs the host's huge pages per NUMA node;
@@ -71,16 +85,36 @@ def preflight_cmd(
       - with --charm-config: what the charm exposes, and the juju command for the rest.
 
     \b
+    The controller's side, with --controller-conf (a controller's nova.conf):
+      - nova-scheduler: [filter_scheduler] enabled_filters must have NUMATopologyFilter
+        (no Nova default has it) and PciPassthroughFilter for PCI/SR-IOV guests; filters
+        that are unknown or missing from available_filters; max_attempts, host_subset_size
+        and the conductor's migrate_max_retries;
+      - nova-conductor: before Train (and from Train while a compute is older) IT refuses
+        NUMA live migration unless its own [workarounds] enable_numa_live_migration = True;
+      - [upgrade_levels] compute pinned below RPC 5.3 (rocky, stein, 5.1, ...) silently turns
+        NUMA-aware live migration into the legacy, non-re-pinning one (also on computes);
+      - with --controller-charm-config (`juju config nova-cloud-controller`):
+        scheduler-default-filters, cpu-/ram-allocation-ratio, openstack-origin (the release),
+        with the juju command to fix each.
+    Give a controller's release with --release NAME=RELEASE (or openstack-origin says it).
+
+    \b
     Examples:
       numa-migrate preflight --nova-conf cmp-01=/etc/nova/nova.conf --release caracal
       numa-migrate preflight --nova-conf a=a.conf --nova-conf b=b.conf \\
           --release a=stein --release b=train --charm-config nova-compute.yaml --json
       numa-migrate preflight --hosts inventory.toml --nova-conf cmp-01=cmp-01.conf
+      numa-migrate preflight --nova-conf cmp-01=cmp-01.conf --release caracal \\
+          --controller-conf ctl-01=/etc/nova/nova.conf \\
+          --controller-charm-config nova-cloud-controller.yaml
 
     Exit 0 no error found, 1 errors found, 2 bad input.
     """
     try:
-        findings = _run(nova_confs, charm_config, releases, hosts_path)
+        findings = _run(nova_confs, charm_config, releases, hosts_path,
+                        controller_confs=controller_confs,
+                        controller_charm_config=controller_charm_config)
     except NumaMigrateError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -97,10 +131,13 @@ def preflight_cmd(
 
 
 def _run(nova_confs: tuple[str, ...], charm_config: Path | None, releases: tuple[str, ...],
-         hosts_path: Path | None) -> list[Finding]:
-    if not nova_confs and charm_config is None and hosts_path is None:
+         hosts_path: Path | None, *, controller_confs: tuple[str, ...] = (),
+         controller_charm_config: Path | None = None) -> list[Finding]:
+    if (not nova_confs and charm_config is None and hosts_path is None
+            and not controller_confs and controller_charm_config is None):
         raise PreflightInputError("nothing to check: give --nova-conf FILE (repeatable), "
-                                  "--charm-config FILE and/or --hosts FILE")
+                                  "--charm-config FILE, --hosts FILE, --controller-conf FILE "
+                                  "and/or --controller-charm-config FILE")
     default_release: int | None = None
     per_host: dict[str, int] = {}
     for spec in releases:
@@ -116,10 +153,21 @@ def _run(nova_confs: tuple[str, ...], charm_config: Path | None, releases: tuple
         name = host or path.stem
         computes.append(Compute(name, parse_nova_conf(read_source(path, "nova.conf"), str(path)),
                                 per_host.get(name, default_release)))
-    unknown = sorted(set(per_host) - {c.name for c in computes})
+    controllers = []
+    for spec in controller_confs:
+        host, file = _split(spec, "--controller-conf")
+        path = Path(file)
+        name = host or path.stem
+        if name in {c.name for c in computes}:
+            raise PreflightInputError(f"--controller-conf {name}: that name is already a "
+                                      "--nova-conf compute; give NAME=FILE with another name")
+        controllers.append(Controller(
+            name, parse_nova_conf(read_source(path, "controller nova.conf"), str(path)),
+            per_host.get(name, default_release)))
+    unknown = sorted(set(per_host) - {c.name for c in computes} - {c.name for c in controllers})
     if unknown:
         raise PreflightInputError(f"--release for {', '.join(unknown)}, which no --nova-conf "
-                                  "names")
+                                  "or --controller-conf names")
     facts: list[HostFacts] = []
     if hosts_path is not None:
         inventory = load_inventory(hosts_path)
@@ -127,7 +175,12 @@ def _run(nova_confs: tuple[str, ...], charm_config: Path | None, releases: tuple
     charm = (None if charm_config is None
              else parse_charm_config(read_source(charm_config, "charm configuration"),
                                    str(charm_config)))
-    return check_all(computes, facts, charm)
+    controller_charm = (
+        None if controller_charm_config is None
+        else parse_charm_config(read_source(controller_charm_config, "charm configuration"),
+                                str(controller_charm_config), "nova-cloud-controller"))
+    return check_all(computes, facts, charm, controllers=controllers,
+                     controller_charm=controller_charm)
 
 
 def _print(findings: list[Finding]) -> None:

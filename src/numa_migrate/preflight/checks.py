@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import ParseError
@@ -20,6 +19,9 @@ from numa_migrate.core.novaopts import (
     cpu_set_option,
     reserved_huge_pages_entry,
 )
+from numa_migrate.preflight.cloudfacts import CloudFacts
+from numa_migrate.preflight.controller import Controller, check_controller, rpc_pin
+from numa_migrate.preflight.findings import Finding, Severity
 from numa_migrate.preflight.sources import (
     TRAIN,
     CharmConfig,
@@ -36,26 +38,9 @@ MIN_LIBVIRT = (6, 0, 0)
 MIN_QEMU = (4, 2, 0)
 POSTCOPY_RESUME_LIBVIRT = (8, 5, 0)
 
-
-class Severity(StrEnum):
-    ERROR = "error"
-    WARNING = "warning"
-    INFO = "info"
-    OK = "ok"
-
-
-@dataclass(frozen=True)
-class Finding:
-    severity: Severity
-    code: str
-    host: str
-    message: str
-    fix: str = ""
-    where: str = ""
-
-    def to_json(self) -> dict[str, str]:
-        return {"severity": self.severity.value, "code": self.code, "host": self.host,
-                "where": self.where, "message": self.message, "fix": self.fix}
+__all__ = ["CHARM_OPTIONS", "CloudFacts", "Compute", "Controller", "Finding", "HostFacts",
+           "Severity", "charm_options", "check_all", "cpu_sets", "huge_pages",
+           "migration_options", "numa_live_migration", "versions"]
 
 
 @dataclass(frozen=True)
@@ -78,9 +63,16 @@ class HostFacts:
 
 
 def check_all(computes: Iterable[Compute], facts: Iterable[HostFacts] = (),
-              charm: CharmConfig | None = None) -> list[Finding]:
+              charm: CharmConfig | None = None, *,
+              controllers: Iterable[Controller] = (),
+              controller_charm: CharmConfig | None = None,
+              cloud: CloudFacts | None = None) -> list[Finding]:
+    """Every finding: the computes' nova.conf (and hosts, and nova-compute charm), then the
+    controller's side when controllers, a nova-cloud-controller charm or cloud facts are given."""
     computes = list(computes)
+    controllers = list(controllers)
     by_name = {f.name: f for f in facts}
+    releases = [c.release for c in computes if c.release is not None]
     out: list[Finding] = []
     out += numa_live_migration(computes)
     for compute in computes:
@@ -88,9 +80,14 @@ def check_all(computes: Iterable[Compute], facts: Iterable[HostFacts] = (),
         out += cpu_sets(compute, host.topology if host else None)
         out += huge_pages(compute, host.topology if host else None)
         out += migration_options(compute)
+        out += rpc_pin(compute.name, compute.conf, compute.release, releases, role="compute")
     out += versions(list(by_name.values()))
     if charm is not None:
         out += charm_options(charm, computes)
+    if controllers or controller_charm is not None or cloud is not None:
+        out += check_controller(controllers, [c.release for c in computes],
+                                [(c.name, c.conf, c.release) for c in computes],
+                                controller_charm, cloud)
     return out
 
 

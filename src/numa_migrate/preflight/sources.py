@@ -1,6 +1,7 @@
-"""Read what preflight checks: nova.conf files (oslo.config INI), a nova-compute charm config
-(YAML as ``juju config nova-compute`` prints it), and OpenStack release names. Pure parsing:
-text in, values with their file and line out; every mistake names the file and the line.
+"""Read what preflight checks: nova.conf files (oslo.config INI), nova-compute and
+nova-cloud-controller charm configs (YAML as ``juju config APP`` prints it), and OpenStack
+release names. Pure parsing: text in, values with their file and line out; every mistake
+names the file and the line.
 """
 
 from __future__ import annotations
@@ -176,14 +177,21 @@ class CharmConfig:
         return self.path if setting is None else f"{self.path}:{setting.line}"
 
 
-def parse_charm_config(text: str | bytes, path: str) -> CharmConfig:
-    """``juju config nova-compute`` output, read as bounded YAML without aliases."""
+def parse_charm_config(text: str | bytes, path: str,
+                       application: str = "nova-compute") -> CharmConfig:
+    """``juju config APPLICATION`` output (nova-compute, or nova-cloud-controller), read as
+    bounded YAML without aliases. When the document names its charm and that is not
+    ``application``'s, the file is refused (one charm's file given for the other)."""
     doc = parse_yaml(text, source=path, bounds=DocBounds(max_bytes=MAX_SOURCE_BYTES),
                      error=PreflightInputError)
     if not isinstance(doc, YamlMapping) or not isinstance(doc.get("settings"), YamlMapping):
         raise PreflightInputError(
-            f"{path}: expected `juju config nova-compute` output: a YAML mapping with "
+            f"{path}: expected `juju config {application}` output: a YAML mapping with "
             "application, charm and settings (each setting with value/default/source)")
+    charm = doc.get("charm")
+    if application != "nova-compute" and isinstance(charm, str) and application not in charm:
+        raise PreflightInputError(f"{path}: this is the configuration of charm {charm!r}; "
+                                  f"expected `juju config {application}` output")
     raw_settings: YamlMapping = doc["settings"]
     settings: dict[str, CharmSetting] = {}
     for key, raw in raw_settings.items():
@@ -196,10 +204,10 @@ def parse_charm_config(text: str | bytes, path: str) -> CharmConfig:
         if not isinstance(source, str):
             raise PreflightInputError(f"{path}:{line}: settings.{key}.source must be a string")
         settings[str(key)] = CharmSetting(value, source, line)
-    application = doc.get("application", "nova-compute")
-    if not isinstance(application, str):
+    name = doc.get("application", application)
+    if not isinstance(name, str):
         raise PreflightInputError(f"{path}: application must be a string")
-    return CharmConfig(path, application, settings)
+    return CharmConfig(path, name, settings)
 
 
 def read_source(path: Path, what: str) -> bytes:
