@@ -37,7 +37,7 @@ from numa_migrate.core.fit.fitter import (
     fit_request,
     order_host_cells,
 )
-from numa_migrate.core.fit.reasons import unique
+from numa_migrate.core.fit.reasons import plural, unique
 from numa_migrate.core.model.guest import (
     CPUPolicy,
     GuestRequest,
@@ -178,20 +178,20 @@ class _Outcome:
     """Host cell positions of the accepted permutation."""
     hits: dict[int, _Check]
     """Guest cells of the accepted permutation let through by a fit-cache hit."""
-    our_visit: str | None
+    our_visit: _Rejection | None
     """Why Nova rejected our assignment when it tried it (None: not tried or accepted)."""
 
 
-def _who(check: _Check, g: int, request: GuestRequest, walk_page: PageSizeRequest | None) -> str:
-    """'guest cell k's check on host cell Y (with ...)' for a cached check."""
+def _who(check: _Check, g: int, request: GuestRequest, page: PageSizeRequest | None) -> str:
+    """'guest cell k's <what> check on host cell Y (how it differs from guest cell g's)'."""
     quals = []
     if check.reserve and g != 0:
         quals.append("with guest cell 0's emulator-thread CPU")
-    if check.page != walk_page:
+    if check.page != page:
         quals.append(f"asking for {_pages(check.page)}")
     if check.guest_cell != g:
         cell = request.cells[check.guest_cell]
-        quals.append(f"{len(cell.vcpus)} vCPUs, {cell.memory_mib} MiB")
+        quals.append(f"{plural(len(cell.vcpus), 'vCPU')}, {cell.memory_mib} MiB")
     qual = f" ({'; '.join(quals)})" if quals else ""
     return f"guest cell {check.guest_cell}'s check on host cell {check.host_cell}{qual}"
 
@@ -202,34 +202,45 @@ def _since(g: int, cell_id: int) -> str:
     return f" since Nova tried it on host cell {cell_id}"
 
 
-def _rejection(walk: _Walk, g: int, h: int, cell_id: int, cached: _Check | None) -> str:
+@dataclass(frozen=True, slots=True)
+class _Rejection:
+    by_cache: bool
+    why: str
+
+
+def _rejection(walk: _Walk, g: int, h: int, cell_id: int, cached: _Check | None) -> _Rejection:
     """Why Nova rejects guest cell ``g`` on host cell position ``h`` where ours fits it."""
     host_id = walk.cells[h].id
-    if cached is not None:
-        because = "; ".join(cached.reasons)
-        return (
-            f"{_who(cached, g, walk.request, walk.page[g])} failed and was cached under id "
-            f"{cell_id}, the id guest cell {g} carries{_since(g, cell_id)}, so Nova never "
-            f"checks guest cell {g} on host cell {host_id} (that check failed because: "
-            f"{because})"
-        )
     page = walk.page[g]
     verdict = walk.verdict(g, h, page)
+    if cached is not None and isinstance(verdict, CellFit):
+        because = "; ".join(cached.reasons)
+        return _Rejection(
+            True,
+            f"{_who(cached, g, walk.request, page)} failed ({because}) and was cached under "
+            f"id {cell_id}, which guest cell {g} carries{_since(g, cell_id)}, so Nova refuses "
+            f"guest cell {g} on host cell {host_id} from the cache without checking it",
+        )
     because = "; ".join(_reasons(verdict))
     fixed_on = walk.page_fixed_on[g]
     if fixed_on is not None and page != walk.request.page_size:
-        return (
+        return _Rejection(
+            False,
             f"guest cell {g}'s page size was fixed to {_pages(page)} when Nova tried it on "
-            f"host cell {fixed_on}, and host cell {host_id} cannot give it those ({because})"
+            f"host cell {fixed_on}, and host cell {host_id} cannot give it those: {because}",
         )
-    return f"Nova's check of guest cell {g} on host cell {host_id} fails ({because})"
+    return _Rejection(
+        False,
+        f"guest cell {g} asks Nova for {_pages(page)}, which host cell {host_id} cannot "
+        f"give it: {because}",
+    )
 
 
 def _walk(walk: _Walk, ours: tuple[int, ...] | None, bound: int) -> _Outcome | None:
     """Nova's permutation loop; None when it would try more than ``bound`` permutations."""
     n, cells = len(walk.request.cells), walk.cells
     tried = 0
-    our_visit: str | None = None
+    our_visit: _Rejection | None = None
     for perm in itertools.permutations(range(len(cells)), n):
         tried += 1
         if tried > bound:
@@ -266,7 +277,8 @@ def _accepted_problems(
     walk: _Walk, ours: Verdicts, chosen: tuple[int, ...], hits: dict[int, _Check]
 ) -> list[str]:
     """Where Nova's accepted permutation is not what a real check would give."""
-    problems = []
+    unfit: list[str] = []
+    stale: list[str] = []
     for g, h in enumerate(chosen):
         host_id = walk.cells[h].id
         hit = hits.get(g)
@@ -276,7 +288,7 @@ def _accepted_problems(
             nova_verdict = walk.verdict(g, h, page)
             failed = our_verdict if not isinstance(our_verdict, CellFit) else nova_verdict
             if not isinstance(failed, CellFit):
-                problems.append(
+                unfit.append(
                     f"Nova's fit cache lets guest cell {g} onto host cell {host_id} unchecked "
                     f"({_who(hit, g, walk.request, page)} fitted, cached under id "
                     f"{hit.cell_id}), but guest cell {g} does not fit there: "
@@ -290,7 +302,7 @@ def _accepted_problems(
                     if packed_on is None
                     else f"the CPU pins of its last check, on host cell {packed_on}"
                 )
-                problems.append(
+                stale.append(
                     f"Nova's fit cache lets guest cell {g} onto host cell {host_id} unchecked "
                     f"({_who(hit, g, walk.request, page)} fitted), so Nova returns it with "
                     f"{where}"
@@ -299,12 +311,12 @@ def _accepted_problems(
         if not isinstance(our_verdict, CellFit):
             fixed_on = walk.page_fixed_on[g]
             since = f" since host cell {fixed_on}" if fixed_on is not None else ""
-            problems.append(
+            unfit.append(
                 f"Nova checks guest cell {g} on host cell {host_id} asking for "
                 f"{_pages(page)}{since}, which fits, but the request's "
                 f"{_pages(walk.request.page_size)} do not: " + "; ".join(_reasons(our_verdict))
             )
-    return problems
+    return unfit + stale
 
 
 def _permutations(m: int, n: int) -> int:
@@ -343,26 +355,25 @@ def nova_search(
             "host-cell permutations",
         )
     our_ids = None if our_perm is None else tuple(cells[h].id for h in our_perm)
+    current = options.current_pagesize_kib
+    kept = "" if current is None else f" with the {describe_page_size(current)} pages it runs with"
     if outcome.chosen is None:
         summary = f"Nova refuses after trying all {outcome.tried:,} host-cell permutations"
         defect = None
         if our_ids is not None:
-            why = outcome.our_visit or "Nova never accepts it"
+            visit = outcome.our_visit
+            lead = "Nova's fit cache" if visit is not None and visit.by_cache else "Nova"
+            why = "Nova never accepts it" if visit is None else visit.why
             defect = (
-                f"Nova's fit cache would refuse this host, which fits "
-                f"({_assignment(our_ids)}): {why}"
+                f"{lead} would refuse this host, which fits{kept} ({_assignment(our_ids)}): {why}"
             )
         return NovaSearch(True, False, None, defect, outcome.tried, summary)
 
     nova_ids = tuple(cells[h].id for h in outcome.chosen)
     verdicts = Verdicts(cells, request, options)
     problems = _accepted_problems(walk, verdicts, outcome.chosen, outcome.hits)
-    current = options.current_pagesize_kib
     if current is not None:
-        wrong = [
-            g for g, page in enumerate(walk.page)
-            if page != PageSizeRequest.explicit(current)
-        ]
+        wrong = [g for g, page in enumerate(walk.page) if page != PageSizeRequest.explicit(current)]
         if wrong:
             g = wrong[0]
             summary = (
@@ -370,7 +381,9 @@ def nova_search(
                 f"guest cell {g}; its move claim refuses that, the guest runs with "
                 f"{describe_page_size(current)} pages"
             )
-            defect = None if our_ids is None else f"Nova's move claim would refuse this host: {summary}"
+            defect = None
+            if our_ids is not None:
+                defect = f"Nova's move claim would refuse this host: {summary}"
             return NovaSearch(True, False, None, defect, outcome.tried, summary)
     summary = f"Nova fits after {outcome.tried:,} permutations: {_assignment(nova_ids)}"
     defect = None
@@ -385,9 +398,11 @@ def nova_search(
     elif our_ids is None:
         defect = f"Nova fits ({_assignment(nova_ids)}) where our fitter refuses: {ours.summary}"
     elif nova_ids != our_ids:
-        why = outcome.our_visit or "Nova tries it later"
+        visit = outcome.our_visit
+        why = "Nova tries it later" if visit is None else visit.why
+        lead = "Nova's fit cache" if visit is not None and visit.by_cache else "Nova"
         defect = (
-            f"Nova's fit cache skips our assignment ({_assignment(our_ids)}) and picks "
+            f"{lead} skips our assignment ({_assignment(our_ids)}) and picks "
             f"{_assignment(nova_ids)} instead: {why}"
         )
     return NovaSearch(True, True, nova_ids, defect, outcome.tried, summary)
