@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, assume, given, settings
 
 from numa_migrate.adapters.casefmt import case_from_json
 from numa_migrate.core.errors import InvalidCaseError, InvalidRequestError
+from numa_migrate.core.fit.cellfit import Limits
 from numa_migrate.core.fit.fitter import FitOptions, Verdicts, fit_request, order_host_cells
 from numa_migrate.core.fit.novasearch import nova_search
 from numa_migrate.core.model.guest import (
@@ -150,6 +151,46 @@ def test_page_size_fixed_on_a_cell_that_then_fails() -> None:
         "Nova would refuse this host, which fits (guest cell 0 -> host cell 1): guest cell 0's "
         "page size was fixed to 1 GiB pages when Nova tried it on host cell 0, and host cell 1 "
         "cannot give it those: no 1 GiB pages (cell offers: 4 KiB, 2 MiB)"
+    )
+
+
+def test_mixed_cell_takes_the_host_cell_id_before_its_ratio_check() -> None:
+    # Nova packs a mixed cell's dedicated vCPUs, and gives it the host cell's id, before the
+    # allocation-ratio check on its shared vCPUs. Order: 2, 0, 1.
+    # (2, 0): guest cell 0 fits host cell 2 with id 0: fit_cache (host 2, id 0); guest cell 1
+    #         is packed on host cell 0 (id 0 now) and then fails its CPU ratio there.
+    # (2, 1): guest cell 1 fails host cell 1 before packing. (0, 2): guest cell 0 fits host
+    #         cell 0; guest cell 1, id 0, finds (host 2, id 0) and is let through unchecked.
+    def mixed_cell(cell_id: int, shared: int, usage: int, memory_usage: int,
+                   pinned: frozenset[int]) -> HostCell:
+        cpus = range(cell_id * 6, cell_id * 6 + 6)
+        return HostCell(
+            id=cell_id, cpuset=frozenset(cpus[:shared]), pcpuset=frozenset(cpus[shared:]),
+            memory_mib=4096, memory_usage_mib=memory_usage, cpu_usage=usage, pinned_cpus=pinned,
+        )
+
+    topology = host(
+        mixed_cell(0, 2, 3, 3500, frozenset({2})),
+        mixed_cell(1, 1, 4, 3500, frozenset({7, 8, 10})),
+        mixed_cell(2, 1, 2, 0, frozenset({14, 15})),
+    )
+    request = GuestRequest(
+        (
+            GuestCell(0, frozenset(), frozenset({0, 1}), 512),
+            GuestCell(1, frozenset({2, 4}), frozenset({3, 5}), 512),
+        ),
+        cpu_policy=CPUPolicy.MIXED,
+    )
+    options = FitOptions(limits=Limits(2.0, 1.0))
+    assert not fit_request(topology, request, options).fits
+    search = nova_search(topology, request, options)
+    assert search.fits and search.host_cells == (0, 2) and search.tried == 3
+    assert search.defect == (
+        "Nova would accept an assignment we refuse (guest cell 0 -> host cell 0, guest cell 1 "
+        "-> host cell 2): Nova's fit cache lets guest cell 1 onto host cell 2 unchecked (guest "
+        "cell 0's check on host cell 2 (2 vCPUs, 512 MiB) fitted, cached under id 0), but guest "
+        "cell 1 does not fit there: needs 2 shared CPUs, cell has 1; 2 shared vCPUs placed + 2 "
+        "> 2 (1 CPU x ratio 2)"
     )
 
 
