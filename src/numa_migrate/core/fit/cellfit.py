@@ -43,7 +43,7 @@ class CellFit:
     emulator_pins: frozenset[int]
 
 
-def _page_size_for(
+def page_size_for(
     host: HostCell, guest: GuestRequest, cell: GuestCell, current_kib: int | None
 ) -> tuple[float | None, list[Reason]]:
     """Page size Nova would choose for the cell; (None, reasons) when none fits."""
@@ -362,7 +362,7 @@ def fit_cell(
     """
     pagesize: float | None = None
     if guest.page_size is not None:
-        pagesize, reasons = _page_size_for(host, guest, cell, current_pagesize_kib)
+        pagesize, reasons = page_size_for(host, guest, cell, current_pagesize_kib)
     else:
         reasons = _memory_reasons(host, guest, cell)
     reasons += _cpu_reasons(host, guest, cell, reserve, limits)

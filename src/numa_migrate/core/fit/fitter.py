@@ -92,7 +92,7 @@ def _relabel(verdict: Verdict, cell: GuestCell) -> Verdict:
     return [replace(r, guest_cell=cell.index) for r in verdict]
 
 
-class _Verdicts:
+class Verdicts:
     """(guest cell position, host cell position) -> verdict, memoised on the cell's shape.
 
     A guest cell's verdict depends on its vCPU counts, memory and emulator reservation, not on
@@ -136,7 +136,7 @@ class _Verdicts:
         return isinstance(self.get(g, h), CellFit)
 
 
-def _greedy(v: _Verdicts, n_guest: int, n_host: int) -> list[int] | None:
+def _greedy(v: Verdicts, n_guest: int, n_host: int) -> list[int] | None:
     used: set[int] = set()
     chosen: list[int] = []
     for g in range(n_guest):
@@ -213,7 +213,7 @@ def _fmt_ids(ids: Sequence[int] | set[int]) -> str:
 
 
 def _no_fit_reasons(
-    v: _Verdicts, n_guest: int, n_host: int, adj: list[list[int]]
+    v: Verdicts, n_guest: int, n_host: int, adj: list[list[int]]
 ) -> tuple[tuple[Reason, ...], str]:
     reasons: list[Reason] = []
     parts: list[str] = []
@@ -259,7 +259,7 @@ def fit_request(
         reason = Reason(Code.TOO_FEW_HOST_CELLS, msg, need=n_guest, have=n_host)
         return FitResult(host.name, None, (reason,), msg)
     cells = order_host_cells(host.cells, request, options.packing)
-    v = _Verdicts(cells, request, options)
+    v = Verdicts(cells, request, options)
     chosen = _greedy(v, n_guest, n_host)
     adj: list[list[int]] = []
     if chosen is None:
