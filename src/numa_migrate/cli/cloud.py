@@ -187,6 +187,10 @@ def explain_json(result: Any) -> dict[str, Any]:
         "computes": [{"host": c.host, "state": c.service.state, "status": c.service.status,
                       "source": c.host == result.source,
                       "nova_eligible": result.nova_eligible(c.host),
+                      "nova_search": None if c.nova is None else {
+                          "decided": c.nova.decided, "fits": c.nova.fits,
+                          "host_cells": c.nova.host_cells, "defect": c.nova.defect,
+                          "summary": c.nova.summary},
                       "libvirt_uri": c.live.uri if c.live else None,
                       "libvirt_error": c.error,
                       "placement": None if c.provider is None else {

@@ -21,6 +21,7 @@ from numa_migrate.cloud.computes import ComputeMap, placement_disagreements
 from numa_migrate.core.explain import Explanation, HostExplanation, explain_guest, summary_line
 from numa_migrate.core.fit.cellfit import Limits
 from numa_migrate.core.fit.fitter import FitOptions
+from numa_migrate.core.fit.novasearch import NovaSearch, nova_search
 from numa_migrate.core.model.guest import Guest
 from numa_migrate.core.novaview import ServerTopology
 from numa_migrate.core.request import Flavor, guest_from_flavor
@@ -71,10 +72,13 @@ class ComputeView:
     live: LiveHost | None
     error: str | None  # libvirt could not be read
     notes: tuple[str, ...]
+    nova: NovaSearch | None = None
+    """Nova's own search replayed on this compute (its fit-cache and page-size defects)."""
 
     @property
-    def is_source(self) -> bool:
-        return False
+    def nova_refuses_fit(self) -> bool:
+        """We fit, Nova's search would refuse: a defect of Nova's, said as such."""
+        return self.nova is not None and self.nova.decided and not self.nova.fits
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,8 @@ class CloudExplanation:
         """Fits by our rules, not the source, service up and enabled, in Placement."""
         view = next((c for c in self.computes if c.host == host), None)
         return (view is not None and host != self.source and view.service.usable
-                and view.provider is not None and host in self.explanation.fitting_hosts)
+                and view.provider is not None and host in self.explanation.fitting_hosts
+                and not view.nova_refuses_fit)
 
     def ranked(self) -> list[str]:
         """Destinations Nova would accept, best first: most free PCPU, then most free memory
@@ -144,8 +149,17 @@ def explain_server(api: CloudApi, server_ref: str, computes: ComputeMap, *,
                                                                                   1.0))
         options = FitOptions(limits=limits, packing=packing, current_pagesize_kib=pagesize)
         topology = live.topology
-        explained.append(explain_guest([topology], context.guest, options).hosts[0])
-        views.append(ComputeView(service.host, service, provider, live, None, tuple(host_notes)))
+        host_exp = explain_guest([topology], context.guest, options).hosts[0]
+        explained.append(host_exp)
+        search = None
+        if context.guest.numa is not None:
+            search = nova_search(topology, context.guest.numa, options)
+            if search.defect:
+                host_notes.append(search.defect)
+            elif not search.decided:
+                host_notes.append(f"Nova's own search: {search.summary}")
+        views.append(ComputeView(service.host, service, provider, live, None, tuple(host_notes),
+                                 search))
     if source is None:
         notes.append(f"server {context.server.name} has no compute host (status "
                      f"{context.server.status})")

@@ -107,6 +107,10 @@ def _check_destination(exp: CloudExplanation, hypervisors: list[nova.Hypervisor]
         reasons = () if host_exp is None else host_exp.result.messages
         raise CheckRefused(f"{exp.context.server.name} does not fit on {dest} as Nova decides "
                            "a live migration: Nova would answer NoValidHost", tuple(reasons))
+    if view.nova_refuses_fit:
+        raise CheckRefused(f"{exp.context.server.name} fits on {dest}, but Nova's own search "
+                           f"would refuse it: {view.nova.defect if view.nova else ''}",
+                           tuple(host_exp.result.messages))
     passed.append(f"fits on {dest}: {host_exp.result.summary}")
     passed += list(view.notes)
     return passed
