@@ -26,6 +26,7 @@ from numa_migrate.preflight.checks import (
     Severity,
     check_all,
 )
+from numa_migrate.preflight.cloudfacts import CloudFacts
 from numa_migrate.preflight.hostfacts import read_host_facts
 from numa_migrate.preflight.sources import (
     PreflightInputError,
@@ -65,11 +66,16 @@ def _split(spec: str, what: str) -> tuple[str | None, str]:
               "of every compute and controller, or of HOST (a compute or controller NAME; "
               "repeatable).")
 @hosts_option
+@click.option("--cloud", metavar="NAME",
+              help="Also read the cloud's API (clouds.yaml NAME; '' for $OS_CLOUD / OS_*): "
+              "Nova's release, every compute's state, hypervisor and PCPU/VCPU inventory, "
+              "the conductor and scheduler.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 def preflight_cmd(
         *, nova_confs: tuple[str, ...], charm_config: Path | None,
         controller_confs: tuple[str, ...], controller_charm_config: Path | None,
-        releases: tuple[str, ...], hosts_path: Path | None, as_json: bool) -> None:
+        releases: tuple[str, ...], hosts_path: Path | None, cloud: str | None,
+        as_json: bool) -> None:
     """Check that Nova (and the nova-compute charm) allow NUMA live migration, and how well.
 
     \b
@@ -109,12 +115,25 @@ def preflight_cmd(
           --controller-conf ctl-01=/etc/nova/nova.conf \\
           --controller-charm-config nova-cloud-controller.yaml
 
-    Exit 0 no error found, 1 errors found, 2 bad input.
+    \b
+    With --cloud NAME, what the API can tell instead of files: the API's release (its
+    maximum microversion), computes down or disabled, computes without PCPU inventory,
+    hypervisor types and versions that differ (Nova refuses a live migration to an older
+    one), CPU traits only some computes have, conductor or scheduler down:
+      numa-migrate preflight --cloud mycloud [--nova-conf cmp-01=cmp-01.conf ...]
+
+    Exit 0 no error found, 1 errors found, 2 bad input; with --cloud also 4 the cloud
+    cannot be reached or refuses the credentials.
     """
+    facts = None
+    if cloud is not None:
+        from numa_migrate.cli.cloud import cloud_errors
+
+        facts = cloud_errors(_cloud_facts)(cloud)
     try:
         findings = _run(nova_confs, charm_config, releases, hosts_path,
                         controller_confs=controller_confs,
-                        controller_charm_config=controller_charm_config)
+                        controller_charm_config=controller_charm_config, cloud=facts)
     except NumaMigrateError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -130,11 +149,20 @@ def preflight_cmd(
     sys.exit(1 if errors else 0)
 
 
+def _cloud_facts(cloud: str) -> CloudFacts:
+    from numa_migrate.cloud.api import connect_cloud
+    from numa_migrate.cloud.nova import cloud_facts
+
+    facts: CloudFacts = cloud_facts(connect_cloud(cloud or None))
+    return facts
+
+
 def _run(nova_confs: tuple[str, ...], charm_config: Path | None, releases: tuple[str, ...],
          hosts_path: Path | None, *, controller_confs: tuple[str, ...] = (),
-         controller_charm_config: Path | None = None) -> list[Finding]:
+         controller_charm_config: Path | None = None,
+         cloud: CloudFacts | None = None) -> list[Finding]:
     if (not nova_confs and charm_config is None and hosts_path is None
-            and not controller_confs and controller_charm_config is None):
+            and not controller_confs and controller_charm_config is None and cloud is None):
         raise PreflightInputError("nothing to check: give --nova-conf FILE (repeatable), "
                                   "--charm-config FILE, --hosts FILE, --controller-conf FILE "
                                   "and/or --controller-charm-config FILE")
@@ -180,7 +208,7 @@ def _run(nova_confs: tuple[str, ...], charm_config: Path | None, releases: tuple
         else parse_charm_config(read_source(controller_charm_config, "charm configuration"),
                                 str(controller_charm_config), "nova-cloud-controller"))
     return check_all(computes, facts, charm, controllers=controllers,
-                     controller_charm=controller_charm)
+                     controller_charm=controller_charm, cloud=cloud)
 
 
 def _print(findings: list[Finding]) -> None:

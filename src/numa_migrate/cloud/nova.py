@@ -478,3 +478,30 @@ def delete_server(api: CloudApi, server_id: str, *, wait: float = 120.0) -> None
     if not wait_for(gone, timeout=wait, interval=1.0):
         raise CloudError(f"cloud {api.name}: server {server_id} not gone {wait:.0f} s after "
                          "its deletion")
+
+
+def cloud_facts(api: CloudApi) -> Any:
+    """What ``preflight --cloud`` checks, read from the API: the API's microversions, every
+    nova-compute with its hypervisor and Placement inventory and traits, and the control
+    services (a :class:`numa_migrate.preflight.cloudfacts.CloudFacts`)."""
+    from numa_migrate.preflight.cloudfacts import CloudFacts
+    from numa_migrate.preflight.cloudfacts import ComputeService as FactCompute
+
+    version = api_version(api)
+    hyps = {h.host or h.hostname: h for h in hypervisors(api)}
+    provs = {p.name: p for p in providers(api)}
+    computes = []
+    others = []
+    for service in services(api):
+        if service.binary != "nova-compute":
+            others.append((service.binary, service.host, service.state, service.status))
+            continue
+        hyp, prov = hyps.get(service.host), provs.get(service.host)
+        computes.append(FactCompute(
+            host=service.host, state=service.state, status=service.status,
+            hypervisor_type=hyp.type if hyp else None,
+            hypervisor_version=hyp.version if hyp else None,
+            pcpu_total=prov.inventories.get("PCPU") if prov else None,
+            vcpu_total=prov.inventories.get("VCPU") if prov else None,
+            traits=prov.traits if prov else frozenset()))
+    return CloudFacts(version.max, tuple(computes), tuple(others))
