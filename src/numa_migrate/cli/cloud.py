@@ -52,6 +52,7 @@ def cloud_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from numa_migrate.cloud.api import CloudAuthError, CloudConfigError, CloudError
         from numa_migrate.cloud.explain import NotNumaError
+        from numa_migrate.cloud.migrate import DestinationError
         from numa_migrate.cloud.nova import NovaRefusedError, ServerNotFoundError
         from numa_migrate.core.errors import InvalidRequestError
 
@@ -59,7 +60,7 @@ def cloud_errors(func: F) -> F:
             return func(*args, **kwargs)
         except NovaRefusedError as exc:
             code, message = EXIT_NOVA_REFUSED, str(exc)
-        except (ServerNotFoundError, NotNumaError) as exc:
+        except (ServerNotFoundError, NotNumaError, DestinationError) as exc:
             code, message = EXIT_BAD_INPUT, str(exc)
         except (CloudConfigError, CloudAuthError) as exc:
             code, message = EXIT_CLOUD, str(exc)

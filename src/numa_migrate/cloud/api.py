@@ -9,6 +9,7 @@ on the lab's real OpenStack. Every answer body is parsed with the bounded JSON r
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -97,23 +98,31 @@ class SdkApi:
             raise CloudError(f"unknown OpenStack service {service!r}")
         from keystoneauth1 import exceptions as ks
 
-        proxy = getattr(self._conn, service)
+        from openstack import exceptions as sdk_exc
+
         kwargs: dict[str, Any] = {"raise_exc": False,
                                   "headers": _microversion_header(service, microversion)}
         if body is not None:
             kwargs["json"] = body
         try:
+            # the first use of a service authenticates and discovers its endpoint
+            proxy = getattr(self._conn, service)
             raw = proxy.request(path, method, **kwargs)
-        except ks.Unauthorized as exc:
+        except (ks.Unauthorized, sdk_exc.HttpException) as exc:
+            status = getattr(exc, "status_code", None) or getattr(exc, "http_status", None)
+            if not isinstance(exc, ks.Unauthorized) and status != 401:
+                raise CloudError(f"cloud {self._name}: {service} {method} {path}: "
+                                 f"{_one_line(exc)}") from None
             raise CloudAuthError(f"cloud {self._name}: the credentials were refused "
                                  f"({_one_line(exc)})") from None
         except ks.EndpointNotFound:
             raise CloudError(f"cloud {self._name}: its catalog has no {service} endpoint") \
                 from None
         except (ks.ConnectFailure, ks.ConnectTimeout, ks.DiscoveryFailure) as exc:
-            raise CloudError(f"cloud {self._name}: cannot reach the {service} API "
+            what = "Keystone" if "/auth/" in str(exc) else f"the {service} API"
+            raise CloudError(f"cloud {self._name}: cannot reach {what} "
                              f"({_one_line(exc)})") from None
-        except ks.ClientException as exc:
+        except (ks.ClientException, sdk_exc.SDKException) as exc:
             raise CloudError(f"cloud {self._name}: {service} {method} {path}: "
                              f"{_one_line(exc)}") from None
         if raw.status_code == 401:
@@ -146,6 +155,10 @@ def connect_cloud(name: str | None) -> CloudApi:
     except ImportError:
         raise CloudConfigError("--cloud needs openstacksdk: pip install 'numa-migrate[openstack]'"
                                " (or: pip install openstacksdk)") from None
+    # keystoneauth and openstacksdk log their retries and discovery fallbacks on stderr;
+    # the command's own one-line error says what failed
+    for logger in ("keystoneauth", "openstack", "stevedore"):
+        logging.getLogger(logger).setLevel(logging.CRITICAL)
     label = name or os.environ.get("OS_CLOUD") or "from OS_* variables"
     try:
         conn = openstack.connect(cloud=name, load_yaml_config=True, load_envvars=True)

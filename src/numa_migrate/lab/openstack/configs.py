@@ -206,6 +206,9 @@ def compute_conf(paths: StackPaths, compute: ComputeSettings) -> str:
         "state_path": str(paths.compute_state(compute.host)),
         "log_file": str(paths.log(f"nova-compute-{compute.host}")),
         "reserved_host_memory_mb": 0,
+        # the resource tracker's periodic update (default 60 s) is what frees the pins of a
+        # deleted server that was live-migrated to this compute; sooner in the lab
+        "update_resources_interval": 10,
     }
     compute_section: dict[str, str | int | bool] = {
         "cpu_dedicated_set": compute.cpu_dedicated_set,
