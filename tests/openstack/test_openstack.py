@@ -197,3 +197,16 @@ def test_lab_openstack_status_json(stack: Stack) -> None:
     assert {s["name"] for s in doc["services"] if s["running"]} >= {
         "mariadb", "rabbitmq", "keystone", "nova-api", "nova-compute-lab-src",
         "nova-compute-lab-dst"}
+
+
+def test_demo_openstack_part(stack: Stack) -> None:
+    done = cli(stack, "demo", "--openstack", timeout=900)
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-2000:]
+    assert "5. OpenStack" in out and "Nova can live-migrate it to: lab-dst" in out
+    assert "migration" in out and "completed" in out
+    assert "placed as checked" in out
+    api = stack.api
+    listed = api.request("compute", "GET", "/servers/detail?all_tenants=1",
+                         microversion="2.79").body["servers"]
+    assert not [s["name"] for s in listed if s["name"].startswith("nm-demo-")]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -536,25 +537,43 @@ def fleet(fleet_path: Path | None, as_json: bool) -> None:
 @click.option("--no-lab", is_flag=True, help="Only the sample-fleet tour, no live migration.")
 @click.option("--keep-lab", is_flag=True,
               help="Leave the lab up afterwards even when the demo brought it up.")
+@click.option("--openstack", is_flag=True,
+              help="Then the OpenStack part: a real Nova on the lab (packages installed when "
+              "missing), a pinned huge-page server explained, live-migrated by Nova to the "
+              "compute numa-migrate chose, and Nova's result validated.")
 @handle_errors
-def demo(no_lab: bool, keep_lab: bool) -> None:
+def demo(no_lab: bool, keep_lab: bool, openstack: bool) -> None:
     """A guided tour: the bundled sample fleet (a placement, a refusal explained per NUMA
     cell), then a real pinned guest live-migrated on the two-daemon lab and back, with its
-    pins before and after and `validate` after each move.
+    pins before and after and `validate` after each move; with --openstack, then Nova
+    moving a pinned huge-page server that numa-migrate explains, drives and validates.
 
-    The lab part needs root (it brings the lab up when it is down, and down again
+    The lab parts need root (they bring the labs up when they are down, and down again
     afterwards); without root it says so and stops after the fleet tour.
-    Exit 0 when the tour ran (or stopped for want of root), 1 when the lab part failed.
+    Exit 0 when the tour ran (or stopped for want of root), 1 when a lab part failed.
     """
     from numa_migrate.cli.demo import run_demo
 
     console = _stdout()
     run_demo(console)
-    if not no_lab:
-        from numa_migrate.cli.demo_lab import run_lab_demo
+    if no_lab:
+        return
+    from numa_migrate.cli.demo_lab import run_lab_demo
+    from numa_migrate.lab.state import default_lab
 
-        if run_lab_demo(console, keep_lab=keep_lab) == "failed":
-            sys.exit(1)
+    lab_was_up = os.geteuid() == 0 and default_lab().status().up
+    outcome = run_lab_demo(console, keep_lab=keep_lab or openstack)
+    if openstack and outcome != "skipped":
+        from numa_migrate.cli.demo_openstack import run_openstack_demo
+
+        try:
+            if run_openstack_demo(console, keep_lab=keep_lab) == "failed":
+                outcome = "failed"
+        finally:
+            if not lab_was_up and not keep_lab:
+                default_lab().down()
+    if outcome == "failed":
+        sys.exit(1)
 
 
 FIT_TAIL = """
