@@ -265,6 +265,8 @@ def migrate_cloud(target: CloudTarget, server: str, *, to: str | None, dry_run: 
         _print_migration(result)
     if result.outcome == "planned":
         return EXIT_OK
+    if result.outcome == "refused":
+        return EXIT_NOVA_REFUSED
     if result.outcome != "completed":
         return EXIT_NOVA_FAILED
     assert result.validation is not None

@@ -13,10 +13,12 @@ nova.conf).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from numa_migrate.adapters.inventory import HostConfig, Inventory, InventoryError
+from numa_migrate.adapters.inventory_live import LiveHost, read_live_host
 from numa_migrate.cloud.nova import Provider
 from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.novaopts import cpu_set_option
@@ -48,6 +50,13 @@ class ComputeMap:
     inventory: Inventory | None = None
     uri_template: str | None = None
     nova_confs: dict[str, Path] = field(default_factory=dict, hash=False)
+    reader: Callable[[HostConfig], LiveHost] | None = field(default=None, compare=False)
+    """How a compute's libvirt is read (default: a connection to its URI)."""
+
+    def read(self, host: str) -> LiveHost:
+        """The compute ``host`` as its libvirt shows it now."""
+        config = self.config(host)
+        return (self.reader or read_live_host)(config)
 
     def config(self, host: str) -> HostConfig:
         config: HostConfig | None = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from numa_migrate.adapters.inventory_live import LiveHost, read_live_host
+from numa_migrate.adapters.inventory_live import LiveHost
 from numa_migrate.cloud import nova
 from numa_migrate.cloud.api import CloudApi, CloudError
 from numa_migrate.cloud.computes import ComputeMap, placement_disagreements
@@ -133,7 +133,7 @@ def explain_server(api: CloudApi, server_ref: str, computes: ComputeMap, *,
                                  else "") + ": Nova's scheduler will not choose it")
         try:
             config = computes.config(service.host)
-            live = read_live_host(config)
+            live = computes.read(service.host)
         except CloudError:
             raise
         except Exception as exc:

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from numa_migrate.adapters.inventory_live import read_live_host
 from numa_migrate.cloud import nova
 from numa_migrate.cloud.api import CloudApi, CloudError
 from numa_migrate.cloud.computes import ComputeMap
@@ -126,8 +125,8 @@ class CloudMatrixRun:
             return ("no NUMA topology: Nova places it by Placement alone and its server "
                     "topology is empty; the libvirt matrix checks its <vcpu cpuset>")
         try:
-            src = read_live_host(self.computes.config(self.source))
-            dst = read_live_host(self.computes.config(self.destination))
+            src = self.computes.read(self.source)
+            dst = self.computes.read(self.destination)
         except NumaMigrateError as exc:
             return f"the computes' libvirt cannot be read: {exc}"
         unmet = scenario.unmet(src.capacity, dst.capacity)
@@ -216,8 +215,11 @@ class CloudMatrixRun:
             after = nova.wait_server(self.api, server.id, timeout=180.0)
             fresh = [m for m in nova.migrations(self.api, server.id) if m.id not in before]
             status = fresh[0].status if fresh else "no migration record"
+            failure = nova.last_live_migration_failure(self.api, server.id)
             if after.host == self.destination:
                 refused_by = ""
+            elif failure is not None:
+                refused_by = f"migration {status}: {failure.event}: {failure.message}"
             else:
                 refused_by = f"migration {status}; server still on {after.host}"
         self._check("nova-refuses", f"Nova refuses the move to {self.destination}",
@@ -325,7 +327,7 @@ class CloudMatrixRun:
     # -------------------------------------------------------------------------- report
 
     def _picture(self, host: str, when: str) -> HostPicture:
-        return host_picture(read_live_host(self.computes.config(host)), when)
+        return host_picture(self.computes.read(host), when)
 
     def _check(self, name: str, title: str, outcome: str, detail: str = "") -> None:
         self._checks.append(Check(name, title, outcome, detail))

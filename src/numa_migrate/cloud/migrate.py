@@ -64,7 +64,7 @@ class CloudMigration:
     server: str
     source: str
     destination: str
-    outcome: str  # planned | completed | rolled back | error | running
+    outcome: str  # planned | completed | refused | rolled back | error | running
     detail: str
     migration: nova.MigrationRecord | None
     seconds: float
@@ -181,6 +181,14 @@ def migrate_server(api: CloudApi, server_ref: str, computes: ComputeMap, *,
                               exp, validation, tuple(checks))
     where = current.host or "?"
     fault = f"; Nova's fault: {current.fault}" if current.fault else ""
+    failure = nova.last_live_migration_failure(api, server.id)
+    if failure is not None:
+        fault += f"; {failure.event}: {failure.message}"
+    if failure is not None and failure.refused_before_moving and where == source:
+        return CloudMigration(server.id, server.name, source, to, "refused",
+                              f"Nova refused it before moving anything (migration "
+                              f"{record.id} {record.status}){fault}", record, seconds, exp,
+                              None, tuple(checks))
     if where == source and current.status in MOVABLE:
         return CloudMigration(server.id, server.name, source, to, "rolled back",
                               f"Nova's migration {record.id} ended {record.status}; the server "

@@ -505,3 +505,46 @@ def cloud_facts(api: CloudApi) -> Any:
             vcpu_total=prov.inventories.get("VCPU") if prov else None,
             traits=prov.traits if prov else frozenset()))
     return CloudFacts(version.max, tuple(computes), tuple(others))
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why Nova's last live migration of a server failed, from its instance action."""
+
+    event: str  # conductor_live_migrate_instance, compute_live_migration, ...
+    message: str
+
+    @property
+    def refused_before_moving(self) -> bool:
+        """The conductor (scheduler, pre-checks) failed it: nothing was moved."""
+        return self.event.startswith("conductor_")
+
+
+def last_live_migration_failure(api: CloudApi, server_id: str) -> Failure | None:
+    """The failed event of the server's newest live-migration action (its details need
+    microversion 2.84 and an admin; else the last line of the traceback), or None."""
+    base = f"/servers/{urllib.parse.quote(server_id, safe='')}/os-instance-actions"
+    listed = api.request("compute", "GET", base, microversion="2.84")
+    if not listed.ok:
+        return None
+    actions = _read(listed, f"compute GET {base}").obj().req("instanceActions") \
+        .items(max_items=MAX_LISTED)
+    lm = [a.obj() for a in actions if a.value.get("action") == "live-migration"]
+    if not lm:
+        return None
+    request_id = lm[0].req("request_id").text(max_chars=255)
+    path = f"{base}/{urllib.parse.quote(request_id, safe='')}"
+    shown = api.request("compute", "GET", path, microversion="2.84")
+    if not shown.ok:
+        return None
+    action = _read(shown, f"compute GET {path}").obj().req("instanceAction").obj()
+    for event in action.list("events", max_items=MAX_LISTED):
+        e = event.obj()
+        if e.get("result", lambda n: n.text(max_chars=32), "") != "Error":
+            continue
+        details = e.get("details", lambda n: n.text(max_chars=4096), "")
+        traceback = e.get("traceback", lambda n: n.text(max_chars=1 << 20), "")
+        lines = [ln.strip() for ln in traceback.strip().splitlines() if ln.strip()]
+        message = details or (lines[-1] if lines else "no details")
+        return Failure(e.req("event").text(max_chars=255), " ".join(message.split()))
+    return None

@@ -1,0 +1,92 @@
+"""The --cloud side of the CLI without a cloud: usage errors, exit codes on recorded
+answers (NUMA_MIGRATE_REPLAY), compute mapping and Nova's view as a placement."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from numa_migrate.adapters.inventory import HostConfig
+from numa_migrate.cloud.computes import ComputeMappingError, check_template, with_nova_conf
+from numa_migrate.cloud.matrix import release_of
+from numa_migrate.core.novaview import (
+    NovaViewError,
+    ServerTopology,
+    TopologyCell,
+    placement_from_nova,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures" / "openstack"
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "numa_migrate", *args], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=120,
+                          check=False)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("explain", "--server", "s", "--flavor-vcpus", "2"), "--server takes the guest"),
+    (("explain", "--flavor-vcpus", "1", "--flavor-ram", "64", "--uri-template", "x{host}"),
+     "go with --server"),
+    (("migrate", "s", "--cloud", "c", "--post-copy"), "Nova migrates"),
+    (("migrate", "s"), "Missing option '--to'"),
+    (("validate", "s"), "Missing option '--host'"),
+    (("validate", "s", "--cloud", "c", "--plan", "p.json"), "--plan is for numa-migrate"),
+    (("validate-matrix", "--cloud", "c", "--source", "a"), "give --source and --destination"),
+])
+def test_usage_errors(args: tuple[str, ...], message: str) -> None:
+    done = run(*args)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+
+
+def test_server_not_found_on_recorded_answers_exit_2() -> None:
+    done = run("validate", "no-such-server", "--cloud", "numa-migrate-lab",
+               env={"NUMA_MIGRATE_REPLAY": str(FIXTURES / "server-not-found.jsonl")})
+    assert done.returncode == 2
+    assert done.stderr == ("error: cloud numa-migrate-lab: no server named or with id "
+                           "'no-such-server'\n")
+
+
+def test_unrecorded_answer_is_a_cloud_error_exit_4() -> None:
+    done = run("explain", "--cloud", "numa-migrate-lab", "--server", "zz",
+               env={"NUMA_MIGRATE_REPLAY": str(FIXTURES / "preflight.jsonl")})
+    assert done.returncode == 4 and "no recorded answer" in done.stderr
+
+
+def test_uri_template() -> None:
+    assert check_template("qemu+ssh://root@{host}/system") == "qemu+ssh://root@{host}/system"
+    for bad in ("qemu:///system", "qemu+ssh://{host}/{x}", "{host}"):
+        with pytest.raises(ComputeMappingError):
+            check_template(bad)
+
+
+def test_cpu_sets_from_a_compute_nova_conf(tmp_path: Path) -> None:
+    conf = tmp_path / "nova.conf"
+    conf.write_text("[DEFAULT]\nhost = cmp-1\n[compute]\ncpu_dedicated_set = 2-5\n"
+                    "cpu_shared_set = 0,1\n")
+    config = with_nova_conf(HostConfig("cmp-1", "qemu:///system", "inv"), conf)
+    assert config.cpu_dedicated_set == {2, 3, 4, 5} and config.cpu_shared_set == {0, 1}
+    conf.write_text("[compute]\ncpu_dedicated_set = 0-99999999\n")
+    with pytest.raises(Exception, match="cpu_dedicated_set"):
+        with_nova_conf(HostConfig("cmp-1", "qemu:///system", "inv"), conf)
+
+
+def test_placement_from_nova_refuses_an_incoherent_topology() -> None:
+    cell = TopologyCell(None, frozenset({0}), 64, {0: 1})
+    with pytest.raises(NovaViewError, match="no host node"):
+        placement_from_nova(ServerTopology((cell,), 2048))
+    stray = TopologyCell(0, frozenset({0}), 64, {3: 1})
+    with pytest.raises(NovaViewError, match="pins vCPU 3"):
+        placement_from_nova(ServerTopology((stray,), None))
+
+
+def test_release_of_microversions() -> None:
+    assert release_of("2.93") == "Zed (API 2.93)"
+    assert release_of("2.79") == "Train (API 2.79)"
+    assert release_of("2.101").startswith("newer than 2025.1/2025.2")
