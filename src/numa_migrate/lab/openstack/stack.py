@@ -230,18 +230,10 @@ class OpenStackLab:
         """One line per name: with both names on one line, libvirt canonicalises lab-dst's
         hostname to lab-src and both computes claim one resource provider."""
         lines = HOSTS_FILE.read_text().splitlines() if HOSTS_FILE.exists() else []
-        for host in HOST_NAMES:
-            holders = [ln for ln in lines if host in ln.split("#", 1)[0].split()[1:]]
-            wrong = [ln for ln in holders if len(ln.split("#", 1)[0].split()) != 2]
-            if wrong:
-                raise LabError(f"{HOSTS_FILE} names {host} on a line with other names "
-                               f"({wrong[0]!r}); libvirt would then take one lab host for the "
-                               "other: give each lab host a line of its own")
-            if not holders:
-                line = f"127.0.0.1 {host} {HOSTS_MARK}"
-                lines.append(line)
-                state.hosts_lines.append(line)
-        HOSTS_FILE.write_text("\n".join(lines) + "\n")
+        added = hosts_lines_to_add(lines, HOST_NAMES, where=str(HOSTS_FILE))
+        if added:
+            state.hosts_lines += added
+            HOSTS_FILE.write_text("\n".join([*lines, *added]) + "\n")
 
     def _write_configs(self, secrets: Secrets) -> None:
         p = self.paths
@@ -657,6 +649,23 @@ class _Steps:
         took = time.monotonic() - start
         self.total += took
         self.progress(f"{name}: done in {took:.1f} s")
+
+
+def hosts_lines_to_add(lines: list[str], hosts: tuple[str, ...], *, where: str) -> list[str]:
+    """The /etc/hosts lines to add so that each host has a line of its own; a line that
+    names a host together with other names is refused (libvirt would canonicalise one lab
+    host's name to the other's)."""
+    added = []
+    for host in hosts:
+        holders = [ln for ln in lines if host in ln.split("#", 1)[0].split()[1:]]
+        wrong = [ln for ln in holders if len(ln.split("#", 1)[0].split()) != 2]
+        if wrong:
+            raise LabError(f"{where} names {host} on a line with other names "
+                           f"({wrong[0]!r}); libvirt would then take one lab host for the "
+                           "other: give each lab host a line of its own")
+        if not holders:
+            added.append(f"127.0.0.1 {host} {HOSTS_MARK}")
+    return added
 
 
 def _tail(path: Path, lines: int = 4) -> str:
