@@ -77,14 +77,9 @@ def stack(stack_session: Stack | str) -> Iterator[Stack]:
     yield stack_session
     from numa_migrate.cloud import nova
 
-    api = stack_session.api
-    for kind, ident in reversed(stack_session.made):
-        if kind == "server":
-            nova.delete_server(api, ident)
-    for kind, ident in reversed(stack_session.made):
-        if kind == "flavor":
-            nova.delete_flavor(api, ident)
+    errors = nova.delete_made(stack_session.api, stack_session.made)
     stack_session.made.clear()
+    assert not errors, errors
 
 
 def boot(stack: Stack, host: str, specs: dict[str, str], *, vcpus: int = 1,

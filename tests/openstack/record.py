@@ -79,12 +79,7 @@ def main(out: Path) -> None:
         run("preflight", "preflight", "--cloud", CLOUD_NAME)
         run("server-not-found", "validate", "no-such-server", "--cloud", CLOUD_NAME)
     finally:
-        for kind, ident in reversed(made):
-            if kind == "server":
-                nova.delete_server(api, ident)
-        for kind, ident in reversed(made):
-            if kind == "flavor":
-                nova.delete_flavor(api, ident)
+        nova.delete_made(api, made)
 
 
 def libvirt_state(stack: OpenStackLab, path: Path) -> None:

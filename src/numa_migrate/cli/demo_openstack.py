@@ -140,13 +140,7 @@ def _delete(made: list[tuple[str, str]]) -> None:
     if not made:
         return
     try:
-        api = connect_cloud(CLOUD_NAME)
-        for kind, ident in reversed(made):
-            if kind == "server":
-                nova.delete_server(api, ident)
-        for kind, ident in reversed(made):
-            if kind == "flavor":
-                nova.delete_flavor(api, ident)
+        nova.delete_made(connect_cloud(CLOUD_NAME), made)
     except NumaMigrateError:
         pass
 

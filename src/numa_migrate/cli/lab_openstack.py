@@ -35,6 +35,15 @@ def _print_status(status: StackStatus) -> None:
                    f"OS_CLOUD={status.cloud}")
 
 
+def _show(status: StackStatus, as_json: bool) -> None:
+    """The status on stdout (JSON or text); exit 0 when up, 1 when not."""
+    if as_json:
+        click.echo(json.dumps(status.to_json(), indent=2))
+    else:
+        _print_status(status)
+    sys.exit(0 if status.up else EXIT_NOT_UP)
+
+
 @click.group("openstack")
 def openstack() -> None:
     """A real OpenStack on the lab: Debian 12's own packages (Zed), two nova-computes.
@@ -70,12 +79,7 @@ def up_cmd(hugepages: int, as_json: bool) -> None:
     Writes clouds.yaml (cloud `numa-migrate-lab`) and openrc for the admin."""
     from numa_migrate.cli.lab import run_or_exit
 
-    status = run_or_exit(lambda: _stack().up(hugepages=hugepages, progress=_progress))
-    if as_json:
-        click.echo(json.dumps(status.to_json(), indent=2))
-    else:
-        _print_status(status)
-    sys.exit(0 if status.up else EXIT_NOT_UP)
+    _show(run_or_exit(lambda: _stack().up(hugepages=hugepages, progress=_progress)), as_json)
 
 
 @openstack.command("status")
@@ -84,12 +88,7 @@ def status_cmd(as_json: bool) -> None:
     """Every service (pid, port) and Nova's view of the two computes. Exit 1 if not up."""
     from numa_migrate.cli.lab import run_or_exit
 
-    status = run_or_exit(lambda: _stack().status())
-    if as_json:
-        click.echo(json.dumps(status.to_json(), indent=2))
-    else:
-        _print_status(status)
-    sys.exit(0 if status.up else EXIT_NOT_UP)
+    _show(run_or_exit(lambda: _stack().status()), as_json)
 
 
 @openstack.command("down")

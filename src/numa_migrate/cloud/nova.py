@@ -548,3 +548,19 @@ def last_live_migration_failure(api: CloudApi, server_id: str) -> Failure | None
         message = details or (lines[-1] if lines else "no details")
         return Failure(e.req("event").text(max_chars=255), " ".join(message.split()))
     return None
+
+
+def delete_made(api: CloudApi, made: list[tuple[str, str]]) -> list[str]:
+    """Delete what a run made, given as ("server" | "flavor", id) pairs: the servers first
+    (waiting until each is gone), then the flavors. Every deletion is tried; what failed is
+    returned, one message each."""
+    errors = []
+    for kind in ("server", "flavor"):
+        for what, ident in reversed(made):
+            if what != kind:
+                continue
+            try:
+                (delete_server if kind == "server" else delete_flavor)(api, ident)
+            except CloudError as exc:
+                errors.append(str(exc))
+    return errors
