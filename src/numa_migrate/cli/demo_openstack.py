@@ -54,7 +54,8 @@ def run_openstack_demo(console: Console, *, keep_lab: bool = False) -> str:
         console.print(f"[bold red]the OpenStack demo failed[/]: {exc}")
         return "failed"
     finally:
-        _delete(made)
+        for error in _delete(made):
+            console.print(f"[yellow]cleanup[/]: {error}")
         if brought_up and not keep_lab:
             console.print("[dim]taking the OpenStack lab down (it was down before the demo; "
                           "`--keep-lab` leaves it up)[/]")
@@ -133,16 +134,17 @@ def _pins(topology: Any) -> str:
                      for v, c in sorted(cell.pinning.items())) or "none"
 
 
-def _delete(made: list[tuple[str, str]]) -> None:
+def _delete(made: list[tuple[str, str]]) -> list[str]:
+    """Delete what the demo made; what could not be deleted, one message each."""
     from numa_migrate.cloud import nova
     from numa_migrate.cloud.api import connect_cloud
 
     if not made:
-        return
+        return []
     try:
-        nova.delete_made(connect_cloud(CLOUD_NAME), made)
-    except NumaMigrateError:
-        pass
+        return nova.delete_made(connect_cloud(CLOUD_NAME), made)
+    except NumaMigrateError as exc:
+        return [str(exc)]
 
 
 __all__ = ["run_openstack_demo"]
