@@ -111,7 +111,8 @@ def glance_conf(paths: StackPaths, secrets: Secrets) -> str:
     images = paths.data / "glance"
     return ini({
         "DEFAULT": {"bind_host": "127.0.0.1", "bind_port": PORTS["glance"], "workers": 1,
-                    "log_file": str(paths.log("glance")), "enabled_backends": "file:file"},
+                    "log_file": str(paths.log("glance")), "enabled_backends": "file:file",
+                    "image_cache_dir": str(images / "cache")},
         "database": {"connection": db_url("glance", secrets)},
         "keystone_authtoken": _authtoken("glance", secrets),
         "paste_deploy": {"flavor": "keystone",

@@ -312,6 +312,10 @@ class OpenStackLab:
             raise LabError(f"port {port} (for {name}) is taken by a process the lab did not "
                            f"start; stop it first (e.g. `ss -ltnp 'sport = :{port}'`)")
 
+    def _manage_log(self) -> list[str]:
+        """nova-manage logs to /var/log/nova by default: keep it in the lab's log directory."""
+        return ["--log-file", str(self.paths.log("nova-manage"))]
+
     def _manage(self, argv: list[str], what: str) -> None:
         result = subprocess.run(argv, capture_output=True, text=True, check=False,
                                 env={"PATH": SBIN_PATH, "LC_ALL": "C.UTF-8", "HOME": "/root"})
@@ -453,17 +457,17 @@ class OpenStackLab:
 
     def _nova(self, state: _State) -> None:
         conf = ["--config-file", str(self.paths.conf("nova.conf"))]
+        manage = ["nova-manage", *conf, *self._manage_log()]
 
         def cells() -> None:
-            self._manage(["nova-manage", *conf, "api_db", "sync"], "nova-manage api_db sync")
-            self._manage(["nova-manage", *conf, "cell_v2", "map_cell0"],
-                         "nova-manage cell_v2 map_cell0")
-            listed = subprocess.run(["nova-manage", *conf, "cell_v2", "list_cells"],
+            self._manage([*manage, "api_db", "sync"], "nova-manage api_db sync")
+            self._manage([*manage, "cell_v2", "map_cell0"], "nova-manage cell_v2 map_cell0")
+            listed = subprocess.run([*manage, "cell_v2", "list_cells"],
                                     capture_output=True, text=True, check=False)
             if " cell1 " not in listed.stdout:
-                self._manage(["nova-manage", *conf, "cell_v2", "create_cell", "--name",
-                              "cell1"], "nova-manage cell_v2 create_cell")
-            self._manage(["nova-manage", *conf, "db", "sync"], "nova-manage db sync")
+                self._manage([*manage, "cell_v2", "create_cell", "--name", "cell1"],
+                             "nova-manage cell_v2 create_cell")
+            self._manage([*manage, "db", "sync"], "nova-manage db sync")
 
         self._once(state, "nova-db", cells)
         # the nova-api binary itself: under uwsgi its RPC casts to the conductor never left
@@ -524,7 +528,7 @@ class OpenStackLab:
         else:
             raise LabError(f"the computes did not report up in {START_TIMEOUT_S:.0f} s "
                            f"({states or 'none listed'}); see {self.paths.root / 'log'}")
-        conf = ["--config-file", str(self.paths.conf("nova.conf"))]
+        conf = ["--config-file", str(self.paths.conf("nova.conf")), *self._manage_log()]
         self._manage(["nova-manage", *conf, "cell_v2", "discover_hosts"],
                      "nova-manage cell_v2 discover_hosts")
         # the computes report their resource providers once they run; wait for both
