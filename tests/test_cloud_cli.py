@@ -90,3 +90,13 @@ def test_release_of_microversions() -> None:
     assert release_of("2.93") == "Zed (API 2.93)"
     assert release_of("2.79") == "Train (API 2.79)"
     assert release_of("2.101").startswith("newer than 2025.1/2025.2")
+
+
+def test_release_check_before_asking_nova() -> None:
+    from numa_migrate.cloud.migrate import CheckRefused, _check_release
+    from numa_migrate.cloud.nova import ApiVersion
+
+    assert "Train or later" in _check_release(ApiVersion("2.1", "2.93"))
+    assert "Train or later" in _check_release(ApiVersion("2.1", "2.79"))
+    with pytest.raises(CheckRefused, match="older than Train"):
+        _check_release(ApiVersion("2.1", "2.72"))

@@ -18,6 +18,7 @@ from numa_migrate.adapters.inventory_live import LiveHost
 from numa_migrate.cloud import nova
 from numa_migrate.cloud.api import CloudApi, CloudError
 from numa_migrate.cloud.computes import ComputeMap, placement_disagreements
+from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.explain import Explanation, HostExplanation, explain_guest, summary_line
 from numa_migrate.core.fit.cellfit import Limits
 from numa_migrate.core.fit.fitter import FitOptions
@@ -136,7 +137,7 @@ def explain_server(api: CloudApi, server_ref: str, computes: ComputeMap, *,
             live = computes.read(service.host)
         except CloudError:
             raise
-        except Exception as exc:
+        except NumaMigrateError as exc:  # one compute's libvirt must not stop the rest
             message = " ".join(str(exc).split())
             views.append(ComputeView(service.host, service, providers.get(service.host), None,
                                      message, (*host_notes, f"libvirt not read: {message}")))

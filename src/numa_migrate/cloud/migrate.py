@@ -73,6 +73,22 @@ class CloudMigration:
     checks: tuple[str, ...]
 
 
+TRAIN_MICROVERSION = (2, 79)
+
+
+def _check_release(version: nova.ApiVersion) -> str:
+    """NUMA-aware live migration needs Train (compute API 2.79) on the controller; that every
+    compute runs Train too is not in Nova's API (`preflight --release` checks it)."""
+    major, _, minor = version.max.partition(".")
+    found = (int(major), int(minor)) if major.isdigit() and minor.isdigit() else (0, 0)
+    if found < TRAIN_MICROVERSION:
+        raise CheckRefused(f"Nova's API goes up to microversion {version.max}, older than "
+                           "Train (2.79): live migration is not NUMA-aware there (pins are "
+                           "not re-computed); run `numa-migrate preflight` for the rule")
+    return (f"Nova's API {version.max} is Train or later: NUMA-aware live migration, once "
+            "every compute runs Train or later too (preflight --release)")
+
+
 def _check_destination(exp: CloudExplanation, hypervisors: list[nova.Hypervisor],
                        dest: str) -> list[str]:
     """The checks made before Nova is asked; raises on a refusal, returns what passed."""
@@ -136,7 +152,8 @@ def migrate_server(api: CloudApi, server_ref: str, computes: ComputeMap, *,
             raise CheckRefused(f"no compute can take {server.name}: {exp.explanation.summary}")
         to = ranked[0]
         on_phase("check", f"best destination: {to} (of {', '.join(ranked)})")
-    checks = _check_destination(exp, nova.hypervisors(api), to)
+    checks = [_check_release(nova.api_version(api)),
+              *_check_destination(exp, nova.hypervisors(api), to)]
     for line in checks:
         on_phase("check", line)
     if dry_run:
