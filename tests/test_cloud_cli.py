@@ -47,7 +47,9 @@ def test_usage_errors(args: tuple[str, ...], message: str) -> None:
 
 def test_server_not_found_on_recorded_answers_exit_2() -> None:
     done = run("validate", "no-such-server", "--cloud", "numa-migrate-lab",
-               env={"NUMA_MIGRATE_REPLAY": str(FIXTURES / "server-not-found.jsonl")})
+               "--uri-template", "qemu+ssh://root@{host}/system",
+               env={"NUMA_MIGRATE_REPLAY": str(FIXTURES / "server-not-found.jsonl"),
+                    "NUMA_MIGRATE_INVENTORY": ""})
     assert done.returncode == 2
     assert done.stderr == ("error: cloud numa-migrate-lab: no server named or with id "
                            "'no-such-server'\n")
@@ -55,7 +57,9 @@ def test_server_not_found_on_recorded_answers_exit_2() -> None:
 
 def test_unrecorded_answer_is_a_cloud_error_exit_4() -> None:
     done = run("explain", "--cloud", "numa-migrate-lab", "--server", "zz",
-               env={"NUMA_MIGRATE_REPLAY": str(FIXTURES / "preflight.jsonl")})
+               "--uri-template", "qemu+ssh://root@{host}/system",
+               env={"NUMA_MIGRATE_REPLAY": str(FIXTURES / "preflight.jsonl"),
+                    "NUMA_MIGRATE_INVENTORY": ""})
     assert done.returncode == 4 and "no recorded answer" in done.stderr
 
 
