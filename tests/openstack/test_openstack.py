@@ -210,3 +210,35 @@ def test_demo_openstack_part(stack: Stack) -> None:
     listed = api.request("compute", "GET", "/servers/detail?all_tenants=1",
                          microversion="2.79").body["servers"]
     assert not [s["name"] for s in listed if s["name"].startswith("nm-demo-")]
+
+
+def test_matrix_interrupted_leaves_nothing(stack: Stack) -> None:
+    """Ctrl-C while the matrix's server runs: its server and flavor are deleted anyway."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, **stack.env}
+    proc = subprocess.Popen([sys.executable, "-m", "numa_migrate", "validate-matrix", "--cloud",
+                             "numa-migrate-lab", "--source", "lab-src", "--destination",
+                             "lab-dst", "--only", "numa-1"], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    api = stack.api
+
+    def matrix_servers() -> list[str]:
+        listed = api.request("compute", "GET", "/servers/detail?all_tenants=1",
+                             microversion="2.79").body["servers"]
+        return [s["name"] for s in listed if s["name"].startswith("nm-matrix-")]
+
+    deadline = time.monotonic() + 120
+    while not matrix_servers() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert matrix_servers(), "the matrix never booted its server"
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0, err
+    assert matrix_servers() == []
+    flavors = api.request("compute", "GET", "/flavors?is_public=None",
+                          microversion="2.79").body["flavors"]
+    assert not [f["name"] for f in flavors if f["name"].startswith("nm-matrix-")]
