@@ -1,5 +1,6 @@
 """The --cloud side of the CLI without a cloud: usage errors, exit codes on recorded
-answers (NUMA_MIGRATE_REPLAY), compute mapping and Nova's view as a placement."""
+answers (the cloud replaced by a replay of them, from the test side), compute mapping and
+Nova's view as a placement."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
 from numa_migrate.adapters.inventory import HostConfig
 from numa_migrate.cloud.computes import ComputeMappingError, check_template, with_nova_conf
@@ -45,22 +47,36 @@ def test_usage_errors(args: tuple[str, ...], message: str) -> None:
     assert message in done.stderr
 
 
-def test_server_not_found_on_recorded_answers_exit_2() -> None:
-    done = run("validate", "no-such-server", "--cloud", "numa-migrate-lab",
-               "--uri-template", "qemu+ssh://root@{host}/system",
-               env={"NUMA_MIGRATE_REPLAY": str(FIXTURES / "server-not-found.jsonl"),
-                    "NUMA_MIGRATE_INVENTORY": ""})
-    assert done.returncode == 2
-    assert done.stderr == ("error: cloud numa-migrate-lab: no server named or with id "
-                           "'no-such-server'\n")
+def _replayed(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The cloud of the command line answers from a recording of the lab's OpenStack."""
+    from numa_migrate.cloud import api
+    from numa_migrate.cloud.record import ReplayApi
+
+    monkeypatch.setattr(api, "connect_cloud", lambda _name: ReplayApi.load(
+        FIXTURES / f"{name}.jsonl", name="numa-migrate-lab"))
+    monkeypatch.setenv("NUMA_MIGRATE_INVENTORY", "")
 
 
-def test_unrecorded_answer_is_a_cloud_error_exit_4() -> None:
-    done = run("explain", "--cloud", "numa-migrate-lab", "--server", "zz",
-               "--uri-template", "qemu+ssh://root@{host}/system",
-               env={"NUMA_MIGRATE_REPLAY": str(FIXTURES / "preflight.jsonl"),
-                    "NUMA_MIGRATE_INVENTORY": ""})
-    assert done.returncode == 4 and "no recorded answer" in done.stderr
+def invoke(*args: str) -> Result:
+    from numa_migrate.cli.main import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_server_not_found_on_recorded_answers_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    _replayed(monkeypatch, "server-not-found")
+    result = invoke("validate", "no-such-server", "--cloud", "numa-migrate-lab",
+                    "--uri-template", "qemu+ssh://root@{host}/system")
+    assert result.exit_code == 2
+    assert result.stderr == ("error: cloud numa-migrate-lab: no server named or with id "
+                             "'no-such-server'\n")
+
+
+def test_unrecorded_answer_is_a_cloud_error_exit_4(monkeypatch: pytest.MonkeyPatch) -> None:
+    _replayed(monkeypatch, "preflight")
+    result = invoke("explain", "--cloud", "numa-migrate-lab", "--server", "zz",
+                    "--uri-template", "qemu+ssh://root@{host}/system")
+    assert result.exit_code == 4 and "no recorded answer" in result.stderr
 
 
 def test_uri_template() -> None:

@@ -142,13 +142,9 @@ def _one_line(exc: BaseException) -> str:
 def connect_cloud(name: str | None) -> CloudApi:
     """The cloud ``name`` (clouds.yaml), else ``$OS_CLOUD``, else the ``OS_*`` variables.
 
-    ``$NUMA_MIGRATE_REPLAY`` (a file of recorded responses) answers from it instead, and
-    ``$NUMA_MIGRATE_RECORD`` records every exchange to a file (both for tests)."""
-    replay = os.environ.get("NUMA_MIGRATE_REPLAY")
-    if replay:
-        from numa_migrate.cloud.record import ReplayApi
-
-        return ReplayApi.load(replay, name=name or os.environ.get("OS_CLOUD") or "replay")
+    ``$NUMA_MIGRATE_RECORD=FILE`` appends every exchange (request, status, answer; no
+    credentials: those travel in Keystone's session) to FILE as JSON Lines: what a bug report
+    needs, and how the adapter's test fixtures are recorded from a real cloud."""
     try:
         import openstack
         from openstack import exceptions as sdk_exc
