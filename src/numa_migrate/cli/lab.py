@@ -114,7 +114,8 @@ def lab() -> None:
       numa-migrate lab status                # what runs, URIs, huge pages
       numa-migrate lab guest start demo      # a counter guest on lab-src
       virsh -c "$(numa-migrate lab status --json | jq -r '.hosts[0].uri')" list
-      numa-migrate lab down                  # stop everything, remove every trace
+      numa-migrate lab openstack up          # a real OpenStack (Zed) on top: two computes
+      numa-migrate lab down                  # stop everything (OpenStack too), remove every trace
 
     The state lives in /var/lib/numa-migrate/lab (or $NUMA_MIGRATE_LAB_DIR); `up`
     writes the hosts' URIs to inventory.toml there.
