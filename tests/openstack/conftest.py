@@ -2,7 +2,8 @@
 
 It runs in the lab's default directory (``$NUMA_MIGRATE_LAB_DIR`` or
 /var/lib/numa-migrate/lab): its ports are fixed, so there is one per machine. A lab that is
-already up is reused and left up; one these tests brought up is taken down at the end.
+already up is reused and left up; one these tests brought up (the OpenStack, and the libvirt
+lab under it) is taken down at the end.
 Without root or the packages the tests are skipped with the reason -- or fail when
 ``NUMA_MIGRATE_REQUIRE_OPENSTACK=1`` (scripts/test.sh sets it: CI cannot skip them).
 """
@@ -53,6 +54,7 @@ def stack_session() -> Iterator[Stack | str]:
         return
     lab = OpenStackLab(Lab.at())
     was_up = lab.status().up
+    libvirt_was_up = lab.lab.status().up
     started = time.monotonic()
     try:
         lab.up()
@@ -65,6 +67,8 @@ def stack_session() -> Iterator[Stack | str]:
     finally:
         if not was_up:
             lab.down()
+        if not libvirt_was_up:
+            lab.lab.down()  # the libvirt lab under it, when the session brought it up too
 
 
 @pytest.fixture
