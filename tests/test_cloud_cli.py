@@ -109,7 +109,8 @@ def test_placement_from_nova_refuses_an_incoherent_topology() -> None:
 def test_release_of_microversions() -> None:
     assert release_of("2.93") == "Zed (API 2.93)"
     assert release_of("2.79") == "Train (API 2.79)"
-    assert release_of("2.101").startswith("newer than 2025.1/2025.2")
+    # between 2025.2's maximum (2.100) and 2026.1's (2.103): a development snapshot
+    assert release_of("2.101") == "2025.2 (flamingo) or 2026.1 (gazpacho) (API 2.101)"
 
 
 def test_release_check_before_asking_nova() -> None:
@@ -120,3 +121,26 @@ def test_release_check_before_asking_nova() -> None:
     assert "Train or later" in _check_release(ApiVersion("2.1", "2.79"))
     with pytest.raises(CheckRefused, match="older than Train"):
         _check_release(ApiVersion("2.1", "2.72"))
+
+
+@pytest.mark.parametrize("content, message", [
+    ("a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n", "alias"),
+    ("clouds:\n  c:\n    auth: " + "[" * 2000 + "]" * 2000 + "\n", "deep"),
+    ("x" * (2 << 20), "more than"),
+])
+def test_hostile_clouds_yaml_is_one_line_exit_4(tmp_path: Path, content: str,
+                                                message: str) -> None:
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(content)
+    done = run("explain", "--cloud", "c", "--server", "s", "--uri-template",
+               "qemu+ssh://{host}/system", env={"OS_CLIENT_CONFIG_FILE": str(clouds)})
+    assert done.returncode == 4, done.stderr
+    assert done.stderr.startswith("error: cloud c: ") and done.stderr.count("\n") == 1
+    assert message in done.stderr.lower() or "nest" in done.stderr.lower(), done.stderr
+
+
+def test_clouds_yaml_that_is_not_a_file_exit_4() -> None:
+    done = run("validate", "s", "--cloud", "c", "--uri-template", "qemu+ssh://{host}/system",
+               env={"OS_CLIENT_CONFIG_FILE": "/dev/zero"})
+    assert done.returncode == 4 and done.stderr.count("\n") == 1, done.stderr
+    assert "/dev/zero" in done.stderr

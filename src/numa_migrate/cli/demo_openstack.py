@@ -69,11 +69,12 @@ def _tour(console: Console, stack: OpenStackLab, made: list[tuple[str, str]]) ->
     from numa_migrate.cloud.api import connect_cloud
     from numa_migrate.cloud.computes import ComputeMap
     from numa_migrate.cloud.explain import explain_server
+    from numa_migrate.cloud.matrix import release_of
     from numa_migrate.cloud.migrate import migrate_server
 
     api = connect_cloud(CLOUD_NAME)
     version = nova.api_version(api)
-    console.print(f"Nova API {version.max} (Zed), computes: "
+    console.print(f"Nova {release_of(version.max)}, computes: "
                   + ", ".join(f"{s.host} {s.state}" for s in nova.compute_services(api)))
     name = f"nm-demo-{uuid.uuid4().hex[:6]}"
     flavor = nova.create_flavor(api, name, vcpus=1, ram_mib=64, extra_specs=SPECS)

@@ -24,6 +24,9 @@ from numa_migrate.inputs.documents import parse_json
 COMPUTE_MICROVERSION = "2.79"
 PLACEMENT_MICROVERSION = "1.14"
 API_BOUNDS = DocBounds(max_bytes=32 << 20)
+API_TIMEOUT_S = 120.0
+"""No answer from an API within this time is an error (openstacksdk waits forever else)."""
+CONFIG_MAX_BYTES = 1 << 20
 SERVICES = ("compute", "placement", "image", "identity")
 
 
@@ -31,7 +34,7 @@ class CloudError(NumaMigrateError):
     """The cloud cannot be reached, refuses us, or answered something we cannot use."""
 
 
-class CloudConfigError(CloudError):
+class CloudConfigError(CloudError, ParseError):
     """No such cloud, or credentials missing (nothing was sent)."""
 
 
@@ -71,7 +74,10 @@ class CloudApi(Protocol):
     def name(self) -> str: ...
 
     def request(self, service: str, method: str, path: str, *,
-                microversion: str | None = None, body: Any = None) -> Response: ...
+                microversion: str | None = None, body: Any = None,
+                data: bytes | None = None) -> Response:
+        """One request: ``body`` is sent as JSON, ``data`` as raw bytes (an image upload)."""
+        ...
 
 
 def _microversion_header(service: str, microversion: str | None) -> dict[str, str]:
@@ -93,7 +99,8 @@ class SdkApi:
         return self._name
 
     def request(self, service: str, method: str, path: str, *,
-                microversion: str | None = None, body: Any = None) -> Response:
+                microversion: str | None = None, body: Any = None,
+                data: bytes | None = None) -> Response:
         if service not in SERVICES:
             raise CloudError(f"unknown OpenStack service {service!r}")
         from keystoneauth1 import exceptions as ks
@@ -104,6 +111,9 @@ class SdkApi:
                                   "headers": _microversion_header(service, microversion)}
         if body is not None:
             kwargs["json"] = body
+        if data is not None:
+            kwargs["data"] = data
+            kwargs["headers"]["Content-Type"] = "application/octet-stream"
         try:
             # the first use of a service authenticates and discovers its endpoint
             proxy = getattr(self._conn, service)
@@ -139,6 +149,33 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
+def _check_config_files(label: str) -> None:
+    """openstacksdk reads clouds.yaml, secure.yaml and clouds-public.yaml itself, with no
+    bound: each one it would read is read here first with ours (a regular file of at most
+    1 MiB; YAML without anchors, aliases or tags; JSON without its blow-ups), so a huge or
+    hostile one is one line, not a hang."""
+    from openstack.config import loader
+
+    from numa_migrate.inputs.documents import parse_json
+    from numa_migrate.inputs.files import read_bytes
+    from numa_migrate.inputs.yamldoc import parse_yaml
+
+    candidates = [*loader.CONFIG_FILES, *loader.SECURE_FILES, *loader.VENDOR_FILES]
+    for env in ("OS_CLIENT_CONFIG_FILE", "OS_CLIENT_SECURE_FILE"):
+        if os.environ.get(env):
+            candidates.insert(0, os.environ[env])
+    for path in dict.fromkeys(candidates):
+        if not os.path.exists(path):
+            continue
+        try:
+            data = read_bytes(path, what="clouds.yaml-style file",
+                              max_bytes=CONFIG_MAX_BYTES, error=CloudConfigError)
+            parse = parse_json if path.endswith(".json") else parse_yaml
+            parse(data, source=path, error=CloudConfigError)
+        except CloudConfigError as exc:
+            raise CloudConfigError(f"cloud {label}: {exc}") from None
+
+
 def connect_cloud(name: str | None) -> CloudApi:
     """The cloud ``name`` (clouds.yaml), else ``$OS_CLOUD``, else the ``OS_*`` variables.
 
@@ -156,8 +193,10 @@ def connect_cloud(name: str | None) -> CloudApi:
     for logger in ("keystoneauth", "openstack", "stevedore"):
         logging.getLogger(logger).setLevel(logging.CRITICAL)
     label = name or os.environ.get("OS_CLOUD") or "from OS_* variables"
+    _check_config_files(label)
     try:
-        conn = openstack.connect(cloud=name, load_yaml_config=True, load_envvars=True)
+        conn = openstack.connect(cloud=name, load_yaml_config=True, load_envvars=True,
+                                 api_timeout=API_TIMEOUT_S)
     except sdk_exc.ConfigException as exc:
         raise CloudConfigError(f"cloud {label}: {_one_line(exc)} (clouds.yaml is looked for "
                                "in $OS_CLIENT_CONFIG_FILE, ./, ~/.config/openstack/ and "

@@ -53,9 +53,8 @@ class ComputeMap:
     reader: Callable[[HostConfig], LiveHost] | None = field(default=None, compare=False)
     """How a compute's libvirt is read (default: a connection to its URI)."""
 
-    def read(self, host: str) -> LiveHost:
-        """The compute ``host`` as its libvirt shows it now."""
-        config = self.config(host)
+    def read(self, config: HostConfig) -> LiveHost:
+        """The compute of ``config`` (see :meth:`config`) as its libvirt shows it now."""
         return (self.reader or read_live_host)(config)
 
     def config(self, host: str) -> HostConfig:

@@ -68,7 +68,7 @@ def load_server(api: CloudApi, server_ref: str, *, need_numa: bool = True) -> Se
 @dataclass(frozen=True)
 class ComputeView:
     host: str
-    service: nova.ComputeService
+    service: nova.Service
     provider: nova.Provider | None
     live: LiveHost | None
     error: str | None  # libvirt could not be read
@@ -115,7 +115,7 @@ def explain_server(api: CloudApi, server_ref: str, computes: ComputeMap, *,
                    packing: bool = False, progress: Progress = _quiet) -> CloudExplanation:
     context = load_server(api, server_ref)
     services = sorted(nova.compute_services(api), key=lambda s: s.host)
-    providers = {p.name: p for p in nova.providers(api)}
+    providers = {p.name: p for p in nova.providers(api, traits=False)}
     source = context.server.host
     pagesize = context.topology.pagesize_kib if context.topology else None
     views: list[ComputeView] = []
@@ -134,7 +134,7 @@ def explain_server(api: CloudApi, server_ref: str, computes: ComputeMap, *,
                                  else "") + ": Nova's scheduler will not choose it")
         try:
             config = computes.config(service.host)
-            live = computes.read(service.host)
+            live = computes.read(config)
         except CloudError:
             raise
         except NumaMigrateError as exc:  # one compute's libvirt must not stop the rest

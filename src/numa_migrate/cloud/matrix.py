@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from numa_migrate.cloud import nova
-from numa_migrate.cloud.api import CloudApi, CloudError
+from numa_migrate.cloud.api import CloudApi, CloudError, CloudResponseError
 from numa_migrate.cloud.computes import ComputeMap
 from numa_migrate.cloud.explain import explain_server
 from numa_migrate.cloud.migrate import CloudMigration, migrate_server
@@ -29,6 +29,7 @@ from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.fit.fitter import fit_guest
 from numa_migrate.core.novaview import ServerTopology
 from numa_migrate.core.request import Flavor, guest_from_flavor
+from numa_migrate.inputs.fields import root
 from numa_migrate.lab.guest import boot_sector
 from numa_migrate.matrix.report import (
     Check,
@@ -40,6 +41,7 @@ from numa_migrate.matrix.report import (
 )
 from numa_migrate.matrix.runner import host_picture, validation_checks
 from numa_migrate.matrix.scenarios import Kind, Scenario
+from numa_migrate.preflight.cloudfacts import describe_api_release
 
 PREFIX = "nm-matrix-"
 IMAGE_NAME = "numa-migrate-counter"
@@ -125,8 +127,8 @@ class CloudMatrixRun:
             return ("no NUMA topology: Nova places it by Placement alone and its server "
                     "topology is empty; the libvirt matrix checks its <vcpu cpuset>")
         try:
-            src = self.computes.read(self.source)
-            dst = self.computes.read(self.destination)
+            src = self.computes.read(self.computes.config(self.source))
+            dst = self.computes.read(self.computes.config(self.destination))
         except NumaMigrateError as exc:
             return f"the computes' libvirt cannot be read: {exc}"
         unmet = scenario.unmet(src.capacity, dst.capacity)
@@ -247,10 +249,21 @@ class CloudMatrixRun:
             "name": self.image, "disk_format": "raw", "container_format": "bare"})
         if not made.ok:
             raise CloudError(f"cannot create image {self.image}: {made.fault()}")
-        image_id = str(made.body["id"])
+        image_id = root(made.body, source="image POST /images", error=CloudResponseError) \
+            .obj().req("id").text(max_chars=64, non_empty=True)
         self._made.images.append(image_id)
         self.say(f"uploading the counter image as {self.image} ({image_id})")
-        _upload(self.api, image_id, boot_sector() + bytes(IMAGE_SIZE - 512))
+        uploaded = self.api.request("image", "PUT", f"/images/{image_id}/file",
+                                    data=boot_sector() + bytes(IMAGE_SIZE - 512))
+        if not uploaded.ok:
+            raise CloudError(f"cannot upload image {image_id}: {uploaded.fault()}")
+
+        def active() -> bool:
+            got = self.api.request("image", "GET", f"/images/{image_id}")
+            return got.ok and isinstance(got.body, dict) and got.body.get("status") == "active"
+
+        if not nova.wait_for(active, timeout=60.0, interval=0.5):
+            raise CloudError(f"image {image_id} not active 60 s after its upload")
         return image_id
 
     def _boot(self, name: str, specs: dict[str, str], vcpus: int, ram: int,
@@ -327,7 +340,7 @@ class CloudMatrixRun:
     # -------------------------------------------------------------------------- report
 
     def _picture(self, host: str, when: str) -> HostPicture:
-        return host_picture(self.computes.read(host), when)
+        return host_picture(self.computes.read(self.computes.config(host)), when)
 
     def _check(self, name: str, title: str, outcome: str, detail: str = "") -> None:
         self._checks.append(Check(name, title, outcome, detail))
@@ -355,48 +368,10 @@ class CloudMatrixRun:
         return env
 
 
-# Nova's maximum compute API microversion per release (from Nova's REST API version history)
-_RELEASES: tuple[tuple[str, str], ...] = (
-    ("2.60", "Queens"), ("2.65", "Rocky"), ("2.72", "Stein"), ("2.79", "Train"),
-    ("2.87", "Ussuri/Victoria"), ("2.88", "Wallaby"), ("2.90", "Xena/Yoga"), ("2.93", "Zed"),
-    ("2.95", "2023.1/2023.2"), ("2.96", "2024.1/2024.2"), ("2.100", "2025.1/2025.2"),
-)
-
-
 def release_of(max_microversion: str) -> str:
-    """The release a Nova API with this maximum microversion runs (by the version table)."""
-    def key(text: str) -> tuple[int, int]:
-        major, _, minor = text.partition(".")
-        return (int(major), int(minor or 0)) if major.isdigit() and minor.isdigit() else (0, 0)
-
-    found = [name for version, name in _RELEASES if key(version) == key(max_microversion)]
-    if found:
-        return f"{found[0]} (API {max_microversion})"
-    newer = [name for version, name in _RELEASES if key(version) < key(max_microversion)]
-    return f"newer than {newer[-1]} (API {max_microversion})" if newer else \
-        f"API {max_microversion}"
-
-
-def _upload(api: CloudApi, image_id: str, data: bytes) -> None:
-    """Glance's image upload is a binary PUT, outside the JSON seam: done with the SDK's
-    session when there is one."""
-    inner = getattr(api, "_inner", api)
-    conn = getattr(inner, "_conn", None)
-    if conn is None:
-        raise CloudError("cannot upload an image through this API (give --image with an "
-                         "image that exists)")
-    response = conn.image.put(f"/images/{image_id}/file", data=data,
-                              headers={"Content-Type": "application/octet-stream"},
-                              raise_exc=False)
-    if response.status_code >= 300:
-        raise CloudError(f"cannot upload image {image_id}: HTTP {response.status_code}")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        got = api.request("image", "GET", f"/images/{image_id}")
-        if got.ok and isinstance(got.body, dict) and got.body.get("status") == "active":
-            return
-        time.sleep(0.5)
-    raise CloudError(f"image {image_id} not active 60 s after its upload")
+    """The release a Nova API with this maximum microversion runs (preflight's table)."""
+    text = describe_api_release(max_microversion)
+    return f"{text[:1].upper()}{text[1:]} (API {max_microversion})"
 
 
 def _pins(topology: ServerTopology | None) -> dict[int, tuple[int, ...]]:

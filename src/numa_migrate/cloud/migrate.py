@@ -31,6 +31,7 @@ from numa_migrate.cloud.computes import ComputeMap
 from numa_migrate.cloud.explain import CloudExplanation, explain_server
 from numa_migrate.cloud.validate import CloudValidation, validate_server
 from numa_migrate.hypervisor.base import JobProgress
+from numa_migrate.preflight.cloudfacts import parse_microversion
 
 Phase = Callable[[str, str], None]
 Progress = Callable[[JobProgress], None]
@@ -79,9 +80,7 @@ TRAIN_MICROVERSION = (2, 79)
 def _check_release(version: nova.ApiVersion) -> str:
     """NUMA-aware live migration needs Train (compute API 2.79) on the controller; that every
     compute runs Train too is not in Nova's API (`preflight --release` checks it)."""
-    major, _, minor = version.max.partition(".")
-    found = (int(major), int(minor)) if major.isdigit() and minor.isdigit() else (0, 0)
-    if found < TRAIN_MICROVERSION:
+    if parse_microversion(version.max) < TRAIN_MICROVERSION:
         raise CheckRefused(f"Nova's API goes up to microversion {version.max}, older than "
                            "Train (2.79): live migration is not NUMA-aware there (pins are "
                            "not re-computed); run `numa-migrate preflight` for the rule")

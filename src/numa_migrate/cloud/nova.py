@@ -46,24 +46,19 @@ class NovaRefusedError(CloudError):
 
 
 @dataclass(frozen=True)
-class ComputeService:
+class Service:
+    """A Nova service (nova-compute, nova-conductor, nova-scheduler) as os-services lists it."""
+
+    binary: str
     host: str
     state: str  # "up" / "down"
     status: str  # "enabled" / "disabled"
-    disabled_reason: str | None
-    zone: str | None
+    disabled_reason: str | None = None
+    zone: str | None = None
 
     @property
     def usable(self) -> bool:
         return self.state == "up" and self.status == "enabled"
-
-
-@dataclass(frozen=True)
-class Service:
-    binary: str
-    host: str
-    state: str
-    status: str
 
 
 @dataclass(frozen=True)
@@ -159,13 +154,15 @@ def api_version(api: CloudApi) -> ApiVersion:
                       version.req("version").text(max_chars=16))
 
 
-def compute_services(api: CloudApi) -> list[ComputeService]:
-    doc = _get(api, "compute", "/os-services?binary=nova-compute",
-               microversion=COMPUTE_MICROVERSION)
+def services(api: CloudApi, binary: str | None = None) -> list[Service]:
+    """Nova's services (only those of ``binary`` when given)."""
+    path = "/os-services" + (f"?binary={urllib.parse.quote(binary)}" if binary else "")
+    doc = _get(api, "compute", path, microversion=COMPUTE_MICROVERSION)
     out = []
     for node in doc.obj().req("services").items(max_items=MAX_LISTED):
         s = node.obj()
-        out.append(ComputeService(
+        out.append(Service(
+            binary=s.req("binary").text(max_chars=64),
             host=s.req("host").text(max_chars=255, non_empty=True),
             state=s.req("state").choice(("up", "down")),
             status=s.req("status").choice(("enabled", "disabled")),
@@ -174,14 +171,8 @@ def compute_services(api: CloudApi) -> list[ComputeService]:
     return out
 
 
-def services(api: CloudApi) -> list[Service]:
-    doc = _get(api, "compute", "/os-services", microversion=COMPUTE_MICROVERSION)
-    out = []
-    for node in doc.obj().req("services").items(max_items=MAX_LISTED):
-        s = node.obj()
-        out.append(Service(s.req("binary").text(max_chars=64), s.req("host").text(max_chars=255),
-                           s.req("state").text(max_chars=16), s.req("status").text(max_chars=16)))
-    return out
+def compute_services(api: CloudApi) -> list[Service]:
+    return services(api, "nova-compute")
 
 
 def hypervisors(api: CloudApi) -> list[Hypervisor]:
@@ -334,7 +325,9 @@ def migrations(api: CloudApi, server_id: str) -> list[MigrationRecord]:
     return out
 
 
-def providers(api: CloudApi) -> list[Provider]:
+def providers(api: CloudApi, *, traits: bool = True) -> list[Provider]:
+    """Placement's resource providers with their inventories and usages (and traits, one
+    request more per provider, unless ``traits`` is False)."""
     doc = _get(api, "placement", "/resource_providers", microversion=PLACEMENT_MICROVERSION)
     out = []
     for node in doc.obj().req("resource_providers").items(max_items=MAX_LISTED):
@@ -352,12 +345,14 @@ def providers(api: CloudApi) -> list[Provider]:
                        microversion=PLACEMENT_MICROVERSION)
         usages = {rc: n.integer(maximum=1 << 62)
                   for rc, n in use_doc.obj().req("usages").obj().items()}
-        trait_doc = _get(api, "placement", f"/resource_providers/{uuid}/traits",
-                         microversion=PLACEMENT_MICROVERSION)
-        traits = frozenset(n.text(max_chars=255)
-                           for n in trait_doc.obj().req("traits").items(max_items=MAX_LISTED))
+        found: frozenset[str] = frozenset()
+        if traits:
+            trait_doc = _get(api, "placement", f"/resource_providers/{uuid}/traits",
+                             microversion=PLACEMENT_MICROVERSION)
+            found = frozenset(n.text(max_chars=255) for n in
+                              trait_doc.obj().req("traits").items(max_items=MAX_LISTED))
         out.append(Provider(uuid, p.req("name").text(max_chars=255), inventories, usages,
-                            traits, reserved, ratios))
+                            found, reserved, ratios))
     return out
 
 

@@ -35,11 +35,13 @@ class RecordingApi:
         return self._inner.name
 
     def request(self, service: str, method: str, path: str, *,
-                microversion: str | None = None, body: Any = None) -> Response:
+                microversion: str | None = None, body: Any = None,
+                data: bytes | None = None) -> Response:
         response = self._inner.request(service, method, path, microversion=microversion,
-                                       body=body)
+                                       body=body, data=data)
+        sent = body if data is None else {"bytes": len(data)}
         line = {"service": service, "method": method, "path": path,
-                "microversion": microversion, "request": body,
+                "microversion": microversion, "request": sent,
                 "status": response.status, "body": response.body}
         with self._path.open("a") as out:
             out.write(json.dumps(line, sort_keys=True) + "\n")
@@ -69,9 +71,10 @@ class ReplayApi:
         return self._name
 
     def request(self, service: str, method: str, path: str, *,
-                microversion: str | None = None, body: Any = None) -> Response:
+                microversion: str | None = None, body: Any = None,
+                data: bytes | None = None) -> Response:
         key = (service, method, path, microversion)
-        self.sent.append((key, body))
+        self.sent.append((key, body if data is None else {"bytes": len(data)}))
         queue = self._queues.get(key)
         if queue:
             self._last[key] = queue.popleft()

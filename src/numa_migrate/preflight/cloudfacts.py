@@ -131,6 +131,12 @@ def _describe(first: int | None, last: int | None) -> str:
     return "unknown"
 
 
+def describe_api_release(microversion: str) -> str:
+    """The release(s) a nova-api with this maximum microversion runs, for people: "zed",
+    "xena (...) or yoga (...)", "newer than 2026.1 (...)"."""
+    return _describe(*api_releases(microversion))
+
+
 def version_text(version: int) -> str:
     """Nova's hypervisor_version integer as major.minor.micro."""
     return f"{version // 1_000_000}.{version // 1_000 % 1_000}.{version % 1_000}"
