@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
 
 from rich.console import Console
 from rich.rule import Rule
@@ -26,7 +29,7 @@ from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.request import Flavor
 from numa_migrate.hypervisor.base import HypervisorError
 from numa_migrate.hypervisor.libvirt import connection
-from numa_migrate.lab import DST, SRC, Lab, LabUnavailableError
+from numa_migrate.lab import DST, SRC, LabUnavailableError
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
 from numa_migrate.lab.guest import counter_advances, wait_until_counting
 from numa_migrate.lab.state import default_lab
@@ -45,6 +48,28 @@ def demo_flavor(huge_pages: bool) -> Flavor:
     return Flavor(1, 64, specs, "nm-demo.pinned")
 
 
+def multi_node_flavor(huge_pages: bool) -> Flavor:
+    """Two guest cells, one per host node, each vCPU pinned to a thread of its node."""
+    specs = {"hw:cpu_policy": "dedicated", "hw:numa_nodes": "2"}
+    if huge_pages:
+        specs["hw:mem_page_size"] = "2048"
+    return Flavor(2, 128, specs, "nm-demo.two-cells")
+
+
+class _DemoLab(Protocol):
+    """What the tour needs of a lab (the plain one or the multi-node one)."""
+
+    @property
+    def inventory_path(self) -> Path: ...
+
+    @property
+    def counter_image(self) -> Path: ...
+
+    def domain_type(self) -> str: ...
+
+    def uri(self, host: str) -> str: ...
+
+
 def run_lab_demo(console: Console, *, keep_lab: bool = False) -> str:
     console.print(Rule("4. A real live migration on the two-daemon lab"))
     if os.geteuid() != 0:
@@ -59,7 +84,7 @@ def run_lab_demo(console: Console, *, keep_lab: bool = False) -> str:
         console.print(f"[yellow]skipped[/]: this machine cannot run the lab: {exc}")
         return "skipped"
     try:
-        _tour(console, lab)
+        _tour(console, lab, demo_flavor)
     except NumaMigrateError as exc:
         console.print(f"[bold red]the lab demo failed[/]: {exc}")
         return "failed"
@@ -72,7 +97,39 @@ def run_lab_demo(console: Console, *, keep_lab: bool = False) -> str:
     return "done"
 
 
-def _tour(console: Console, lab: Lab) -> None:
+def run_multi_node_demo(console: Console, *, keep_lab: bool = False) -> str:
+    """The same tour on the multi-node lab, with a two-cell guest spread over both nodes."""
+    from numa_migrate.lab.vm.multinode import MultiNodeLab
+
+    console.print(Rule("A two-cell guest across two NUMA nodes, on the multi-node lab"))
+    if os.geteuid() != 0:
+        console.print("[yellow]skipped[/]: the multi-node lab needs root (a QEMU VM, then two "
+                      "libvirtd daemons inside). Run `sudo bash scripts/demo.sh`.")
+        return "skipped"
+    lab = MultiNodeLab()
+    brought_up = not lab.status().running
+    try:
+        lab.up(progress=lambda m: console.print(f"[dim]lab: {m}[/]"))
+    except LabUnavailableError as exc:
+        console.print(f"[yellow]skipped[/]: this machine cannot run the multi-node lab: {exc}")
+        return "skipped"
+    try:
+        console.print("[dim]the VM's guests are emulated inside an emulated machine: each "
+                      "move takes about half a minute[/]")
+        _tour(console, lab, multi_node_flavor)
+    except NumaMigrateError as exc:
+        console.print(f"[bold red]the multi-node demo failed[/]: {exc}")
+        return "failed"
+    finally:
+        _remove_guest(lab)
+        if brought_up and not keep_lab:
+            console.print("[dim]stopping the multi-node lab's VM (it was down before the "
+                          "demo; its image stays cached)[/]")
+            lab.down()
+    return "done"
+
+
+def _tour(console: Console, lab: _DemoLab, make_flavor: Callable[[bool], Flavor]) -> None:
     hosts = Hosts(load_inventory(lab.inventory_path))
     src_cfg, dst_cfg = hosts.inventory.host(SRC), hosts.inventory.host(DST)
     for cfg in (src_cfg, dst_cfg):
@@ -82,7 +139,7 @@ def _tour(console: Console, lab: Lab) -> None:
     src_live = read_live_host(src_cfg)
     pages = any(p.size_kib == 2048 and p.total - p.used >= 64
                 for c in src_live.topology.cells for p in c.mempages)
-    flavor = demo_flavor(pages)
+    flavor = make_flavor(pages)
     guest = flavored_guest(GUEST, flavor, src_live.topology, image=lab.counter_image,
                            domain_type=lab.domain_type())
     if not isinstance(guest, FlavoredGuest):
@@ -152,7 +209,7 @@ def _spec(cpus: frozenset[int] | None) -> str:
     return "(unset)" if cpus is None else CpuSet.of(cpus).format()
 
 
-def _remove_guest(lab: Lab) -> None:
+def _remove_guest(lab: _DemoLab) -> None:
     for host in (SRC, DST):
         try:
             with connection(lab.uri(host), host) as conn:
@@ -166,4 +223,4 @@ def _remove_guest(lab: Lab) -> None:
             continue
 
 
-__all__ = ["run_lab_demo"]
+__all__ = ["run_lab_demo", "run_multi_node_demo"]

@@ -115,7 +115,8 @@ def lab() -> None:
       numa-migrate lab guest start demo      # a counter guest on lab-src
       virsh -c "$(numa-migrate lab status --json | jq -r '.hosts[0].uri')" list
       numa-migrate lab openstack up          # a real OpenStack (Zed) on top: two computes
-      numa-migrate lab down                  # stop everything (OpenStack too), remove every trace
+      numa-migrate lab up --multi-node       # the lab in a VM: 2 NUMA nodes, SMT, 1 GiB pages
+      numa-migrate lab down                  # stop everything (OpenStack, VM too), leave no trace
 
     The state lives in /var/lib/numa-migrate/lab (or $NUMA_MIGRATE_LAB_DIR); `up`
     writes the hosts' URIs to inventory.toml there.
@@ -133,16 +134,43 @@ def lab() -> None:
     help="Reserve N huge pages of 2 MiB for the lab's guests (the two daemons share the "
     "kernel's pool; a migrating guest holds its pages on both sides, so reserve twice its "
     "size). 0 gives a reservation back; without the option it is kept as it is. A short "
-    "or refused reservation is reported, not an error.",
+    "or refused reservation is reported, not an error. (The multi-node lab reserves its "
+    "pages at boot.)",
+)
+@click.option(
+    "--multi-node",
+    is_flag=True,
+    help="Run the lab inside a QEMU VM with 2 NUMA nodes, SMT sibling threads and 1 GiB "
+    "pages (built once with debootstrap and cached, booted on TCG: minutes). lab-src and "
+    "lab-dst run inside it as here, reached with libvirt's ssh transport on 127.0.0.1.",
+)
+@click.option(
+    "--boot-timeout",
+    type=Bounded(10, 3600, why="an hour"),
+    default=600,
+    show_default=True,
+    metavar="S",
+    help="With --multi-node: give up (and stop the VM) when it does not answer within S s.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON document.")
 @_errors
-def up_cmd(hugepages: int | None, as_json: bool) -> None:
+def up_cmd(hugepages: int | None, multi_node: bool, boot_timeout: int, as_json: bool) -> None:
     """Start lab-src and lab-dst (running daemons are reused) and write the inventory.
 
     Safe to run again: daemons that answer are kept, stale pid files and leftover
-    processes of a crashed lab are cleaned up first.
+    processes of a crashed lab are cleaned up first. With --multi-node the lab runs in a
+    VM (state in /var/lib/numa-migrate/lab-multi-node, image cache in
+    /var/cache/numa-migrate/lab-vm); a VM that answers is reused, and a failed start
+    stops the VM again.
     """
+    if multi_node:
+        if hugepages is not None:
+            raise click.UsageError("--hugepages is for this machine's lab: the multi-node "
+                                   "lab reserves its pages at boot")
+        from numa_migrate.cli import lab_multinode
+
+        lab_multinode.up(boot_timeout=float(boot_timeout), as_json=as_json)
+        return
     status = _lab().up(hugepages=hugepages, progress=_progress)
     if as_json:
         click.echo(json.dumps(status.to_json(), indent=2))
@@ -151,15 +179,29 @@ def up_cmd(hugepages: int | None, as_json: bool) -> None:
 
 
 @lab.command("down")
+@click.option("--multi-node", is_flag=True,
+              help="Only the multi-node lab's VM (without it: everything, the VM included).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
 @_errors
-def down_cmd(as_json: bool) -> None:
+def down_cmd(multi_node: bool, as_json: bool) -> None:
     """Stop both daemons and their guests and remove everything `up` made.
 
     The daemons and every QEMU they started are killed (their namespaces and private
     mounts go with them), the huge page pool goes back to its size before `up`, and the
     lab directory (and any system mount-point directory `up` had to create) is removed.
+    The OpenStack on the lab and the multi-node lab's VM go first; the VM's image cache
+    is kept.
     """
+    from numa_migrate.cli import lab_multinode
+    from numa_migrate.lab.vm.multinode import default_dir
+
+    if multi_node or default_dir().exists():
+        vm_report = lab_multinode.down(as_json=as_json and multi_node)
+        if multi_node:
+            if not as_json:
+                click.echo(lab_multinode.down_line(vm_report))
+            return
+        click.echo(lab_multinode.down_line(vm_report), err=as_json)
     lab_ = _lab()
     if (lab_.lab_dir / "openstack").exists():
         from numa_migrate.lab.openstack import OpenStackLab
@@ -182,13 +224,21 @@ def down_cmd(as_json: bool) -> None:
 
 
 @lab.command("status")
+@click.option("--multi-node", is_flag=True, help="The multi-node lab (the VM) instead.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON document.")
 @_errors
-def status_cmd(as_json: bool) -> None:
+def status_cmd(multi_node: bool, as_json: bool) -> None:
     """Show both hosts (running, pid, URI, domains, KVM or TCG) and the huge pages.
 
+    With --multi-node: the VM (pid, ssh port, image), what its kernel shows per NUMA node
+    (CPUs, sibling threads, free 1 GiB and 2 MiB pages) and the hosts' URIs.
     Exit 0 when both daemons answer, 1 when the lab is not (fully) up.
     """
+    if multi_node:
+        from numa_migrate.cli import lab_multinode
+
+        lab_multinode.status(as_json=as_json)
+        return
     status = _lab().status()
     if as_json:
         click.echo(json.dumps(status.to_json(), indent=2))

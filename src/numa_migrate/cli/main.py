@@ -541,12 +541,17 @@ def fleet(fleet_path: Path | None, as_json: bool) -> None:
               help="Then the OpenStack part: a real Nova on the lab (packages installed when "
               "missing), a pinned huge-page server explained, live-migrated by Nova to the "
               "compute numa-migrate chose, and Nova's result validated.")
+@click.option("--multi-node", is_flag=True,
+              help="Then a two-cell guest spread over two NUMA nodes, moved and validated on "
+              "the multi-node lab (a VM with 2 NUMA nodes, SMT and 1 GiB pages; its image "
+              "is built the first time: a few minutes).")
 @handle_errors
-def demo(no_lab: bool, keep_lab: bool, openstack: bool) -> None:
+def demo(no_lab: bool, keep_lab: bool, openstack: bool, multi_node: bool) -> None:
     """A guided tour: the bundled sample fleet (a placement, a refusal explained per NUMA
     cell), then a real pinned guest live-migrated on the two-daemon lab and back, with its
     pins before and after and `validate` after each move; with --openstack, then Nova
-    moving a pinned huge-page server that numa-migrate explains, drives and validates.
+    moving a pinned huge-page server that numa-migrate explains, drives and validates;
+    with --multi-node, a two-cell guest across two NUMA nodes on the multi-node lab.
 
     The lab parts need root (they bring the labs up when they are down, and down again
     afterwards); without root it says so and stops after the fleet tour.
@@ -572,6 +577,11 @@ def demo(no_lab: bool, keep_lab: bool, openstack: bool) -> None:
         finally:
             if not lab_was_up and not keep_lab:
                 default_lab().down()
+    if multi_node and outcome != "skipped":
+        from numa_migrate.cli.demo_lab import run_multi_node_demo
+
+        if run_multi_node_demo(console, keep_lab=keep_lab) == "failed":
+            outcome = "failed"
     if outcome == "failed":
         sys.exit(1)
 

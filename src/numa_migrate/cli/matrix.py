@@ -25,6 +25,7 @@ from numa_migrate.matrix.scenarios import SCENARIOS, scenario_ids, select
 # --help (which lists the scenarios) answers at once.
 if TYPE_CHECKING:
     from numa_migrate.lab import Lab
+    from numa_migrate.lab.vm.multinode import MultiNodeLab
     from numa_migrate.matrix.report import MatrixReport
 
 EXIT_FAILED = 1
@@ -68,6 +69,10 @@ def _scenario_list(width: int = 78) -> str:
               help="With --hosts: kvm (default) or qemu (TCG). The lab chooses by itself.")
 @click.option("--keep-lab", is_flag=True,
               help="Leave the lab up afterwards even when this command brought it up.")
+@click.option("--multi-node", is_flag=True,
+              help="Run on the multi-node lab (the lab in a VM with 2 NUMA nodes, SMT and "
+              "1 GiB pages; brought up first, built once: minutes), where the two-node, "
+              "thread-policy and 1 GiB rows are real.")
 @db_option
 @cloud_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON document.")
@@ -75,8 +80,8 @@ def validate_matrix_cmd(  # noqa: PLR0917 (click passes every option)
     hosts_path: Path | None, source: str | None, destination: str | None,
                         only: tuple[str, ...], report_path: Path | None,
                         markdown_path: Path | None, image: Path | None,
-                        domain_type: str | None, keep_lab: bool, db_url: str | None,
-                        target: CloudTarget, as_json: bool) -> None:
+                        domain_type: str | None, keep_lab: bool, multi_node: bool,
+                        db_url: str | None, target: CloudTarget, as_json: bool) -> None:
     """Run the validation matrix: real guests, migrated there and back, then validated.
 
     Each scenario defines a counter guest from Nova-style extra specs on the source host,
@@ -89,11 +94,16 @@ def validate_matrix_cmd(  # noqa: PLR0917 (click passes every option)
 
     Without --hosts (and without $NUMA_MIGRATE_INVENTORY or ./inventory.toml) it runs on
     the two-daemon lab, bringing it up first (root) and down afterwards if it was down.
+    With --multi-node it runs on the lab inside a VM with 2 NUMA nodes, SMT threads and
+    1 GiB pages (`numa-migrate lab up --multi-node`), where numa-2, numa-asymmetric,
+    pin-require and pages-1g run for real; each row of the report says which lab it ran
+    on. Guests there are emulated inside an emulated VM: about a minute per row.
 
     \b
     Examples:
       numa-migrate validate-matrix --report matrix.html
       numa-migrate validate-matrix --only pin-isolate --only pages-2m --json
+      numa-migrate validate-matrix --multi-node --only numa-2 --only pages-1g
       numa-migrate validate-matrix --hosts inventory.toml --source cmp-01 \\
           --destination cmp-02 --image /var/lib/libvirt/images/nm-counter.img
 
@@ -110,6 +120,9 @@ def validate_matrix_cmd(  # noqa: PLR0917 (click passes every option)
     Exit 0 no scenario failed, 1 a scenario failed, 2 the matrix could not run; with
     --cloud also 4 the cloud cannot be reached or refuses the credentials.
     """
+    if multi_node and (target.given or hosts_path is not None or image is not None):
+        raise click.UsageError("--multi-node runs on the multi-node lab: it takes no --hosts, "
+                               "--image or --cloud")
     if target.given:
         from numa_migrate.cli.cloud import cloud_errors
 
@@ -123,12 +136,18 @@ def validate_matrix_cmd(  # noqa: PLR0917 (click passes every option)
     from numa_migrate.matrix.report import render_markdown
     from numa_migrate.matrix.runner import MatrixRun
 
-    lab: Lab | None = None
+    lab: Lab | MultiNodeLab | None = None
     brought_up = False
     try:
         scenarios = select(list(only))
         inventory_path = hosts_path
-        if inventory_path is None:
+        if multi_node:
+            lab = _multi_node_lab()
+            brought_up = not lab.status().running
+            lab.up(progress=lambda m: _say(f"lab: {m}"))
+            inventory_path = lab.inventory_path
+            image, domain_type = lab.counter_image, lab.domain_type()
+        elif inventory_path is None:
             try:
                 inventory_path = configured_inventory()
             except InventoryError:
@@ -158,8 +177,10 @@ def validate_matrix_cmd(  # noqa: PLR0917 (click passes every option)
         with open_store(db_url) as store:
             run = MatrixRun(inventory=inventory, source=src, destination=dst, store=store,
                             image=Path(image), domain_type=domain_type, lab=lab is not None,
+                            lab_kind="multi-node-lab" if multi_node else "lab",
                             say=_say, fixtures=run_fixture_scenario)
-            where = "the lab" if lab is not None else f"{src} and {dst}"
+            where = ("the multi-node lab" if multi_node else
+                     "the lab" if lab is not None else f"{src} and {dst}")
             report = run.run(scenarios, f"numa-migrate validation matrix on {where}")
     except NumaMigrateError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -195,6 +216,12 @@ def _cloud_matrix(target: CloudTarget, source: str | None, destination: str | No
     else:
         click.echo(render_markdown(report))
     return 0 if report.ok else EXIT_FAILED
+
+
+def _multi_node_lab() -> MultiNodeLab:
+    from numa_migrate.lab.vm.multinode import MultiNodeLab
+
+    return MultiNodeLab()
 
 
 def _lab() -> Lab:

@@ -36,6 +36,16 @@ class DaemonConfig:
     host_uuid: str
     migration_ports: tuple[int, int]
     hugetlbfs: bool
+    gigantic: bool = False
+    """A second private hugetlbfs for 1 GiB pages (when the kernel has them)."""
+
+
+GIGANTIC_POOL = Path("/sys/kernel/mm/hugepages/hugepages-1048576kB")
+
+
+def gigantic_pages() -> bool:
+    """The kernel has a 1 GiB huge page pool (the CPU has pdpe1gb)."""
+    return GIGANTIC_POOL.is_dir()
 
 
 def libvirtd_conf(config: DaemonConfig) -> str:
@@ -75,7 +85,9 @@ def qemu_conf(config: DaemonConfig, host: HostPaths) -> str:
         f"migration_port_min = {low}",
         f"migration_port_max = {high}",
     ]
-    if config.hugetlbfs:
+    if config.hugetlbfs and config.gigantic:
+        lines.append(f'hugetlbfs_mount = [ "{host.hugepages_dir}", "{host.hugepages_1g_dir}" ]')
+    elif config.hugetlbfs:
         lines.append(f'hugetlbfs_mount = "{host.hugepages_dir}"')
     return "\n".join([*lines, ""])
 
@@ -101,10 +113,12 @@ def write_config(host: HostPaths, *, hugetlbfs: bool) -> DaemonConfig:
     for private, _system in host.private_dirs:
         private.mkdir(parents=True, exist_ok=True)
     host.hugepages_dir.mkdir(parents=True, exist_ok=True)
+    host.hugepages_1g_dir.mkdir(parents=True, exist_ok=True)
     config = DaemonConfig(
         host_uuid=configured_host_uuid(host) or str(uuid.uuid4()),
         migration_ports=MIGRATION_PORTS[host.name],
         hugetlbfs=hugetlbfs,
+        gigantic=hugetlbfs and gigantic_pages(),
     )
     (host.etc_dir / "libvirtd.conf").write_text(libvirtd_conf(config))
     (host.etc_dir / "qemu.conf").write_text(qemu_conf(config, host))
@@ -147,6 +161,9 @@ def _start_script(host: HostPaths, libvirtd: str, *, hugetlbfs: bool) -> str:
     if hugetlbfs:
         target = q(str(host.hugepages_dir))
         lines.append(f"mount -t hugetlbfs -o pagesize=2M {HUGETLBFS_SOURCE} {target}")
+        if gigantic_pages():
+            target = q(str(host.hugepages_1g_dir))
+            lines.append(f"mount -t hugetlbfs -o pagesize=1G {HUGETLBFS_SOURCE} {target}")
     lines.append(f"hostname {q(host.name)}")
     lines.append(f"exec {q(libvirtd)} --daemon --pid-file {q(str(host.pid_file))}")
     return "\n".join(lines)

@@ -8,7 +8,8 @@
       images/counter-floppy.img     the counter guest's boot floppy
       hosts/<name>/
         etc/ run/ lib/ log/ cache/  bind-mounted over /etc/libvirt, /run/libvirt, ...
-        hugepages/                  private hugetlbfs mount (inside the namespace only)
+        hugepages/ hugepages-1G/    private hugetlbfs mounts, 2 MiB and 1 GiB pages (inside
+                                    the namespace only; 1 GiB when the kernel has them)
         libvirtd.pid  start.log
 
 Inside a daemon's mount namespace ``/run/libvirt`` is ``<host>/run``, so from outside the
@@ -77,7 +78,13 @@ class HostPaths:
 
     @property
     def hugepages_dir(self) -> Path:
+        """The private hugetlbfs of 2 MiB pages."""
         return self.root / "hugepages"
+
+    @property
+    def hugepages_1g_dir(self) -> Path:
+        """The private hugetlbfs of 1 GiB pages (mounted when the kernel has them)."""
+        return self.root / "hugepages-1G"
 
     @property
     def socket(self) -> Path:

@@ -14,7 +14,7 @@ import pwd
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from numa_migrate.lab.errors import LabUnavailableError
 
@@ -64,13 +64,13 @@ def installed(package: str) -> bool:
     return result.returncode == 0 and result.stdout.startswith("ii")
 
 
-def missing_packages() -> list[str]:
-    """Lab packages that are not installed (all of them when this is not a dpkg system)."""
-    return [p for p in PACKAGES if not installed(p)]
+def missing_packages(packages: Sequence[str] = PACKAGES) -> list[str]:
+    """Packages that are not installed (all of them when this is not a dpkg system)."""
+    return [p for p in packages if not installed(p)]
 
 
-def missing_programs() -> list[str]:
-    return [name for name in PROGRAMS if find_program(name) is None]
+def missing_programs(programs: Mapping[str, str] = PROGRAMS) -> list[str]:
+    return [name for name in programs if find_program(name) is None]
 
 
 def install_command(packages: list[str]) -> str:
@@ -79,9 +79,11 @@ def install_command(packages: list[str]) -> str:
     )
 
 
-def ensure_packages(progress: Progress = _quiet) -> None:
-    """Install missing lab packages with apt-get (root only), or say exactly what is missing."""
-    missing = missing_packages()
+def ensure_packages(progress: Progress = _quiet, packages: Sequence[str] = PACKAGES,
+                    programs: Mapping[str, str] = PROGRAMS) -> None:
+    """Install missing packages (the lab's by default) with apt-get (root only), or say
+    exactly what is missing. ``programs``: program -> the package that brings it."""
+    missing = missing_packages(packages)
     if missing and os.geteuid() == 0 and shutil.which("apt-get"):
         progress(f"installing {', '.join(missing)} with apt-get")
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -95,12 +97,12 @@ def ensure_packages(progress: Progress = _quiet) -> None:
                 raise LabUnavailableError(
                     f"`{' '.join(cmd)}` failed (exit {result.returncode}): {' | '.join(tail)}"
                 )
-        missing = missing_packages()
-    programs = missing_programs()
-    if programs:
-        needed = sorted({PROGRAMS[p] for p in programs} | set(missing))
+        missing = missing_packages(packages)
+    absent = missing_programs(programs)
+    if absent:
+        needed = sorted({programs[p] for p in absent} | set(missing))
         raise LabUnavailableError(
-            f"the lab needs {', '.join(programs)}, not found; install with: "
+            f"the lab needs {', '.join(absent)}, not found; install with: "
             f"{install_command(needed)}"
         )
 

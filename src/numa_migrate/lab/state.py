@@ -289,11 +289,15 @@ def lab_cpu_sets(cpus: Sequence[int]) -> dict[str, tuple[str, str]]:
     return {"lab-src": (high, low), "lab-dst": (low, high)}
 
 
-def inventory_text(uris: dict[str, str], cpus: Sequence[int] = ()) -> str:
-    lines = ["# numa-migrate lab inventory (written by `numa-migrate lab up`)"]
-    sets = lab_cpu_sets(cpus)
+def inventory_text(uris: dict[str, str], cpus: Sequence[int] = (), *,
+                   sets: dict[str, tuple[str, str]] | None = None,
+                   machine: str = "this machine", command: str = "numa-migrate lab up") -> str:
+    """The lab's inventory: each host's URI and its CPU sets (``sets``, or
+    :func:`lab_cpu_sets` of ``cpus``)."""
+    lines = [f"# numa-migrate lab inventory (written by `{command}`)"]
+    sets = lab_cpu_sets(cpus) if sets is None else sets
     if sets:
-        lines.append("# Both hosts are this machine; their Nova-style CPU sets tell them apart.")
+        lines.append(f"# Both hosts are {machine}; their Nova-style CPU sets tell them apart.")
     for name, uri in uris.items():
         lines += ["", f"[hosts.{name}]", f"uri = {_toml_string(uri)}"]
         if name in sets:

@@ -39,7 +39,7 @@ VERSION: Final = 1
 GROUP_ORDER: Final = ("NUMA awareness", "CPU pinning", "Huge pages", "SR-IOV", "Negative")
 OUTCOMES: Final = ("pass", "fail", "skip")
 WHENS: Final = ("before", "after")
-RAN_ON: Final = ("lab", "hosts", "fixtures", "none")
+RAN_ON: Final = ("lab", "multi-node-lab", "hosts", "fixtures", "none")
 """Where a scenario ran: the two-daemon lab, real hosts, XML fixtures only, or nowhere."""
 CPU_KINDS: Final = ("dedicated", "shared", "reserved")
 
@@ -276,7 +276,7 @@ class ScenarioResult:
     legs: tuple[Leg, ...] = ()
     checks: tuple[Check, ...] = ()
     pictures: tuple[HostPicture, ...] = ()
-    ran_on: str = "lab"  # "lab" | "hosts" | "fixtures" | "none"
+    ran_on: str = "lab"  # "lab" | "multi-node-lab" | "hosts" | "fixtures" | "none"
 
     def __post_init__(self) -> None:
         if not _str(self.id, "ScenarioResult.id"):
@@ -639,6 +639,8 @@ def duration_text(seconds: float | None) -> str:
 
 RAN_ON_TEXT: Final = {
     "lab": "the two-daemon lab (real libvirt and QEMU)",
+    "multi-node-lab": "the multi-node lab (the two-daemon lab in a QEMU VM with 2 NUMA nodes, "
+                      "SMT threads and 1 GiB pages; real libvirt and QEMU)",
     "hosts": "real hosts",
     "fixtures": "XML fixtures / libvirt's test driver only — not run on hardware",
     "none": "not run",

@@ -67,6 +67,8 @@ class MatrixRun:
     domain_type: str
     lab: bool = False
     """Both hosts are the lab's: scenarios may set their own CPU sets (lab_cpu_sets)."""
+    lab_kind: str = "lab"
+    """Which lab the rows ran on (the report's ``ran_on``): "lab" or "multi-node-lab"."""
     say: Callable[[str], None] = lambda _m: None
     fixtures: Callable[[Scenario], ScenarioResult] | None = None
     """Runs a FIXTURES scenario (None: such rows are skipped with the reason)."""
@@ -335,8 +337,8 @@ class MatrixRun:
                 page: int | None = None, legs: tuple[Leg, ...] = (),
                 checks: tuple[Check, ...] = (), pictures: tuple[HostPicture, ...] = (),
                 ran_on: str = "lab") -> ScenarioResult:
-        if ran_on == "lab" and not self.lab:
-            ran_on = "hosts"
+        if ran_on == "lab":
+            ran_on = self.lab_kind if self.lab else "hosts"
         return ScenarioResult(id=scenario.id, group=scenario.group, title=scenario.title,
                               extra_specs=dict(scenario.extra_specs), status=status,
                               reason=reason, page_size_kib=page, legs=legs, checks=checks,
