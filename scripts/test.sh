@@ -25,11 +25,16 @@ if [ "$#" -gt 0 ]; then
   python -m pytest -q "$@"
   exit 0
 fi
-log "pytest (everything but the OpenStack lab tests)"
+log "pytest (everything but the OpenStack and multi-node lab tests)"
 # pytest exits 5 when no test ran: that is a failure here too (set -e).
-python -m pytest -q --ignore=tests/openstack
+python -m pytest -q --ignore=tests/openstack --ignore=tests/multinode
 # last, on their own: they bring up a real OpenStack (Debian 12's Zed packages, installed
 # with apt-get when missing) on the lab's default directory and take it down afterwards
 log "pytest tests/openstack (the real OpenStack lab: numa-migrate lab openstack up)"
 export NUMA_MIGRATE_REQUIRE_OPENSTACK=1
 python -m pytest -q tests/openstack
+# then the multi-node lab: a QEMU VM (TCG) with 2 NUMA nodes, SMT threads and 1 GiB pages,
+# its image built with debootstrap the first time (cached in /var/cache/numa-migrate/lab-vm)
+log "pytest tests/multinode (the lab in a VM with 2 NUMA nodes: numa-migrate lab up --multi-node)"
+export NUMA_MIGRATE_REQUIRE_MULTINODE=1
+python -m pytest -q tests/multinode

@@ -233,7 +233,7 @@ def test_status_and_down_without_a_vm(tmp_path: Path) -> None:
     status = lab.status()
     assert not status.running and not status.up and status.problem == ""
     assert lab.down().stopped == []
-    assert lab.counter_image == Path("/var/lib/numa-migrate/lab/images/counter-floppy.img")
+    assert lab.counter_image == Path("/var/lib/numa-migrate/lab/images/counter-idle-floppy.img")
     assert lab.domain_type() == "qemu"
 
 

@@ -146,6 +146,11 @@ class LabPaths:
     def counter_image(self) -> Path:
         return self.images_dir / "counter-floppy.img"
 
+    @property
+    def idle_counter_image(self) -> Path:
+        """The counter that sleeps between timer interrupts (the multi-node lab's)."""
+        return self.images_dir / "counter-idle-floppy.img"
+
     def host(self, name: str) -> HostPaths:
         if name not in HOST_NAMES:
             raise LabError(f"unknown lab host {name!r}; the lab hosts are {', '.join(HOST_NAMES)}")

@@ -438,6 +438,7 @@ class Lab:
                 progress(f"guests use {accel.label}: {accel.reason}")
             state.domain_type, state.domain_type_reason = accel.domain_type, accel.reason
             write_floppy_image(self.paths.counter_image)
+            write_floppy_image(self.paths.idle_counter_image, idle=True)
             hugetlbfs = _hugetlbfs_supported()
             for host in self.paths.hosts:
                 self._host_up(host, state, hugetlbfs=hugetlbfs, progress=progress)

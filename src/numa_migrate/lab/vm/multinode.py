@@ -42,7 +42,7 @@ from numa_migrate.lab.vm.sshlink import SshLink
 DIR_ENV = "NUMA_MIGRATE_MULTI_NODE_DIR"
 DEFAULT_DIR = Path("/var/lib/numa-migrate/lab-multi-node")
 INNER_LAB_DIR = "/var/lib/numa-migrate/lab"
-INNER_COUNTER_IMAGE = f"{INNER_LAB_DIR}/images/counter-floppy.img"
+INNER_COUNTER_IMAGE = f"{INNER_LAB_DIR}/images/counter-idle-floppy.img"
 BOOT_TIMEOUT_S = 600.0
 INNER_UP_TIMEOUT_S = 900.0
 
@@ -226,7 +226,8 @@ class MultiNodeLab:
 
     @property
     def counter_image(self) -> Path:
-        """The counter guest's floppy, as a path inside the VM (where the guests run)."""
+        """The counter guest's floppy, as a path inside the VM (where the guests run): the
+        idle counter, so that a guest does not take a whole CPU of this machine."""
         return Path(INNER_COUNTER_IMAGE)
 
     def domain_type(self) -> str:
@@ -298,7 +299,7 @@ class MultiNodeLab:
                     progress(f"the lab VM {state.pid} does not answer ({exc}); restarting it")
                 else:
                     progress(f"lab VM {state.pid} already running, reused")
-                    return self._finish_up(state, link, progress, started)
+                    return self._finish_up(state, link, progress, started, fresh=False)
             self._stop_vm(state, [])
             image = images.ensure_image(progress)
             images.remove_stale(image, progress)
@@ -333,7 +334,7 @@ class MultiNodeLab:
         link.start_master()
         state.master_pid = link.master_pid()
         state.save(self.state_file)
-        return self._finish_up(state, link, progress, started)
+        return self._finish_up(state, link, progress, started, fresh=True)
 
     def _wait_for_ssh(self, state: _State, link: SshLink, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -357,10 +358,11 @@ class MultiNodeLab:
             f"console {self.console_log}: {machine.console_tail(self.console_log)})")
 
     def _finish_up(self, state: _State, link: SshLink, progress: Progress,
-                   started: float) -> MultiNodeStatus:
+                   started: float, *, fresh: bool) -> MultiNodeStatus:
         link.send_trees([Path(numa_migrate.__file__).parent], INNER_LIB)
-        progress("numa-migrate copied into the VM; `numa-migrate lab up` there "
-                 "(the first start probes QEMU under emulation: a minute or two)")
+        progress("numa-migrate copied into the VM; `numa-migrate lab up` there"
+                 + (" (its first start probes QEMU under emulation: about a minute)"
+                    if fresh else ""))
         inner = self._inner_json("lab up --json", INNER_UP_TIMEOUT_S)
         facts = self._facts(link)
         problems = facts_problems(facts, self.shape)
