@@ -271,3 +271,40 @@ def test_cli_boot_timeout_is_bounded() -> None:
     result = CliRunner().invoke(cli, ["lab", "up", "--multi-node", "--boot-timeout", "5"])
     assert result.exit_code == 2
     assert "--boot-timeout" in result.output
+
+
+# ------------------------------------------------------------------------------ idle counter
+
+
+def test_idle_boot_sector_sleeps_between_interrupts_and_counts() -> None:
+    from numa_migrate.lab.guest import IDLE_BOOT_CODE, boot_sector
+
+    sector = boot_sector(idle=True)
+    assert len(sector) == 512 and sector[510:] == b"\x55\xaa"
+    assert sector.startswith(IDLE_BOOT_CODE)
+    assert sector[4] == 0xFB  # sti
+    assert sector[5] == 0xF4  # hlt
+    assert sector[6:11] == bytes.fromhex("66FF060005")  # inc dword [0x500]
+    # jmp short: back from the end of the jump (offset 13) to the hlt (offset 5)
+    assert sector[11] == 0xEB and 13 + (sector[12] - 256) == 5
+
+
+class _Monitor:
+    def __init__(self, memory: bytes) -> None:
+        self.memory = memory
+
+    def name(self) -> str:
+        return "g"
+
+    def monitor_command(self, command: str) -> str:
+        count = int(command.split("/")[1].split("x")[0])  # "xp /13xb 0x7c00", as HMP reads it
+        return "0000000000007c00: " + " ".join(f"0x{b:02x}" for b in self.memory[:count])
+
+
+@pytest.mark.parametrize("idle", [False, True])
+def test_either_counter_is_recognised_once_loaded(idle: bool) -> None:
+    from numa_migrate.lab.guest import boot_sector, boot_sector_loaded
+
+    loaded = _Monitor(boot_sector(idle=idle)[:26])
+    assert boot_sector_loaded(loaded)  # type: ignore[arg-type]
+    assert not boot_sector_loaded(_Monitor(bytes(26)))  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ from numa_migrate.core.model.host import HostTopology
 from numa_migrate.hypervisor.base import MigrateOptions
 from numa_migrate.hypervisor.libvirt import LibvirtHypervisor, connect
 from numa_migrate.lab import Lab, counter_advances, counter_guest_xml, wait_until_counting
-from numa_migrate.lab.guest import pinned_numa_guest_xml
+from numa_migrate.lab.guest import pinned_numa_guest_xml, remove_guest
 from numa_migrate.migrate.run import HostRef, Migration, MigrationFailed
 from tests.e2e.conftest import LabSession
 
@@ -78,13 +78,7 @@ def world(lab_env: LabSession, tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 def _remove_guest(conns: dict[str, LibvirtHypervisor]) -> None:
     for conn in conns.values():
-        dom = conn.lookup(GUEST)
-        if dom is None:
-            continue
-        if dom.is_active():
-            dom.destroy()
-        if dom.is_persistent():
-            dom.undefine()
+        remove_guest(conn, GUEST)
 
 
 def cli(world: dict[str, Any], *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:

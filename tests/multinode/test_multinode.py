@@ -24,7 +24,7 @@ from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.request import Flavor
 from numa_migrate.hypervisor.libvirt import connection
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
-from numa_migrate.lab.guest import counter_advances, wait_until_counting
+from numa_migrate.lab.guest import counter_advances, remove_guest, wait_until_counting
 from numa_migrate.lab.vm import image as images
 from numa_migrate.lab.vm import machine
 from numa_migrate.lab.vm.multinode import INNER_LAB_DIR, MultiNodeLab
@@ -47,13 +47,7 @@ def _remove(mn: MultiNodeSession, *names: str) -> None:
     for host in ("lab-src", "lab-dst"):
         with connection(mn.lab.uri(host), host) as conn:
             for name in names:
-                dom = conn.lookup(name)
-                if dom is None:
-                    continue
-                if dom.is_active():
-                    dom.destroy()
-                if dom.is_persistent():
-                    dom.undefine()
+                remove_guest(conn, name)
 
 
 def _start(mn: MultiNodeSession, name: str, flavor: Flavor, host: str = "lab-src"

@@ -31,7 +31,7 @@ from numa_migrate.hypervisor.base import HypervisorError
 from numa_migrate.hypervisor.libvirt import connection
 from numa_migrate.lab import DST, SRC, LabUnavailableError
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
-from numa_migrate.lab.guest import counter_advances, wait_until_counting
+from numa_migrate.lab.guest import counter_advances, remove_guest, wait_until_counting
 from numa_migrate.lab.state import default_lab
 from numa_migrate.migrate.hosts import Hosts
 from numa_migrate.migrate.plan import NoRoom
@@ -83,17 +83,26 @@ def run_lab_demo(console: Console, *, keep_lab: bool = False) -> str:
     except LabUnavailableError as exc:
         console.print(f"[yellow]skipped[/]: this machine cannot run the lab: {exc}")
         return "skipped"
+    return _run_tour(console, lab, demo_flavor, brought_up=brought_up and not keep_lab,
+                     down=lab.down, failed="the lab demo failed",
+                     down_note="taking the lab down (it was down before the demo; "
+                               "`numa-migrate demo --keep-lab` leaves it up)")
+
+
+def _run_tour(console: Console, lab: _DemoLab, make_flavor: Callable[[bool], Flavor], *,
+              brought_up: bool, down: Callable[[], object], failed: str,
+              down_note: str) -> str:
+    """The tour, then the guest removed and the lab taken down if the demo brought it up."""
     try:
-        _tour(console, lab, demo_flavor)
+        _tour(console, lab, make_flavor)
     except NumaMigrateError as exc:
-        console.print(f"[bold red]the lab demo failed[/]: {exc}")
+        console.print(f"[bold red]{failed}[/]: {exc}")
         return "failed"
     finally:
         _remove_guest(lab)
-        if brought_up and not keep_lab:
-            console.print("[dim]taking the lab down (it was down before the demo; "
-                          "`numa-migrate demo --keep-lab` leaves it up)[/]")
-            lab.down()
+        if brought_up:
+            console.print(f"[dim]{down_note}[/]")
+            down()
     return "done"
 
 
@@ -113,20 +122,12 @@ def run_multi_node_demo(console: Console, *, keep_lab: bool = False) -> str:
     except LabUnavailableError as exc:
         console.print(f"[yellow]skipped[/]: this machine cannot run the multi-node lab: {exc}")
         return "skipped"
-    try:
-        console.print("[dim]the VM's guests are emulated inside an emulated machine: each "
-                      "move takes about half a minute[/]")
-        _tour(console, lab, multi_node_flavor)
-    except NumaMigrateError as exc:
-        console.print(f"[bold red]the multi-node demo failed[/]: {exc}")
-        return "failed"
-    finally:
-        _remove_guest(lab)
-        if brought_up and not keep_lab:
-            console.print("[dim]stopping the multi-node lab's VM (it was down before the "
-                          "demo; its image stays cached)[/]")
-            lab.down()
-    return "done"
+    console.print("[dim]the VM's guests are emulated inside an emulated machine: each move "
+                  "takes about half a minute[/]")
+    return _run_tour(console, lab, multi_node_flavor, brought_up=brought_up and not keep_lab,
+                     down=lab.down, failed="the multi-node demo failed",
+                     down_note="stopping the multi-node lab's VM (it was down before the "
+                               "demo; its image stays cached)")
 
 
 def _tour(console: Console, lab: _DemoLab, make_flavor: Callable[[bool], Flavor]) -> None:
@@ -213,12 +214,7 @@ def _remove_guest(lab: _DemoLab) -> None:
     for host in (SRC, DST):
         try:
             with connection(lab.uri(host), host) as conn:
-                dom = conn.lookup(GUEST)
-                if dom is not None:
-                    if dom.is_active():
-                        dom.destroy()
-                    if dom.is_persistent():
-                        dom.undefine()
+                remove_guest(conn, GUEST)
         except HypervisorError:
             continue
 

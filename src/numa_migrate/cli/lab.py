@@ -32,6 +32,7 @@ from numa_migrate.lab import (
     read_counter,
     wait_until_counting,
 )
+from numa_migrate.lab.guest import remove_guest
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_NOT_UP = 1
@@ -390,14 +391,8 @@ def guest_stop(name: str) -> None:
     gone = []
     for host in HOST_NAMES:
         with connection(lab_.uri(host), host) as conn:
-            dom = conn.lookup(name)
-            if dom is None:
-                continue
-            if dom.is_active():
-                dom.destroy()
-            if dom.is_persistent():
-                dom.undefine()
-            gone.append(host)
+            if remove_guest(conn, name):
+                gone.append(host)
     if not gone:
         raise LabError(f"no guest {name!r} on {' or '.join(HOST_NAMES)}")
     click.echo(f"{name} stopped and undefined on {', '.join(gone)}")

@@ -23,7 +23,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from numa_migrate.hypervisor.base import Domain, HypervisorError
+from numa_migrate.hypervisor.base import Domain, Hypervisor, HypervisorError
 from numa_migrate.lab.errors import LabError
 
 BOOT_CODE = bytes.fromhex("31C08ED866FF060005EBF9")
@@ -250,6 +250,18 @@ def wait_until_counting(dom: Domain, *, timeout: float = 60.0, interval: float =
                 f"the counter of {dom.name()} did not move within {timeout:.0f} s ({state})"
             )
         time.sleep(interval)
+
+
+def remove_guest(conn: Hypervisor, name: str) -> bool:
+    """Destroy and undefine ``name`` on ``conn`` if it is there; whether it was."""
+    dom = conn.lookup(name)
+    if dom is None:
+        return False
+    if dom.is_active():
+        dom.destroy()
+    if dom.is_persistent():
+        dom.undefine()
+    return True
 
 
 def counter_advances(dom: Domain, *, samples: int = 3, interval: float = 0.5) -> bool:
