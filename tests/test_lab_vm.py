@@ -297,7 +297,7 @@ class _Monitor:
         return "g"
 
     def monitor_command(self, command: str) -> str:
-        count = int(command.split("/")[1].split("x")[0])  # "xp /13xb 0x7c00", as HMP reads it
+        count = int(command.split("/", 1)[1].split("x", 1)[0])  # "xp /13xb 0x7c00"
         return "0000000000007c00: " + " ".join(f"0x{b:02x}" for b in self.memory[:count])
 
 

@@ -16,6 +16,7 @@ from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.matrix.report import (
     CPU_KINDS,
     FREE_COLOUR,
+    RAN_ON_SHORT,
     RAN_ON_TEXT,
     STATUS_LABEL,
     CellPicture,
@@ -179,9 +180,9 @@ def _header(report: MatrixReport, anchors: Sequence[str]) -> list[str]:
             checks = (f"{counts['pass']} pass, {counts['fail']} fail, {counts['skip']} skip"
                       if r.checks else "none")
             rows.append([f'<a href="#{anchor}">{h(r.id)}</a>', h(r.group), _badge(r.status),
-                         h(scenario_page_text(r)), legs, h(checks)])
+                         h(RAN_ON_SHORT[r.ran_on]), h(scenario_page_text(r)), legs, h(checks)])
         parts += ["<section>", "<h2>Scenarios</h2>",
-                  _table(["scenario", "group", "status", "page size",
+                  _table(["scenario", "group", "status", "ran on", "page size",
                           "legs (time / downtime)", "checks"], rows), "</section>"]
     return parts
 

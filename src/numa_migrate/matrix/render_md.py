@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 
 from numa_migrate.matrix.report import (
+    RAN_ON_SHORT,
     RAN_ON_TEXT,
     STATUS_LABEL,
     CellPicture,
@@ -116,9 +117,11 @@ def _header(report: MatrixReport) -> list[str]:
     out.append("")
     if report.scenarios:
         out += table(
-            ["scenario", "group", "status", "page size", "time / downtime per leg", "checks"],
-            [[text(r.id), text(r.group), STATUS_LABEL[r.status], scenario_page_text(r),
-              _leg_times(r), _check_counts(r)] for r in report.scenarios])
+            ["scenario", "group", "status", "ran on", "page size", "time / downtime per leg",
+             "checks"],
+            [[text(r.id), text(r.group), STATUS_LABEL[r.status], RAN_ON_SHORT[r.ran_on],
+              scenario_page_text(r), _leg_times(r), _check_counts(r)]
+             for r in report.scenarios])
         out.append("")
     return out
 

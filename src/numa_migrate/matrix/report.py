@@ -646,6 +646,9 @@ RAN_ON_TEXT: Final = {
     "none": "not run",
 }
 
+RAN_ON_SHORT: Final = {"lab": "lab", "multi-node-lab": "multi-node lab (VM)",
+                       "hosts": "real hosts", "fixtures": "fixtures only", "none": "—"}
+
 STATUS_LABEL: Final = {Status.PASSED: "PASSED", Status.FAILED: "FAILED",
                        Status.SKIPPED: "SKIPPED", Status.FIXTURES: "FIXTURES ONLY"}
 
