@@ -226,3 +226,19 @@ def test_sriov_row_runs_on_the_bundled_fixtures_and_says_so() -> None:
     assert outcomes["hostdev_numa[0000:3b:02.2]"] == "pass"
     assert outcomes["live_xml"] == outcomes["persistent_xml"] == "pass"
     assert "fail" not in outcomes.values()
+
+
+def test_the_no_room_blocker_takes_every_cell_of_a_multi_node_host() -> None:
+    from numa_migrate.core.model.host import HostCell, HostTopology
+    from numa_migrate.matrix.runner import blocker_specs
+
+    cells = (HostCell(0, frozenset(), frozenset({2, 3}), 1024),
+             HostCell(1, frozenset(), frozenset({6, 7, 8}), 1024, pinned_cpus=frozenset({8})))
+    specs, vcpus, memory = blocker_specs({"hw:cpu_policy": "dedicated"},
+                                         HostTopology("h", cells))
+    assert vcpus == 4 and memory == 32
+    assert specs == {"hw:cpu_policy": "dedicated", "hw:numa_nodes": "2",
+                     "hw:numa_cpus.0": "0-1", "hw:numa_mem.0": "16",
+                     "hw:numa_cpus.1": "2-3", "hw:numa_mem.1": "16"}
+    one = HostTopology("h", (HostCell(0, frozenset(), frozenset({1}), 1024),))
+    assert blocker_specs({}, one) == ({}, 1, 16)

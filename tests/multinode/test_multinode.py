@@ -113,7 +113,7 @@ def test_lab_status_cli_reports_the_nodes(mn: MultiNodeSession, tmp_path: Path) 
 
 def test_the_multi_node_rows_run_for_real(mn: MultiNodeSession, tmp_path: Path) -> None:
     html = tmp_path / "matrix.html"
-    rows = [*MULTI_NODE_ROWS, "pin-isolate"]
+    rows = [*MULTI_NODE_ROWS, "pin-isolate", "refuse-no-room"]
     done = _cli("validate-matrix", "--multi-node", "--json", "--report", str(html),
                 *(a for r in rows for a in ("--only", r)), tmp_path=tmp_path)
     assert "Traceback" not in done.stderr, done.stderr
@@ -124,11 +124,14 @@ def test_the_multi_node_rows_run_for_real(mn: MultiNodeSession, tmp_path: Path) 
     # (bug 1889633): on this real SMT host the row is skipped with that reason, not passed
     isolate = by_id.pop("pin-isolate")
     assert isolate.status is Status.SKIPPED and "1889633" in isolate.reason, isolate.reason
-    for row in MULTI_NODE_ROWS:
+    for row in (*MULTI_NODE_ROWS, "refuse-no-room"):
         result = by_id[row]
         assert result.status is Status.PASSED, (row, result.reason, result.checks)
         assert result.ran_on == "multi-node-lab"
-        assert len(result.legs) == 2
+        if row == "refuse-no-room":  # the blocker spans both nodes; the move is refused
+            assert result.legs[0].refused_reasons
+        else:
+            assert len(result.legs) == 2 and all(leg.seconds for leg in result.legs)
         assert all(c.outcome != "fail" for c in result.checks)
     assert by_id["pages-1g"].page_size_kib == 1048576
     assert done.returncode == 0, done.stderr

@@ -25,6 +25,7 @@ from numa_migrate.adapters.validate_live import validate_on_host
 from numa_migrate.claims import ClaimStore
 from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError
+from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.request import Flavor
 from numa_migrate.core.validation import Status as CheckStatus
 from numa_migrate.core.validation import ValidationReport
@@ -282,9 +283,12 @@ class MatrixRun:
 
     def _start_neighbour(self, scenario: Scenario, dst_cfg: HostConfig,
                          dst_live: LiveHost) -> FlavoredGuest:
-        free = len(dst_live.topology.dedicated_cpus - dst_live.topology.pinned_cpus)
-        vcpus = max(1, free) if scenario.kind is Kind.NO_ROOM else 1
-        flavor = Flavor(vcpus, 16, dict(scenario.neighbour_specs or {}), "neighbour")
+        specs = dict(scenario.neighbour_specs or {})
+        memory = 16
+        vcpus = 1
+        if scenario.kind is Kind.NO_ROOM:
+            specs, vcpus, memory = blocker_specs(specs, dst_live.topology)
+        flavor = Flavor(vcpus, memory, specs, "neighbour")
         guest = flavored_guest(f"{PREFIX}{scenario.id}-nb", flavor, dst_live.topology,
                                image=self.image, domain_type=self.domain_type)
         if not isinstance(guest, FlavoredGuest):
@@ -417,6 +421,25 @@ def _page_size(guest: FlavoredGuest) -> int | None:
 
 def _spec(cpus: frozenset[int] | None) -> str:
     return "none" if cpus is None else CpuSet.of(cpus).format() or "none"
+
+
+def blocker_specs(specs: dict[str, str], host: HostTopology
+                  ) -> tuple[dict[str, str], int, int]:
+    """Extra specs, vCPUs and MiB of a guest that takes every free dedicated CPU of ``host``:
+    one guest cell per host cell that has free dedicated CPUs (hw:numa_cpus.N sized to each
+    cell's free CPUs, 16 MiB per cell), so that on a multi-node host no cell is left free."""
+    free = [len(c.pcpuset - c.pinned_cpus) for c in host.cells]
+    counts = [n for n in free if n > 0] or [1]
+    vcpus = sum(counts)
+    if len(counts) == 1:
+        return specs, vcpus, 16
+    out = {**specs, "hw:numa_nodes": str(len(counts))}
+    first = 0
+    for index, count in enumerate(counts):
+        out[f"hw:numa_cpus.{index}"] = CpuSet.of(range(first, first + count)).format()
+        out[f"hw:numa_mem.{index}"] = "16"
+        first += count
+    return out, vcpus, 16 * len(counts)
 
 
 def _now() -> str:
