@@ -37,4 +37,4 @@ python -m pytest -q tests/openstack
 # its image built with debootstrap the first time (cached in /var/cache/numa-migrate/lab-vm)
 log "pytest tests/multinode (the lab in a VM with 2 NUMA nodes: numa-migrate lab up --multi-node)"
 export NUMA_MIGRATE_REQUIRE_MULTINODE=1
-python -m pytest -q tests/multinode
+python -m pytest -q --durations=0 tests/multinode
