@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from numa_migrate.adapters.pcicase import pci_devices_from_node, pci_requests_from_node
 from numa_migrate.core.errors import InvalidCaseError, InvalidRequestError
 from numa_migrate.core.fit.cellfit import Limits
 from numa_migrate.core.fit.fitter import FitOptions, FitResult, fit_guest
@@ -23,6 +24,7 @@ from numa_migrate.core.limits import (
     MAX_PAGE_SIZE_KIB,
 )
 from numa_migrate.core.model.host import HostCell, HostTopology, PagePool
+from numa_migrate.core.model.pcidev import PciDevice, PciRequest
 from numa_migrate.core.model.placement import Placement
 from numa_migrate.core.request import Flavor, guest_from_flavor
 from numa_migrate.inputs.bounds import MAX_LINE_BYTES
@@ -38,7 +40,11 @@ class FitCase:
     flavor: Flavor
     image_properties: Mapping[str, object]
     options: FitOptions
+    pci_requests: tuple[PciRequest, ...] = ()
 
+
+MAX_SOCKET = 4095
+"""The largest CPU socket id a host cell may name."""
 
 _CELL_KEYS = ("id", "cpuset", "pcpuset", "siblings", "memory_mib", "memory_usage_mib",
               "cpu_usage", "pinned_cpus", "mempages", "socket")
@@ -90,6 +96,9 @@ def _cell_from_node(node: Node) -> HostCell:
         cpu_usage=cell.get("cpu_usage", lambda n: _count(n, MAX_CPUS * MAX_GUEST_VCPUS), 0),
         pinned_cpus=_opt_cpus(cell, "pinned_cpus"),
         mempages=pools,
+        socket=cell.get("socket", lambda n: n.integer(maximum=MAX_SOCKET,
+                                                      why=f"socket ids are below "
+                                                          f"{MAX_SOCKET + 1}"), None),
     )
 
 
@@ -105,7 +114,9 @@ def _host_from_node(node: Node, name: str) -> HostTopology:
             c.child(cell.id, "id").fail(f"cell id {cell.id} is given twice")
         seen.add(cell.id)
     host_name = host.get("name", lambda n: n.text(max_chars=255), name)
-    return HostTopology(name=host_name, cells=tuple(ids))
+    no_devices: tuple[PciDevice, ...] = ()
+    devices = host.get("pci_devices", pci_devices_from_node, no_devices)
+    return HostTopology(name=host_name, cells=tuple(ids), pci_devices=devices)
 
 
 def host_from_json(raw: object, name: str = "host", where: str = "host") -> HostTopology:
@@ -159,12 +170,15 @@ def case_from_json(raw: object, *, source: str | None = None) -> FitCase:
     image = case.get("image_properties", _image_properties, no_image)
     limits = _limits(case.opt("limits"))
     packing = case.get("packing", lambda n: n.boolean(), False)
+    no_requests: tuple[PciRequest, ...] = ()
+    pci_requests = case.get("pci_requests", pci_requests_from_node, no_requests)
     return FitCase(
         id=case.node.value.get("id"),
         host=_host_from_node(host_node, "host"),
         flavor=Flavor(vcpus, memory, specs, name),
         image_properties=image,
         options=FitOptions(limits=limits, packing=packing, current_pagesize_kib=current),
+        pci_requests=pci_requests,
     )
 
 
@@ -221,7 +235,7 @@ def answer_case(raw: object) -> dict[str, object]:
     except InvalidCaseError as exc:
         return error_answer(case_id, "InvalidCase", str(exc))
     try:
-        guest = guest_from_flavor(case.flavor, case.image_properties)
+        guest = guest_from_flavor(case.flavor, case.image_properties, case.pci_requests)
     except InvalidRequestError as exc:
         return error_answer(case_id, exc.nova_type, exc.message)
     return result_to_answer(case_id, fit_guest(case.host, guest, case.options))

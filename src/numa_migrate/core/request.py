@@ -5,8 +5,13 @@
 :class:`InvalidRequestError` whose ``nova_type`` is the Nova exception class for the same
 request. The messages are ours: they name the key and the allowed values.
 
+PCI requests come from elsewhere (a fit case's ``pci_requests``, a domain's hostdevs); here
+their NUMA affinity policy is read from ``hw:pci_numa_affinity_policy`` /
+``hw_pci_numa_affinity_policy`` with Nova's rules, after the NUMA constraints (Nova's order),
+and given to the requests that name none.
+
 Not modelled: vPMEM (``hw:pmem``), locked memory and memory encryption, which never change
-the NUMA fit; PCI/SR-IOV requests (reserved in the fit-case format).
+the NUMA fit.
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ from numa_migrate.core.model.guest import (
     PageSizeRequest,
     ThreadPolicy,
 )
+from numa_migrate.core.model.pcidev import PciNumaPolicy, PciRequest
 
 NUMA_NODES_MAX = MAX_GUEST_CELLS
 _POLICIES = tuple(p.value for p in CPUPolicy)
 _THREAD_POLICIES = tuple(p.value for p in ThreadPolicy)
 _EMULATOR_POLICIES = tuple(p.value for p in EmulatorPolicy)
+_PCI_POLICIES = tuple(p.value for p in PciNumaPolicy)
 _TRUE_STRINGS = ("1", "t", "true", "on", "y", "yes")
 
 T = TypeVar("T")
@@ -63,6 +70,7 @@ class ImageProps:
     numa_cpus: tuple[frozenset[int], ...] | None = None
     numa_mem: tuple[int, ...] | None = None
     traits_required: tuple[str, ...] = ()
+    pci_numa_affinity_policy: str | None = None
 
 
 def _image_value_error(key: str, value: object, allowed: str) -> InvalidRequestError:
@@ -135,6 +143,11 @@ def image_props_from_dict(props: Mapping[str, object]) -> ImageProps:
         else None,
         numa_cpus=_indexed(props, "hw_numa_cpus", _cpu_spec_or_invalid),
         numa_mem=_indexed(props, "hw_numa_mem", _image_int),
+        pci_numa_affinity_policy=_image_enum(
+            "hw_pci_numa_affinity_policy", props["hw_pci_numa_affinity_policy"], _PCI_POLICIES
+        )
+        if "hw_pci_numa_affinity_policy" in props
+        else None,
         traits_required=tuple(
             k[len("trait:") :]
             for k, v in props.items()
@@ -525,12 +538,49 @@ def _check_flavor_bounds(flavor: Flavor) -> None:
             )
 
 
+def pci_numa_policy(flavor: Flavor, image: ImageProps) -> PciNumaPolicy | None:
+    """The flavor's / image's PCI NUMA affinity policy (they must agree), or None."""
+    key = "hw:pci_numa_affinity_policy"
+    fval = flavor.extra_specs.get(key)
+    ival = image.pci_numa_affinity_policy
+    if fval and ival and fval != ival:
+        raise InvalidRequestError(
+            "ImagePCINUMAPolicyForbidden",
+            f"image property hw_pci_numa_affinity_policy={ival} conflicts with the flavor's "
+            f"{key}={fval}; give one, or the same value in both",
+            key="hw_pci_numa_affinity_policy",
+        )
+    value = fval or ival
+    if not value:
+        return None
+    if value not in _PCI_POLICIES:
+        raise InvalidRequestError(
+            "InvalidPCINUMAAffinity",
+            f"{key}={value!r} is not a PCI NUMA affinity policy; allowed values: "
+            f"{', '.join(_PCI_POLICIES)}",
+            key=key,
+        )
+    return PciNumaPolicy(value)
+
+
 def guest_from_flavor(
-    flavor: Flavor, image_properties: Mapping[str, object] | None = None
+    flavor: Flavor,
+    image_properties: Mapping[str, object] | None = None,
+    pci_requests: tuple[PciRequest, ...] = (),
 ) -> Guest:
-    """Build the guest's NUMA request as Nova would, or raise :class:`InvalidRequestError`."""
+    """Build the guest's NUMA request as Nova would, or raise :class:`InvalidRequestError`.
+
+    ``pci_requests`` without a policy of their own take the flavor's / image's.
+    """
     _check_flavor_bounds(flavor)
     image = image_props_from_dict(image_properties or {})
+    guest = _numa_guest(flavor, image)
+    policy = pci_numa_policy(flavor, image)
+    requests = tuple(r.with_default_policy(policy) for r in pci_requests)
+    return Guest(guest.vcpus, guest.memory_mib, guest.numa, guest.name, requests)
+
+
+def _numa_guest(flavor: Flavor, image: ImageProps) -> Guest:
     cpu_policy = _cpu_policy(flavor, image)
     thread_policy = _thread_policy(flavor, image)
     realtime = _realtime_vcpus(flavor, image)

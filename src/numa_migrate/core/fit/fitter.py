@@ -12,20 +12,35 @@ the emulator-thread reservation), and the choice of host cells is a bipartite ma
 3. otherwise a maximum matching over all (guest cell, host cell) verdicts either proves
    that no assignment exists (and which guest cells compete for which host cells), or
    yields the lexicographically first assignment, which is again Nova's choice.
+
+PCI requests couple the guest cells: the *set* of host cells chosen must let every request be
+served under its NUMA affinity policy (:mod:`numa_migrate.core.fit.pcifit`). The first
+assignment is kept when its cells serve the requests; otherwise the sets of host cells are
+tried in Nova's order, each checked for devices first (cheap) and then for a matching of the
+guest cells inside it. That search is exponential in the worst case, so it is bounded
+(:data:`MAX_PCI_CELL_SETS` sets): beyond the bound the answer says the search stopped rather
+than claim a proof.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from itertools import combinations
+from math import comb
 
 from numa_migrate.core.fit.cellfit import CellFit, Limits, fit_cell
+from numa_migrate.core.fit.pcifit import PciPools, PciServed, PciShort
 from numa_migrate.core.fit.reasons import Code, Reason, unique
 from numa_migrate.core.model.guest import Guest, GuestCell, GuestRequest
 from numa_migrate.core.model.host import HostCell, HostTopology
+from numa_migrate.core.model.pcidev import PciNumaPolicy, PciRequest
 from numa_migrate.core.model.placement import Placement
 
 Verdict = CellFit | list[Reason]
+
+MAX_PCI_CELL_SETS = 20_000
+"""Sets of host cells the PCI search tries before it gives up (C(16, 8) = 12,870 fit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +57,8 @@ class FitResult:
     placement: Placement | None
     reasons: tuple[Reason, ...]
     summary: str
+    pci: PciServed | None = None
+    """The devices the placement's cells serve each PCI request with (None: no request)."""
 
     @property
     def fits(self) -> bool:
@@ -54,11 +71,29 @@ class FitResult:
 
 
 def order_host_cells(
-    cells: Sequence[HostCell], request: GuestRequest, packing: bool
+    cells: Sequence[HostCell],
+    request: GuestRequest,
+    packing: bool,
+    pci_per_node: dict[int | None, int] | None = None,
+    pci_requested: bool = False,
 ) -> tuple[HostCell, ...]:
-    """Nova's host-cell order: only reordered when the host has more cells than the guest."""
+    """Nova's host-cell order: only reordered when the host has more cells than the guest.
+
+    With PCI devices on the host, Nova last moves the cells with the most free devices first
+    when the guest asks for devices, and last when it does not (a stable sort).
+    """
     if len(cells) <= len(request.cells):
         return tuple(cells)
+    ordered = _order_by_usage(cells, request, packing)
+    if pci_per_node:
+        sign = -1 if pci_requested else 1
+        ordered = tuple(sorted(ordered, key=lambda c: sign * pci_per_node.get(c.id, 0)))
+    return ordered
+
+
+def _order_by_usage(
+    cells: Sequence[HostCell], request: GuestRequest, packing: bool
+) -> tuple[HostCell, ...]:
     sign = 1 if packing else -1
     indexed = list(enumerate(cells))
     key: Callable[[tuple[int, HostCell]], tuple[int, int, int]]
@@ -248,17 +283,99 @@ def _no_fit_reasons(
     return tuple(reasons), "; ".join(parts)
 
 
+def _first_with_pci(
+    v: Verdicts, adj: list[list[int]], pools: PciPools, requests: Sequence[PciRequest]
+) -> tuple[list[int], PciServed] | PciShort | int:
+    """The first assignment whose host cells serve the PCI requests.
+
+    Sets of host cells are tried in order (positions in Nova's host-cell order); for each,
+    the devices are checked first and then a matching of the guest cells inside the set.
+    Returns the assignment and the devices; or the shortage of the first matchable set (the
+    reason to show) — or, when no set is even matchable, the number of sets tried.
+    """
+    n_guest, n_host = len(adj), len(v.cells)
+    first_short: PciShort | None = None
+    tried = 0
+    for positions in combinations(range(n_host), n_guest):
+        if tried >= MAX_PCI_CELL_SETS:
+            break
+        tried += 1
+        ids = frozenset(v.cells[h].id for h in positions)
+        served = pools.serve(requests, ids)
+        if isinstance(served, PciShort) and first_short is not None:
+            continue
+        inside = set(positions)
+        sub = [[h for h in adj[g] if h in inside] for g in range(n_guest)]
+        chosen = _lexicographic_assignment(sub, n_guest)
+        if chosen is None:
+            continue
+        if isinstance(served, PciShort):
+            first_short = served
+            continue
+        return chosen, served
+    return first_short if first_short is not None else tried
+
+
+def _pci_no_fit(short: PciShort, cells: Sequence[HostCell], n_host: int, n_guest: int,
+                searched: int) -> tuple[tuple[Reason, ...], str]:
+    """Reasons when no matchable set of host cells serves the PCI requests: per host cell,
+    the free matching devices there; the summary names the request that is short."""
+    per_node = dict(short.per_node)
+    total_sets = comb(n_host, n_guest)
+    scope = {
+        PciNumaPolicy.REQUIRED: "on this cell",
+        PciNumaPolicy.LEGACY: "on this cell or with no NUMA node",
+        PciNumaPolicy.SOCKET: "on this cell or its socket",
+        PciNumaPolicy.PREFERRED: "anywhere on the host",
+    }[short.policy]
+    no_node = per_node.get(None, 0)
+    reasons = [
+        Reason(
+            Code.PCI_DEVICES_SHORT,
+            f"needs {short.request.describe()} {scope} ({short.policy.value}); "
+            f"{per_node.get(c.id, 0)} free here"
+            + (f", {no_node} with no NUMA node" if short.policy is PciNumaPolicy.LEGACY else ""),
+            host_cell=c.id,
+            need=short.request.count,
+            have=per_node.get(c.id, 0),
+            details=(("pci_request", short.index + 1),),
+        )
+        for c in sorted(cells, key=lambda c: c.id)
+    ]
+    summary = short.message()
+    if n_guest < n_host:
+        if searched < total_sets:
+            summary += (f"; nor do the other sets of {n_guest} host cells tried ({searched} "
+                        f"of {total_sets}: the search stopped at its bound)")
+        else:
+            summary += (f"; nor does any other choice of {n_guest} host cell"
+                        f"{'s' if n_guest > 1 else ''} that can take the guest")
+    reasons.append(Reason(Code.PCI_DEVICES_SHORT, summary, need=short.request.count,
+                          have=short.usable, details=(("pci_request", short.index + 1),)))
+    return tuple(reasons), summary
+
+
 def fit_request(
-    host: HostTopology, request: GuestRequest, options: FitOptions | None = None
+    host: HostTopology,
+    request: GuestRequest,
+    options: FitOptions | None = None,
+    pci_requests: Sequence[PciRequest] = (),
 ) -> FitResult:
-    """Place a NUMA request on a host, or explain per host cell why it cannot be placed."""
+    """Place a NUMA request on a host, or explain per host cell why it cannot be placed.
+
+    ``pci_requests``: devices the guest needs; the chosen host cells must serve them.
+    """
     options = options or FitOptions()
     n_guest, n_host = len(request.cells), len(host.cells)
     if n_host < n_guest:
         msg = f"guest needs {n_guest} NUMA cells, host has {n_host}"
         reason = Reason(Code.TOO_FEW_HOST_CELLS, msg, need=n_guest, have=n_host)
         return FitResult(host.name, None, (reason,), msg)
-    cells = order_host_cells(host.cells, request, options.packing)
+    pools = PciPools(host.pci_devices, {c.id: c.socket for c in host.cells}) \
+        if host.pci_devices or pci_requests else None
+    cells = order_host_cells(host.cells, request, options.packing,
+                             pools.free_per_node() if pools is not None else None,
+                             bool(pci_requests))
     v = Verdicts(cells, request, options)
     chosen = _greedy(v, n_guest, n_host)
     adj: list[list[int]] = []
@@ -268,6 +385,21 @@ def fit_request(
     if chosen is None:
         reasons, summary = _no_fit_reasons(v, n_guest, n_host, adj)
         return FitResult(host.name, None, reasons, summary)
+    served: PciServed | None = None
+    if pci_requests:
+        assert pools is not None
+        first = pools.serve(pci_requests, frozenset(cells[h].id for h in chosen))
+        if isinstance(first, PciShort):
+            adj = adj or [[h for h in range(n_host) if v.ok(g, h)] for g in range(n_guest)]
+            found = _first_with_pci(v, adj, pools, pci_requests)
+            if not isinstance(found, tuple):
+                short = found if isinstance(found, PciShort) else first
+                searched = found if isinstance(found, int) else MAX_PCI_CELL_SETS
+                reasons, summary = _pci_no_fit(short, cells, n_host, n_guest,
+                                               min(searched, comb(n_host, n_guest)))
+                return FitResult(host.name, None, reasons, summary)
+            chosen, first = found
+        served = first
     fits = [v.get(g, h) for g, h in enumerate(chosen)]
     assert all(isinstance(f, CellFit) for f in fits)
     cell_fits = [f for f in fits if isinstance(f, CellFit)]
@@ -278,11 +410,26 @@ def fit_request(
     where = ", ".join(
         f"guest cell {p.guest_cell} -> host cell {p.host_cell}" for p in placement.cells
     )
-    return FitResult(host.name, placement, (), f"fits: {where}")
+    return FitResult(host.name, placement, (), f"fits: {where}", served)
+
+
+def fit_pci_only(host: HostTopology, requests: Sequence[PciRequest]) -> FitResult:
+    """A guest with no NUMA topology: its devices are not filtered by node (Nova's
+    PciPassthroughFilter), but they must exist and be free."""
+    pools = PciPools(host.pci_devices)
+    served = pools.serve(requests, None)
+    if isinstance(served, PciShort):
+        msg = served.message()
+        reason = Reason(Code.PCI_DEVICES_SHORT, msg, need=served.request.count,
+                        have=served.usable, details=(("pci_request", served.index + 1),))
+        return FitResult(host.name, None, (reason,), msg)
+    return FitResult(host.name, Placement(()), (), "fits: no NUMA topology requested", served)
 
 
 def fit_guest(host: HostTopology, guest: Guest, options: FitOptions | None = None) -> FitResult:
     """Fit a flavor-sized guest; a guest with no NUMA need fits with no cell placement."""
     if guest.numa is None:
+        if guest.pci_requests:
+            return fit_pci_only(host, guest.pci_requests)
         return FitResult(host.name, Placement(()), (), "fits: no NUMA topology requested")
-    return fit_request(host, guest.numa, options)
+    return fit_request(host, guest.numa, options, guest.pci_requests)

@@ -24,6 +24,7 @@ class Code(StrEnum):
     CPU_LIMIT = "cpu_limit"
     RAM_LIMIT = "ram_limit"
     NO_CELL_ASSIGNMENT = "no_cell_assignment"
+    PCI_DEVICES_SHORT = "pci_devices_short"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ SUMMARY_LABEL: dict[Code, str] = {
     Code.CPU_LIMIT: "CPU allocation ratio exceeded",
     Code.RAM_LIMIT: "RAM allocation ratio exceeded",
     Code.NO_CELL_ASSIGNMENT: "guest cells compete for the same host cells",
+    Code.PCI_DEVICES_SHORT: "not enough free PCI devices near the guest's cells",
 }
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 
 from numa_migrate.core.cpuset import CpuSet
+from numa_migrate.core.model.pcidev import PciRequest
 
 
 class CPUPolicy(StrEnum):
@@ -138,3 +139,5 @@ class Guest:
     memory_mib: int
     numa: GuestRequest | None
     name: str = "guest"
+    pci_requests: tuple[PciRequest, ...] = ()
+    """PCI devices the guest needs (SR-IOV ports, flavor aliases), each with its policy."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from numa_migrate.core.cpuset import EMPTY, CpuSet
+from numa_migrate.core.model.pcidev import PciDevice
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,8 @@ class HostCell:
     cpu_usage: int = 0
     pinned_cpus: frozenset[int] = EMPTY
     mempages: tuple[PagePool, ...] = ()
+    socket: int | None = None
+    """The CPU socket the cell is on (Nova's ``NUMACell.socket``; None: not known)."""
 
     def __post_init__(self) -> None:
         for name in ("cpuset", "pcpuset", "pinned_cpus"):
@@ -171,11 +174,13 @@ class HostCell:
 
 @dataclass(frozen=True)
 class HostTopology:
-    """A host: a name and its NUMA cells (in the order the source listed them)."""
+    """A host: a name, its NUMA cells (in the order the source listed them), its PCI devices."""
 
     name: str
     cells: tuple[HostCell, ...]
     labels: tuple[tuple[str, str], ...] = field(default=())
+    pci_devices: tuple[PciDevice, ...] = field(default=())
+    """Assignable PCI functions (VFs, PFs, whole devices), free or held by a guest."""
 
     def cell(self, cell_id: int) -> HostCell:
         """The cell with id ``cell_id``; ``KeyError`` when the host has none."""
