@@ -21,6 +21,7 @@ from numa_migrate.adapters.hostdevxml import device_elements, without_devices
 from numa_migrate.adapters.nodedev import pci_functions_from_nodedevs
 from numa_migrate.claims.journal import Journal
 from numa_migrate.core.errors import ParseError
+from numa_migrate.core.fit.pcifit import PciPools, PciServed, PciShort
 from numa_migrate.core.migration.journal import VfAttachedEntry
 from numa_migrate.core.model.domain import PciHostdev
 from numa_migrate.core.model.pci import PciFunction
@@ -31,7 +32,13 @@ from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
 from numa_migrate.migrate.plan import MigrationPlan, NoRoom, SriovInputs
 from numa_migrate.migrate.planxml import plan_migration
 from numa_migrate.migrate.run import Ports
-from numa_migrate.migrate.sriov import PhysNets, SriovRefused, choose_vfs
+from numa_migrate.migrate.sriov import (
+    PhysNets,
+    SriovRefused,
+    busy_note,
+    fit_devices,
+    port_requests,
+)
 
 XML = Path(__file__).parent / "fixtures" / "xml"
 NODEDEV = XML / "nodedev"
@@ -65,59 +72,72 @@ PORT = PciHostdev(address="0000:3b:02.1", managed=True, interface=True,
 
 def choose(guest_nodes: set[int], policy: str = "legacy", busy: dict[str, str] | None = None,
            dest: tuple[PciFunction, ...] = DEST, **nets: PhysNets) -> Any:
-    return choose_vfs([PORT], source_pci=source_pci(), dest_pci=dest, dest_busy=busy or {},
-                      guest_nodes=frozenset(guest_nodes), policy=policy, **nets)
+    """The VF the fit serves the port with when the guest runs on ``guest_nodes``: a host of
+    two cells (0 and 1, one socket each) carrying ``dest``'s devices."""
+    needs = port_requests([PORT], source_pci=source_pci(), policy=policy, **nets)
+    if needs.refusals:
+        return needs
+    devices = fit_devices(dest, nets=nets.get("dest_nets", PhysNets()), busy=busy or {})
+    pools = PciPools(devices, {0: 0, 1: 1})
+    return pools.serve(needs.requests, frozenset(guest_nodes))
+
+
+def taken(choice: Any) -> list[str]:
+    return [a for t in choice.taken for a in t] if isinstance(choice, PciServed) else []
 
 
 def test_the_vf_goes_to_the_guests_node() -> None:
-    choice = choose({1})
-    assert choice.ok and [m.destination for m in choice.moves] == ["0000:86:02.0"]
-    assert choice.moves[0].network == "8086:1572"  # matched by the PF's ids, and said so
-    assert "vendor:product" in choice.notes[0]
+    needs = port_requests([PORT], source_pci=source_pci())
+    assert needs.networks == ("8086:154c",)  # matched by the VF's ids, and said so
+    assert "vendor:product" in needs.notes[0]
+    assert taken(choose({1})) == ["0000:86:02.0"]
 
 
-def test_busy_vfs_are_skipped_and_named_when_none_is_left() -> None:
-    choice = choose({1}, busy={"0000:86:02.0": "web-2"})
-    assert [m.destination for m in choice.moves] == ["0000:86:02.1"]
-    choice = choose({1}, busy={"0000:86:02.0": "web-2", "0000:86:02.1": "a claim"})
-    assert not choice.ok
-    [why] = choice.refusals
-    assert "0000:86:02.0 (web-2)" in why and "not on the guest's host node(s) 1" in why
+def test_busy_vfs_are_skipped_and_the_refusal_counts_what_is_left() -> None:
+    assert taken(choose({1}, busy={"0000:86:02.0": "web-2"})) == ["0000:86:02.1"]
+    short = choose({1}, busy={"0000:86:02.0": "web-2", "0000:86:02.1": "a claim"})
+    assert isinstance(short, PciShort)
+    assert "on host cell(s) 1 or with no NUMA node (legacy); 0 free there" in short.message()
+    assert "node 0: 2" in short.message()
+    devices = fit_devices(DEST, nets=PhysNets(), busy={"0000:86:02.0": "web-2"})
+    assert busy_note({"0000:86:02.0": "web-2"}, devices) == (
+        "VFs held on the destination: 0000:86:02.0 (web-2)")
 
 
 @pytest.mark.parametrize(("policy", "expected"), [
-    ("required", None), ("legacy", None), ("preferred", "0000:18:02.0")])
+    ("required", []), ("legacy", []), ("preferred", ["0000:18:02.0"]),
+    ("socket", [])])
 def test_policies_when_only_the_other_node_has_a_free_vf(policy: str,
-                                                         expected: str | None) -> None:
+                                                         expected: list[str]) -> None:
     choice = choose({1}, policy, busy={"0000:86:02.0": "x", "0000:86:02.1": "y"})
-    assert [m.destination for m in choice.moves] == ([expected] if expected else [])
+    assert taken(choice) == expected
 
 
 def test_legacy_accepts_a_vf_without_numa_node_required_does_not() -> None:
     dest = (pf("0000:18:00.0", 0, "ens1f0"), vf("0000:18:02.0", "0000:18:00.0", None))
-    assert choose({1}, "legacy", dest=dest).ok
-    assert not choose({1}, "required", dest=dest).ok
+    assert taken(choose({1}, "legacy", dest=dest)) == ["0000:18:02.0"]
+    assert isinstance(choose({1}, "required", dest=dest), PciShort)
 
 
 def test_physical_networks_keep_the_port_on_its_network() -> None:
     src_nets = PhysNets({"physnet2": ("0000:3b:00.0",)})
     dst_nets = PhysNets({"physnet1": ("ens2f0",), "physnet2": ("ens1f0",)})
-    choice = choose({1}, "preferred", source_nets=src_nets, dest_nets=dst_nets)
     # node 1 has VFs, but on physnet1: the port stays on physnet2 (node 0, preferred policy)
-    assert [(m.destination, m.network) for m in choice.moves] == [("0000:18:02.0", "physnet2")]
-    assert not choose({1}, "required", source_nets=src_nets, dest_nets=dst_nets).ok
+    choice = choose({1}, "preferred", source_nets=src_nets, dest_nets=dst_nets)
+    assert taken(choice) == ["0000:18:02.0"]
+    assert isinstance(choose({1}, "required", source_nets=src_nets, dest_nets=dst_nets),
+                      PciShort)
     orphan = choose({1}, source_nets=PhysNets({"physnet9": ("eth9",)}), dest_nets=dst_nets)
     assert "in no physical network of the source" in orphan.refusals[0]
 
 
-def test_a_whole_pci_device_and_the_socket_policy_are_refused() -> None:
+def test_a_whole_pci_device_and_an_unknown_policy_are_refused() -> None:
     whole = PciHostdev(address="0000:3b:00.0", managed=False, interface=False, mac=None,
                        alias=None)
     with pytest.raises(SriovRefused, match="not an SR-IOV VF"):
-        choose_vfs([whole], source_pci=source_pci(), dest_pci=DEST, dest_busy={},
-                   guest_nodes=frozenset({0}))
-    with pytest.raises(SriovRefused, match="'socket' is not supported"):
-        choose({0}, "socket")
+        port_requests([whole], source_pci=source_pci())
+    with pytest.raises(SriovRefused, match="use one of legacy, required, preferred, socket"):
+        port_requests([PORT], source_pci=source_pci(), policy="strict")
 
 
 # --------------------------------------------------------------------------- the plan
@@ -153,13 +173,29 @@ def test_plan_rewrites_the_port_in_both_xmls_and_claims_the_vf() -> None:
     assert f"VF 0000:3b:02.1 -> {move.destination}" in plan.summary()
 
 
+@pytest.mark.parametrize("free_node", [0, 1])
+def test_the_fit_puts_the_guest_on_the_cell_whose_vf_is_free(free_node: int) -> None:
+    """The VF is chosen with the cells (issue 11): under ``required`` the guest's cell is the
+    one where a VF is free, whichever cell the fitter would otherwise have taken first."""
+    xml = guest_with_port()
+    busy = {f.address: "other" for f in DEST if f.is_vf and f.numa_node != free_node}
+    plan = plan_migration(live_xml=xml, persistent_xml=xml, source="src",
+                          destination=dest_host(),
+                          sriov=SriovInputs(source_pci(), DEST, busy, policy="required"))
+    assert isinstance(plan, MigrationPlan)
+    assert [c.host_cell for c in plan.placement.cells] == [free_node]
+    [move] = plan.vf_moves
+    assert move.numa_node == free_node and move.destination not in busy
+
+
 def test_plan_without_a_free_vf_is_no_room_with_the_reasons() -> None:
     xml = guest_with_port()
     busy = {f.address: "other" for f in DEST if f.is_vf}
     plan = plan_migration(live_xml=xml, persistent_xml=None, source="src",
                           destination=dest_host(), sriov=SriovInputs(source_pci(), DEST, busy))
-    assert isinstance(plan, NoRoom) and "no suitable free VF" in plan.summary
-    assert "0000:18:02.0 (other)" in plan.reasons[0]
+    assert isinstance(plan, NoRoom) and "PCI request 1 (port 0000:3b:02.1)" in plan.summary
+    assert "0 free" in plan.summary
+    assert any("0000:18:02.0 (other)" in r for r in plan.reasons)
 
 
 def test_plan_without_pci_inventory_refuses_a_guest_with_ports() -> None:

@@ -61,6 +61,8 @@ class _Cell:
     memory_mib: int
     pages: tuple[tuple[int, int], ...]
     """(page size in KiB, page count) per ``<pages>`` element."""
+    socket: int | None = None
+    """The ``socket_id`` all the cell's CPUs share (None: not given, or they differ)."""
 
 
 def host_facts_from_capabilities(xml: str | bytes, *, source: str = "capabilities") -> HostFacts:
@@ -195,7 +197,17 @@ def _read_cell(doc: XmlDoc, el: etree._Element) -> _Cell:
         ),
         memory_mib=kib_to_mib(memory_kib, round_up=False),
         pages=tuple(pages),
+        socket=_socket(doc, cpu_elements),
     )
+
+
+def _socket(doc: XmlDoc, cpus: tuple[etree._Element, ...]) -> int | None:
+    """The cell's socket, as Nova reads it: the one ``socket_id`` of all its CPUs."""
+    ids = {doc.int_attr(cpu, "socket_id", maximum=MAX_CPUS - 1)
+           for cpu in cpus if cpu.get("socket_id") is not None}
+    if len(ids) != 1 or any(cpu.get("socket_id") is None for cpu in cpus):
+        return None
+    return ids.pop()
 
 
 def _cpu_pools(
@@ -264,4 +276,5 @@ def _host_cell(
             PagePool(size_kib=size, total=count, reserved=reserved.get((cell.id, size), 0))
             for size, count in cell.pages
         ),
+        socket=cell.socket,
     )

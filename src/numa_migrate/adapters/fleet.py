@@ -2,7 +2,13 @@
 
 A fleet file (JSON) names, per host, its capabilities XML, ``cpu_dedicated_set`` /
 ``cpu_shared_set`` (Nova ``[compute]`` options; both absent means legacy ``vcpu_pin_set``
-style), ``reserved_huge_pages`` and the guests already running there, each as a Nova flavor.
+style), ``reserved_huge_pages``, its PCI devices and the guests already running there, each
+as a Nova flavor (with ``pci_requests`` for SR-IOV ports and PCI aliases).
+
+PCI devices come either as ``pci_devices`` in the fit-case format, or from node-device XML:
+``nodedevs`` (file names of ``virsh nodedev-dumpxml`` output, beside the fleet file) with
+``physical_networks`` (physnet -> PF interface names or PCI addresses, as in an inventory).
+A guest's devices are chosen by the fitter with its cells and become allocated.
 The guests are placed in order with the fitter and their usage accounted, so the fleet's
 state is exactly what placing those guests produces. The bundled sample fleet is the
 offline default for ``fit``, ``explain`` and ``demo``.
@@ -10,11 +16,15 @@ offline default for ``fit``, ``explain`` and ``demo``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
+from numa_migrate.adapters.inventory import InventoryError, physical_networks_from
+from numa_migrate.adapters.nodedev import pci_functions_from_nodedevs
+from numa_migrate.adapters.pcicase import pci_devices_from_node, pci_requests_from_node
 from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import InvalidRequestError, ParseError, UnknownHostError
 from numa_migrate.core.fit.fitter import fit_guest
@@ -26,10 +36,13 @@ from numa_migrate.core.limits import (
     MAX_NUMA_NODES,
     MAX_PAGE_COUNT,
     MAX_PAGE_SIZE_KIB,
+    MAX_PCI_DEVICES,
 )
 from numa_migrate.core.model.guest import Guest
 from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.model.pcidev import PciDevice, PciRequest
 from numa_migrate.core.model.placement import Placement
+from numa_migrate.core.pcidevices import PhysNets, fit_devices, take_devices
 from numa_migrate.core.request import Flavor, guest_from_flavor
 from numa_migrate.core.usage import apply_placement
 from numa_migrate.inputs.documents import parse_json
@@ -138,9 +151,11 @@ def _place_guests(
         name = raw.get("name", lambda n: n.text(max_chars=255), f"guest-{i}")
         flavor = _flavor(raw)
         no_props: dict[str, object] = {}
+        no_requests: tuple[PciRequest, ...] = ()
+        requests = raw.get("pci_requests", pci_requests_from_node, no_requests)
         try:
             guest = guest_from_flavor(flavor, raw.get("image_properties", _image_properties,
-                                                      no_props))
+                                                      no_props), requests)
         except InvalidRequestError as exc:
             node.fail(f"({name}): {exc.message}")
         result = fit_guest(host, guest)
@@ -148,8 +163,38 @@ def _place_guests(
             node.fail(f"({name}) does not fit on {host.name}: {result.summary}")
         if guest.numa is not None:
             host = apply_placement(host, guest.numa, result.placement)
+        if result.pci is not None:
+            taken = (a for addresses in result.pci.taken for a in addresses)
+            host = replace(host, pci_devices=take_devices(host.pci_devices, taken))
         placed.append(PlacedGuest(name, host.name, guest, result.placement))
     return host, placed
+
+
+def _pci_devices(raw: Obj, read_xml: Callable[[str], bytes]) -> tuple[PciDevice, ...]:
+    """The host's ``pci_devices`` (fit-case format) or its ``nodedevs`` XML files with
+    ``physical_networks``; not both."""
+    listed = raw.opt("pci_devices")
+    files = raw.opt("nodedevs")
+    nets_node = raw.opt("physical_networks")
+    if listed is not None and files is not None:
+        listed.fail("give either pci_devices or nodedevs, not both")
+    if listed is not None:
+        if nets_node is not None:
+            nets_node.fail("goes with nodedevs (pci_devices name their physical_network)")
+        return pci_devices_from_node(listed)
+    if files is None:
+        if nets_node is not None:
+            nets_node.fail("goes with nodedevs (node-device XML files)")
+        return ()
+    names = [n.text(max_chars=4096, non_empty=True)
+             for n in files.items(max_items=MAX_PCI_DEVICES)]
+    functions = pci_functions_from_nodedevs((name, read_xml(name)) for name in names)
+    try:
+        nets = physical_networks_from(nets_node.path if nets_node else "physical_networks",
+                                  None if nets_node is None else nets_node.value)
+    except InventoryError as exc:
+        raise ParseError(str(exc), source=raw.node.ctx.source) from None
+    return fit_devices(functions, nets=PhysNets(dict(nets)), busy={})
 
 
 def load_fleet(path: Path | None = None) -> Fleet:
@@ -191,6 +236,7 @@ def load_fleet(path: Path | None = None) -> Fleet:
             reserved_huge_pages=_reserved_pages(raw),
             source=f"{source}: {caps_name}",
         )
+        host = replace(host, pci_devices=_pci_devices(raw, read_xml))
         host, placed = _place_guests(host, raw.opt("guests"))
         hosts.append(host)
         guests.extend(placed)

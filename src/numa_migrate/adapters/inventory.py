@@ -221,7 +221,7 @@ def _host(source: str, name: str, raw: object) -> HostConfig:
         cpu_shared_set=shared,
         reserved_huge_pages=_reserved_pages(where, raw.get("reserved_huge_pages")),
         reserved_host_memory_mb=_reserved_memory(where, raw.get("reserved_host_memory_mb")),
-        physical_networks=_physical_networks(where, raw.get("physical_networks")),
+        physical_networks=physical_networks_from(where, raw.get("physical_networks")),
         realtime_scheduler_priority=_realtime_priority(
             where, raw.get("realtime_scheduler_priority")
         ),
@@ -240,7 +240,7 @@ def _realtime_priority(where: str, value: object) -> int | None:
 _IFNAME = re.compile(r"[A-Za-z0-9_.:@-]{1,15}")
 
 
-def _physical_networks(where: str, value: object) -> tuple[tuple[str, tuple[str, ...]], ...]:
+def physical_networks_from(where: str, value: object) -> tuple[tuple[str, tuple[str, ...]], ...]:
     field = f"{where}.physical_networks"
     if value is None:
         return ()

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from numa_migrate.core.fit.fitter import FitOptions
     from numa_migrate.core.model.guest import Guest
     from numa_migrate.core.model.host import HostTopology
+    from numa_migrate.core.model.pcidev import PciRequest
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_NO_FIT = 1
@@ -123,8 +124,26 @@ class GuestSpec:
     image_props: tuple[str, ...]
     domain_xml: Path | None
     name: str
+    pci_requests: tuple[str, ...] = ()
 
     def guest(self) -> Guest:
+        from dataclasses import replace
+
+        guest = self._guest()
+        if not self.pci_requests:
+            return guest
+        from numa_migrate.core.request import with_pci_requests
+
+        return replace(guest, pci_requests=with_pci_requests(
+            guest.pci_requests + _pci_requests(self.pci_requests), self._policy()))
+
+    def _policy(self) -> str | None:
+        specs = _key_values(self.extra_specs, "--extra-spec")
+        images = _key_values(self.image_props, "--image-property")
+        return (specs.get("hw:pci_numa_affinity_policy")
+                or images.get("hw_pci_numa_affinity_policy"))
+
+    def _guest(self) -> Guest:
         if self.domain_xml is not None:
             if self.vcpus or self.ram or self.extra_specs or self.image_props:
                 raise click.UsageError("give either --domain-xml or the flavor options, not both")
@@ -147,6 +166,31 @@ class GuestSpec:
         specs = _key_values(self.extra_specs, "--extra-spec")
         flavor = Flavor(self.vcpus, self.ram, specs, self.name)
         return guest_from_flavor(flavor, _key_values(self.image_props, "--image-property"))
+
+
+def _pci_requests(values: tuple[str, ...]) -> tuple[PciRequest, ...]:
+    """``--pci-request physical_network=physnet1,count=2,numa_policy=required`` as requests:
+    the spec attributes, ``count`` (default 1), ``numa_policy`` and ``name``; read with the
+    fit-case format's rules, so a bad value is refused the same way."""
+    from numa_migrate.adapters.pcicase import pci_requests_from_node
+    from numa_migrate.inputs.fields import root
+
+    docs: list[dict[str, object]] = []
+    for value in values:
+        fields = _key_values(tuple(v for v in value.split(",") if v.strip()), "--pci-request")
+        doc: dict[str, object] = {"count": 1}
+        if "count" in fields:
+            count = fields.pop("count")
+            if not count.isdigit() or len(count) > 9:
+                raise click.BadParameter(f"count={count!r} is not a positive whole number",
+                                         param_hint="--pci-request")
+            doc["count"] = int(count)
+        for key in ("numa_policy", "name"):
+            if key in fields:
+                doc[key] = fields.pop(key)
+        doc["spec"] = [fields]
+        docs.append(doc)
+    return pci_requests_from_node(root(docs, label="--pci-request"))
 
 
 guest_options = _bundle(
@@ -172,9 +216,22 @@ guest_options = _bundle(
             help="Image property (hw_cpu_thread_policy=isolate, ...). Repeat for more.",
         ),
         click.option(
+            "--pci-request",
+            "pci_requests",
+            multiple=True,
+            metavar="KEY=VALUE,...",
+            help="A PCI device the guest needs, as an SR-IOV port or a flavor's PCI alias "
+            "asks: spec attributes (physical_network, vendor_id, product_id, dev_type, "
+            "address of the PF) with count=N (default 1), numa_policy=required|legacy|"
+            "preferred|socket (default: hw:pci_numa_affinity_policy, else legacy) and "
+            "name=TEXT. Example: physical_network=physnet1,numa_policy=required. The fit "
+            "chooses host cells near free matching devices. Repeat for more.",
+        ),
+        click.option(
             "--domain-xml",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="Take the guest's needs from a libvirt domain XML instead of a flavor.",
+            help="Take the guest's needs from a libvirt domain XML instead of a flavor "
+            "(its SR-IOV ports: give them with --pci-request).",
         ),
         click.option(
             "--name",
@@ -185,7 +242,8 @@ guest_options = _bundle(
         ),
     ],
     GuestSpec,
-    ("flavor_vcpus", "flavor_ram", "extra_specs", "image_props", "domain_xml", "guest_name"),
+    ("flavor_vcpus", "flavor_ram", "extra_specs", "image_props", "domain_xml", "guest_name",
+     "pci_requests"),
     "guest_spec",
 )
 

@@ -160,9 +160,10 @@ class _Bar:
               "migration job starts instead (0: at once).")
 @click.option("--pci-numa-policy", type=click.Choice(POLICIES), default=DEFAULT_POLICY,
               show_default=True, help="For SR-IOV ports: where the destination VF may be "
-              "(Nova's hw:pci_numa_affinity_policy): required = on a host node of the "
-              "guest's cells; legacy = the same unless the VF reports no node; preferred = "
-              "such a VF if any is free, else any.")
+              "(Nova's hw:pci_numa_affinity_policy). The VF is chosen by the fit together "
+              "with the guest's cells: required = on a host node of the guest's cells; "
+              "legacy = those, or a VF that reports no node; socket = those, or on the same "
+              "CPU socket; preferred = the nearest free VF, else any.")
 @click.option("--bandwidth", type=Bounded(1, MAX_BANDWIDTH_MIB_S, why="1 TiB/s"),
               metavar="MiB/s",
               help="Limit the migration bandwidth.")

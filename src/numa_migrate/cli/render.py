@@ -8,6 +8,7 @@ from numa_migrate.adapters.casefmt import placement_to_json
 from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.explain import Explanation, HostExplanation
 from numa_migrate.core.fit.fitter import FitResult
+from numa_migrate.core.fit.reasons import Code
 from numa_migrate.core.model.guest import Guest, describe_page_size
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.model.placement import CellPlacement, Placement
@@ -45,6 +46,12 @@ def guest_json(guest: Guest) -> dict[str, object]:
                 for c in numa.cells
             ],
         }
+    if guest.pci_requests:
+        out["pci_requests"] = [
+            {"name": r.name, "count": r.count, "spec": [dict(alt) for alt in r.spec],
+             "numa_policy": r.policy.value}
+            for r in guest.pci_requests
+        ]
     return out
 
 
@@ -54,6 +61,7 @@ def fit_json(result: FitResult) -> dict[str, object]:
         "fits": result.fits,
         "summary": result.summary,
         "placement": placement_to_json(result.placement) if result.placement else None,
+        "pci_devices": None if result.pci is None else [list(t) for t in result.pci.taken],
         "reasons": [r.as_dict() for r in result.reasons],
     }
 
@@ -67,6 +75,8 @@ def explanation_json(exp: Explanation) -> dict[str, object]:
             {
                 **fit_json(h.result),
                 "blocked_by": list(h.labels),
+                "pci_free": [{"numa_node": node, "per_request": list(counts)}
+                             for node, counts in h.pci_free],
                 "cells": [
                     {
                         "guest_cell": v.guest_cell,
@@ -117,6 +127,8 @@ def print_fit(console: Console, result: FitResult) -> None:
         console.print(f"[green]✔[/] {result.host}: {result.summary}")
         if result.placement.cells:
             console.print(placement_table(result.placement, "Placement"))
+        for i, taken in enumerate(result.pci.taken if result.pci else (), 1):
+            console.print(f"  PCI request {i}: {', '.join(taken)}", highlight=False)
         return
     console.print(f"[red]✘[/] {result.host}: does not fit")
     for part in result.summary.split("; "):
@@ -132,6 +144,9 @@ def _host_cell_table(h: HostExplanation) -> Table:
     guest_cells = sorted({v.guest_cell for v in h.cells})
     for g in guest_cells:
         table.add_column(f"Guest Cell {g}")
+    pci = dict(h.pci_free)
+    if pci:
+        table.add_column("Free PCI devices (per request)")
     for host_cell in dict.fromkeys(v.host_cell for v in h.cells):
         row: list[Text | str] = [str(host_cell)]
         for g in guest_cells:
@@ -140,8 +155,18 @@ def _host_cell_table(h: HostExplanation) -> Table:
                 row.append(Text("fits", style="green"))
             else:
                 row.append(Text("; ".join(r.message for r in v.reasons), style="red"))
+        if pci:
+            row.append(_pci_counts(pci.get(host_cell, ())))
         table.add_row(*row)
+    if None in pci:
+        table.add_row("no node", *([""] * len(guest_cells)), _pci_counts(pci[None]))
     return table
+
+
+def _pci_counts(counts: tuple[int, ...]) -> str:
+    if len(counts) == 1:
+        return str(counts[0])
+    return ", ".join(f"#{i}: {n}" for i, n in enumerate(counts, 1))
 
 
 def print_explanation(console: Console, exp: Explanation) -> None:
@@ -156,7 +181,8 @@ def print_explanation(console: Console, exp: Explanation) -> None:
                 console.print(f"  {h.result.summary}", highlight=False)
         if h.cells:
             console.print(_host_cell_table(h))
-        if not h.result.fits and any("can only use" in r.message for r in h.result.reasons):
+        if not h.result.fits and any("can only use" in r.message or r.code is Code.PCI_DEVICES_SHORT
+                                     for r in h.result.reasons):
             console.print(f"  {h.result.summary}", highlight=False)
 
 

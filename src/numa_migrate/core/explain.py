@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from numa_migrate.core.fit.cellfit import CellFit, fit_cell
 from numa_migrate.core.fit.fitter import FitOptions, FitResult, fit_guest
+from numa_migrate.core.fit.pcifit import PciPools
 from numa_migrate.core.fit.reasons import SUMMARY_LABEL, Code, Reason, summarize_counts
 from numa_migrate.core.model.guest import Guest
 from numa_migrate.core.model.host import HostTopology
@@ -29,6 +30,9 @@ class HostExplanation:
     result: FitResult
     cells: tuple[CellVerdict, ...]
     """Every (guest cell, host cell) pair, host cells in the host's own order."""
+    pci_free: tuple[tuple[int | None, tuple[int, ...]], ...] = ()
+    """Per NUMA node (None: devices that report none), the free devices matching each of the
+    guest's PCI requests (empty when the guest asks for none)."""
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -77,9 +81,25 @@ def _cell_verdicts(
     return tuple(out)
 
 
+def _pci_free(
+    host: HostTopology, guest: Guest
+) -> tuple[tuple[int | None, tuple[int, ...]], ...]:
+    if not guest.pci_requests:
+        return ()
+    pools = PciPools(host.pci_devices)
+    counts = [pools.node_counts(r) for r in guest.pci_requests]
+    nodes: list[int | None] = [c.id for c in host.cells]
+    if any(None in c for c in counts):
+        nodes.append(None)
+    return tuple((n, tuple(c.get(n, 0) for c in counts)) for n in nodes)
+
+
 def summary_line(guest: Guest, hosts: Sequence[HostExplanation]) -> str:
     fitting = sum(1 for h in hosts if h.result.fits)
     what = guest.numa.describe() if guest.numa else f"{guest.vcpus} vCPUs, no NUMA need"
+    if guest.pci_requests:
+        what += ", PCI: " + "; ".join(
+            f"{r.describe()} ({r.policy.value})" for r in guest.pci_requests)
     head = f"{fitting}/{len(hosts)} hosts can take {guest.name} ({what})"
     blocked = summarize_counts(label for h in hosts for label in h.labels)
     return f"{head}: {blocked}" if blocked else f"{head}."
@@ -90,7 +110,8 @@ def explain_guest(
 ) -> Explanation:
     options = options or FitOptions()
     explained = tuple(
-        HostExplanation(fit_guest(h, guest, options), _cell_verdicts(h, guest, options))
+        HostExplanation(fit_guest(h, guest, options), _cell_verdicts(h, guest, options),
+                        _pci_free(h, guest))
         for h in hosts
     )
     return Explanation(guest, explained, summary_line(guest, explained))

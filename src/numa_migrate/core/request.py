@@ -563,6 +563,21 @@ def pci_numa_policy(flavor: Flavor, image: ImageProps) -> PciNumaPolicy | None:
     return PciNumaPolicy(value)
 
 
+def with_pci_requests(
+    requests: tuple[PciRequest, ...], policy: str | None
+) -> tuple[PciRequest, ...]:
+    """``requests`` with the flavor's / image's policy given to those that name none."""
+    if policy is not None and policy not in _PCI_POLICIES:
+        raise InvalidRequestError(
+            "InvalidPCINUMAAffinity",
+            f"hw:pci_numa_affinity_policy={policy!r} is not a PCI NUMA affinity policy; "
+            f"allowed values: {', '.join(_PCI_POLICIES)}",
+            key="hw:pci_numa_affinity_policy",
+        )
+    default = PciNumaPolicy(policy) if policy else None
+    return tuple(r.with_default_policy(default) for r in requests)
+
+
 def guest_from_flavor(
     flavor: Flavor,
     image_properties: Mapping[str, object] | None = None,

@@ -26,7 +26,15 @@ from numa_migrate.core.model.guest import GuestRequest
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.model.pci import PciFunction
 from numa_migrate.core.model.placement import Placement
-from numa_migrate.migrate.sriov import DEFAULT_POLICY, PhysNets, VfMove, choose_vfs
+from numa_migrate.migrate.sriov import (
+    DEFAULT_POLICY,
+    PhysNets,
+    VfMove,
+    busy_note,
+    fit_devices,
+    port_requests,
+    vf_moves,
+)
 
 
 class MigrationRefused(NumaMigrateError):
@@ -197,25 +205,32 @@ def plan_destination(
         return _plan_floating(info, inference, destination=destination,
                               realtime_priority=realtime_priority)
     page = current_pagesize_kib(info)
-    result = fit_request(destination, request, FitOptions(current_pagesize_kib=page))
-    if result.placement is None:
-        return NoRoom(info.name, destination.name, result.summary, result.messages)
-    moves: tuple[VfMove, ...] = ()
-    notes: tuple[str, ...] = ()
+    needs = None
     if info.hostdevs and hostdev_map is None:
         if sriov is None:
             raise MigrationRefused(
                 f"{info.name} has PCI devices ({', '.join(d.address for d in info.hostdevs)}) "
                 "and the hosts' PCI inventory was not read: cannot choose destination VFs")
-        choice = choose_vfs(
-            info.hostdevs, source_pci=sriov.source_pci, dest_pci=sriov.dest_pci,
-            dest_busy=sriov.dest_busy, guest_nodes=frozenset(
-                c.host_cell for c in result.placement.cells),
-            policy=sriov.policy, source_nets=sriov.source_nets, dest_nets=sriov.dest_nets)
-        if not choice.ok:
+        needs = port_requests(info.hostdevs, source_pci=sriov.source_pci, policy=sriov.policy,
+                              source_nets=sriov.source_nets, dest_nets=sriov.dest_nets)
+        if needs.refusals:
             return NoRoom(info.name, destination.name,
-                          "no suitable free VF on the destination", choice.refusals)
-        moves, notes = choice.moves, choice.notes
+                          "a port of the guest is on no known physical network",
+                          needs.refusals)
+        destination = replace(destination, pci_devices=fit_devices(
+            sriov.dest_pci, nets=sriov.dest_nets, busy=sriov.dest_busy))
+    result = fit_request(destination, request, FitOptions(current_pagesize_kib=page),
+                         needs.requests if needs is not None else ())
+    if result.placement is None:
+        held = busy_note(sriov.dest_busy, destination.pci_devices) if sriov else None
+        return NoRoom(info.name, destination.name, result.summary,
+                      result.messages + ((held,) if held else ()))
+    moves: tuple[VfMove, ...] = ()
+    notes: tuple[str, ...] = ()
+    if needs is not None:
+        assert sriov is not None and result.pci is not None
+        moves = vf_moves(info.hostdevs, needs, result.pci, sriov.dest_pci)
+        notes = needs.notes
         hostdev_map = {m.source: m.destination for m in moves}
     plan = plan_from_placement(info, result.placement, destination, shared_cpus=shared_cpus,
                                hostdev_map=hostdev_map, realtime_priority=realtime_priority)
