@@ -47,6 +47,8 @@ def read_bytes(
 ) -> bytes:
     """The bytes of the regular file ``path``; ``what`` names it in errors ("fleet file")."""
     name = str(path)
+    if "\0" in name:
+        raise error(f"a {what} name cannot contain a NUL character", source=repr(name))
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) \
         | getattr(os, "O_CLOEXEC", 0)
     try:

@@ -27,7 +27,7 @@ from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
 from numa_migrate.matrix.report import Check, Leg, ScenarioResult, Status
 from numa_migrate.matrix.runner import validation_checks
 from numa_migrate.matrix.scenarios import Scenario
-from numa_migrate.migrate.plan import MigrationPlan, SriovInputs
+from numa_migrate.migrate.plan import MigrationPlan, NoRoom, SriovInputs
 from numa_migrate.migrate.planxml import plan_migration
 
 SOURCE_VF = "0000:3b:02.1"
@@ -56,7 +56,12 @@ def _host(name: str) -> HostTopology:
 
 
 def run_fixture_scenario(scenario: Scenario) -> ScenarioResult:
-    """The scenario's guest with one VF port, planned from fixture-src to fixture-dst."""
+    """The scenario's guest with one VF port, planned from fixture-src to fixture-dst.
+
+    With ``expect_reason`` every X710 VF of the destination is busy: the fit must refuse,
+    naming the PCI shortage."""
+    if scenario.expect_reason:
+        return _refusal(scenario)
     checks: list[Check] = []
     try:
         plan = _plan(scenario)
@@ -94,7 +99,32 @@ def run_fixture_scenario(scenario: Scenario) -> ScenarioResult:
     return _result(scenario, Status.FIXTURES, NOT_ON_HARDWARE, (leg,), tuple(checks))
 
 
+def _refusal(scenario: Scenario) -> ScenarioResult:
+    busy = {f.address: "vnf-other (running)" for f in _functions()
+            if f.is_vf and f.address.startswith("0000:3b:02.")}
+    outcome = _planned(scenario, busy)
+    if isinstance(outcome, MigrationPlan):
+        moves = ", ".join(f"{m.source} -> {m.destination}" for m in outcome.vf_moves)
+        return _result(scenario, Status.FAILED, f"planned although every VF is busy: {moves}",
+                       (), ())
+    text = "; ".join((outcome.summary, *outcome.reasons))
+    check = Check("reason", f"the refusal mentions {scenario.expect_reason!r}",
+                  "pass" if scenario.expect_reason in text else "fail", outcome.summary)
+    status = Status.FIXTURES if check.outcome == "pass" else Status.FAILED
+    return _result(scenario, status, f"refused as expected ({outcome.summary}); "
+                   + NOT_ON_HARDWARE if status is Status.FIXTURES else text, (), (check,))
+
+
 def _plan(scenario: Scenario) -> MigrationPlan:
+    plan = _planned(scenario, BUSY_ON_DESTINATION)
+    if not isinstance(plan, MigrationPlan):
+        extra = [r for r in plan.reasons if r not in plan.summary]
+        detail = f" ({'; '.join(extra)})" if extra else ""
+        raise NumaMigrateError(f"refused: {plan.summary}{detail}")
+    return plan
+
+
+def _planned(scenario: Scenario, busy: dict[str, str]) -> MigrationPlan | NoRoom:
     specs = dict(scenario.extra_specs)
     policy = specs.pop("hw:pci_numa_affinity_policy", "legacy")
     guest = flavored_guest("nm-mx-sriov", Flavor(scenario.vcpus, scenario.memory_mib, specs),
@@ -108,11 +138,7 @@ def _plan(scenario: Scenario) -> MigrationPlan:
     functions = _functions()
     plan = plan_migration(live_xml=xml, persistent_xml=xml, source="fixture-src",
                           destination=_host("fixture-dst"),
-                          sriov=SriovInputs(functions, functions, BUSY_ON_DESTINATION, policy))
-    if not isinstance(plan, MigrationPlan):
-        extra = [r for r in plan.reasons if r not in plan.summary]
-        detail = f" ({'; '.join(extra)})" if extra else ""
-        raise NumaMigrateError(f"refused: {plan.summary}{detail}")
+                          sriov=SriovInputs(functions, functions, busy, policy))
     return plan
 
 
