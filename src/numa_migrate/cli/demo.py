@@ -9,6 +9,7 @@ from numa_migrate.adapters.fleet import load_fleet
 from numa_migrate.cli import render
 from numa_migrate.core.explain import explain_guest
 from numa_migrate.core.fit.fitter import fit_guest
+from numa_migrate.core.model.pcidev import PciNumaPolicy, PciRequest
 from numa_migrate.core.request import Flavor, guest_from_flavor
 
 PINNED_2CELL = Flavor(
@@ -33,6 +34,9 @@ ISOLATED_BIG = Flavor(
     },
     "db-16-isolate",
 )
+SRIOV_2VF = Flavor(4, 4096, {"hw:cpu_policy": "dedicated"}, "vnf-2vf")
+TWO_VFS_NEAR = PciRequest(2, ((("physical_network", "physnet1"),),), PciNumaPolicy.REQUIRED,
+                          name="2 SR-IOV ports")
 
 
 def run_demo(console: Console) -> None:
@@ -51,8 +55,19 @@ def run_demo(console: Console) -> None:
 
     console.print(Rule("3. Why can't a 16-vCPU isolate guest on 1 GiB pages go anywhere?"))
     render.print_explanation(console, explain_guest(fleet.hosts, guest_from_flavor(ISOLATED_BIG)))
+    console.print(Rule("4. Which hosts have 2 free VFs on physnet1 next to the guest's cell?"))
+    sriov = guest_from_flavor(SRIOV_2VF, {}, (TWO_VFS_NEAR,))
+    sriov_exp = explain_guest(fleet.hosts, sriov)
+    render.print_explanation(console, sriov_exp)
+    if sriov_exp.fitting_hosts:
+        chosen = fit_guest(fleet.host(sriov_exp.fitting_hosts[0]), sriov)
+        if chosen.pci is not None and chosen.placement is not None:
+            cells = ", ".join(str(c.host_cell) for c in chosen.placement.cells)
+            console.print(f"On {chosen.host}: cell {cells} with VFs "
+                          f"{', '.join(chosen.pci.taken[0])} (chosen together by the fit)")
     console.print(Rule())
     console.print(
-        "Next: `numa-migrate explain --help`, `numa-migrate fit --help`, and "
+        "Next: `numa-migrate explain --help` (--pci-request for SR-IOV ports), "
+        "`numa-migrate fit --help`, and "
         "`numa-migrate fit --batch < cases.jsonl` for the fit-case JSON format."
     )
