@@ -22,7 +22,6 @@ from importlib import resources
 from pathlib import Path
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
-from numa_migrate.adapters.inventory import InventoryError, physical_networks_from
 from numa_migrate.adapters.nodedev import pci_functions_from_nodedevs
 from numa_migrate.adapters.pcicase import pci_devices_from_node, pci_requests_from_node
 from numa_migrate.core.cpuset import CpuSet
@@ -186,6 +185,9 @@ def _pci_devices(raw: Obj, read_xml: Callable[[str], bytes]) -> tuple[PciDevice,
         if nets_node is not None:
             nets_node.fail("goes with nodedevs (node-device XML files)")
         return ()
+    # the inventory's reader of physical_networks, imported only for fleets that need it
+    from numa_migrate.adapters.inventory import InventoryError, physical_networks_from
+
     names = [n.text(max_chars=4096, non_empty=True)
              for n in files.items(max_items=MAX_PCI_DEVICES)]
     functions = pci_functions_from_nodedevs((name, read_xml(name)) for name in names)
