@@ -434,6 +434,31 @@ def _pci_policy_keys(rng: random.Random, specs: dict[str, str], image: dict[str,
         image["hw_pci_numa_affinity_policy"] = rng.choice(BAD_PCI_POLICIES)  # ValueError
 
 
+def _pf_trap(rng: random.Random, case: Case) -> None:
+    """Where Nova counts PFs a request did not ask for: every host cell has an assignable PF
+    and ``k`` of its VFs, and the guest asks for ``k + 1`` devices of the PF's vendor (which
+    the PF matches, but may not serve) under ``legacy``, ``preferred`` or ``socket``, with
+    spare VFs that report no NUMA node. Nova finds ``k + 1`` devices on the guest's cells,
+    keeps only those, drops the PF and refuses; the devices with no node, or on the same
+    socket, would serve the request."""
+    k = rng.choice([0, 1, 1, 2])
+    devices = []
+    for cell in case["host"]["cells"]:
+        bus = 0xc0 + cell["id"]
+        pf = f"0000:{bus:02x}:00.0"
+        physnet = rng.choice([None, "physnet1"])
+        devices.append(_device(pf, NIC_VENDOR, NIC_PF, cell["id"], dev_type="type-PF",
+                               physnet=physnet))
+        devices += [_device(f"0000:{bus:02x}:02.{i}", NIC_VENDOR, NIC_VF, cell["id"],
+                            dev_type="type-VF", physnet=physnet, parent=pf) for i in range(k)]
+    devices += [_device(f"0000:e0:02.{i}", NIC_VENDOR, NIC_VF, None, dev_type="type-VF",
+                        physnet="physnet1", parent="0000:e0:00.0")
+                for i in range(rng.choice([0, 1, 2, 3]))]
+    case["host"]["pci_devices"] = devices
+    case["pci_requests"] = [{"count": k + 1, "spec": [{"vendor_id": NIC_VENDOR}],
+                             "numa_policy": rng.choice(["legacy", "preferred", "socket"])}]
+
+
 def _small_numa_request(rng: random.Random, nodes: int, host: dict[str, Any],
                         ) -> tuple[dict[str, Any], dict[str, str]]:
     """A small NUMA guest that usually has room (its CPU policy is one the host has CPUs
@@ -455,9 +480,11 @@ def _small_numa_request(rng: random.Random, nodes: int, host: dict[str, Any],
 
 def generate_pci_cases(n: int, seed: int, *, min_host_cells: int = 1, max_host_cells: int = 4,
                        max_guest_nodes: int = 3, near_full: float = 0.2,
-                       invalid_fraction: float = 0.05) -> list[Case]:
+                       invalid_fraction: float = 0.05,
+                       pf_trap_fraction: float = 0.04) -> list[Case]:
     """Hosts with PCI devices and sockets; guests with 0-3 PCI requests under every policy,
-    with or without NUMA topology, and with the flavor/image policy keys (some bad)."""
+    with or without NUMA topology, and with the flavor/image policy keys (some bad); a few
+    hosts where Nova's counting of unrequested PFs decides (:func:`_pf_trap`)."""
     rng = random.Random(seed)
     cases = []
     for i in range(n):
@@ -488,6 +515,8 @@ def generate_pci_cases(n: int, seed: int, *, min_host_cells: int = 1, max_host_c
         }
         if rng.random() < 0.1:
             case["limits"] = {"cpu_allocation_ratio": 4.0, "ram_allocation_ratio": 1.5}
+        if rng.random() < pf_trap_fraction:
+            _pf_trap(rng, case)
         cases.append(case)
     return cases
 

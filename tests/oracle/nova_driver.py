@@ -23,11 +23,23 @@ scheduler's host state builds it. Each case request becomes an ``objects.Instanc
 does). A guest with NUMA topology goes through ``numa_fit_instance_to_host(..., pci_requests,
 pci_stats)``; one without is answered by ``pci_stats.support_requests`` (the
 PciPassthroughFilter), with no cells.
+
+``--permutations`` answers a different question, used to explain disagreements: which
+assignments of guest cells to host cells Nova accepts *one at a time*, free of its search's
+fit-cache defect (bug 1978372). For each permutation of host cells (only the case's
+``check_cells`` when it gives them), Nova's ``numa_fit_instance_to_host`` gets a host made of
+exactly those cells in that order, so its first and only clean try is that assignment, with the
+PCI stats of the whole host (sockets and devices of the other cells still count)::
+
+    {"id", "error_type", "accepted": [[host cell id per guest cell], ...], "fits_any"}
+
+A guest without NUMA topology gets ``accepted: [[]]`` when ``support_requests`` passes.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import signal
@@ -240,17 +252,74 @@ def answer(case: dict[str, Any], timeout_s: float, repeat: int) -> dict[str, Any
     return out
 
 
+def permutations(case: dict[str, Any]) -> dict[str, Any]:
+    """The assignments Nova accepts one at a time (see the module docstring)."""
+    out: dict[str, Any] = {"id": case.get("id"), "error_type": None, "accepted": [],
+                           "fits_any": False}
+    CONF.set_override("packing_host_numa_cells_allocation_strategy",
+                      bool(case.get("packing")), "compute")
+    host = _host(case["host"])
+    stats = _pci_stats(case["host"], host)
+    flavor_raw = case["flavor"]
+    limits = _limits(case.get("limits"))
+    current = case.get("current_pagesize_kib")
+
+    def constraints_and_requests() -> tuple[Any, list[Any]]:
+        flavor = objects.Flavor(vcpus=flavor_raw["vcpus"], memory_mb=flavor_raw["memory_mib"],
+                                extra_specs=dict(flavor_raw.get("extra_specs") or {}),
+                                name=flavor_raw.get("name", "flavor"))
+        image = objects.ImageMeta.from_dict(
+            {"properties": dict(case.get("image_properties") or {})})
+        constraints = hardware.numa_get_constraints(flavor, image)
+        policy = hardware.get_pci_numa_policy_constraint(flavor, image)
+        return constraints, _pci_requests(case, policy)
+
+    try:
+        constraints, requests = constraints_and_requests()
+    except Exception as exc:  # Nova's own exception type is the answer
+        out["error_type"] = type(exc).__name__
+        return out
+    if constraints is None:
+        if not requests or stats.support_requests(requests, None):
+            out["accepted"] = [[]]
+    else:
+        by_id = {c.id: c for c in host.cells}
+        wanted = case.get("check_cells")
+        perms = ([tuple(by_id[i] for i in wanted)] if wanted is not None
+                 else itertools.permutations(host.cells, len(constraints.cells)))
+        for perm in perms:
+            constraints, requests = constraints_and_requests()
+            sub = objects.NUMATopology(cells=list(perm))
+            fitted = hardware.numa_fit_instance_to_host(
+                sub, constraints, None, limits=limits, pci_requests=requests or None,
+                pci_stats=stats)
+            ids = [c.id for c in perm]
+            if fitted is None or [c.id for c in fitted.cells] != ids:
+                continue
+            if current is not None and any(
+                    c.pagesize != current for c in fitted.cells):
+                continue
+            out["accepted"].append(ids)
+    out["fits_any"] = bool(out["accepted"])
+    return out
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--permutations", action="store_true",
+                        help="the assignments Nova accepts one at a time")
     args = parser.parse_args()
     signal.signal(signal.SIGALRM, _alarm)
     for line in sys.stdin:
         if not line.strip():
             continue
         case = json.loads(line)
-        sys.stdout.write(json.dumps(answer(case, args.timeout, args.repeat)) + "\n")
+        result = permutations(case) if args.permutations else answer(
+            case, args.timeout, args.repeat)
+        sys.stdout.write(json.dumps(result) + "\n")
         sys.stdout.flush()
     return 0
 
