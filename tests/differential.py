@@ -153,6 +153,22 @@ def strip_unrequested_pfs(case: dict[str, Any]) -> dict[str, Any]:
             "host": {**case["host"], "pci_devices": devices}}
 
 
+def _search_defect(case: dict[str, Any], guest_cells: int) -> str | None:
+    """Why Nova's search may answer otherwise than its tries of each assignment alone, or None.
+
+    Its search keeps state from one try to the next: the fit cache keyed on guest cell ids it
+    overwrites (bug 1978372; needs two guest cells: with one, no entry is looked up twice), and
+    the page size a try picks is written into the guest cell even when the try then fails, so
+    the next host cells are tried with that size instead of ``any``/``large``/``small`` (needs a
+    page size request).
+    """
+    pagesize = ("hw:mem_page_size" in case["flavor"].get("extra_specs", {})
+                or "hw_mem_page_size" in (case.get("image_properties") or {}))
+    causes = [*(["fit-cache defect"] if guest_cells >= 2 else []),
+              *(["page size left by a failed try"] if pagesize else [])]
+    return " or ".join(causes) or None
+
+
 def _our_cells(answer: dict[str, Any]) -> list[int]:
     return [c["host_cell"] for c in answer["cells"]]
 
@@ -162,8 +178,9 @@ def judge_pci(cases: list[dict[str, Any]], nova: list[dict[str, Any]],
     """Judge PCI cases against Nova, with Nova's one-assignment-at-a-time answers (fetched
     here, in one oracle run) for the cases that need them:
     - every placement we give: Nova must accept its assignment of host cells alone;
-    - every disagreement on the decision: explained by the fit-cache defect (a guest with
-      two or more cells, and Nova's answers one assignment at a time agree with us) or by the
+    - every disagreement on the decision: explained by a defect of Nova's search (it keeps
+      state between tries, see :func:`_search_defect`, and Nova's answers one assignment at a
+      time agree with us) or by the
       PF-counting difference (Nova refuses every assignment alone; with the unrequested PFs
       removed it accepts one, and we still fit), else it is our bug.
     """
@@ -222,10 +239,10 @@ def judge_pci(cases: list[dict[str, Any]], nova: list[dict[str, Any]],
             continue
         nova_any = accepted(i, "all")
         placed = mine["cells"] if mine["fits"] else (theirs.get("placement") or {})["cells"]
-        # the defect needs two guest cells: with one, no cache entry is ever looked up twice
-        if nova_any == mine["fits"] and len(placed) >= 2:
-            report.add("Nova refuses a fit it accepts alone (fit-cache defect)" if mine["fits"]
-                       else "Nova fits with an assignment it refuses alone (fit-cache defect)")
+        cause = _search_defect(case, len(placed))
+        if nova_any == mine["fits"] and cause:
+            report.add(f"Nova refuses a fit it accepts alone ({cause})" if mine["fits"]
+                       else f"Nova fits with an assignment it refuses alone ({cause})")
             continue
         if (mine["fits"] and not nova_any and accepted(i, "all-stripped")
                 and answer_case(strip_unrequested_pfs(case))["fits"]):
