@@ -22,18 +22,19 @@ def _read(path: Path) -> list[dict[str, object]]:
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared is not beside this checkout")
 def test_vendored_examples_match_shared() -> None:
-    for name in ("cases.jsonl", "expected.jsonl"):
+    for name in ("cases.jsonl", "expected.jsonl", "pci-cases.jsonl", "pci-expected.jsonl"):
         assert (VENDORED / name).read_text() == (SHARED / name).read_text(), (
             f"tests/fixtures/shared-formats/{name} is stale: copy it from ../shared"
         )
 
 
-def test_examples_give_expected_answers() -> None:
-    cases = _read(VENDORED / "cases.jsonl")
-    expected = {e["id"]: e for e in _read(VENDORED / "expected.jsonl")}
+@pytest.mark.parametrize("prefix", ["", "pci-"])
+def test_examples_give_expected_answers(prefix: str) -> None:
+    cases = _read(VENDORED / f"{prefix}cases.jsonl")
+    expected = {e["id"]: e for e in _read(VENDORED / f"{prefix}expected.jsonl")}
     proc = subprocess.run(
         [sys.executable, "-m", "numa_migrate", "fit", "--batch"],
-        input=(VENDORED / "cases.jsonl").read_text(), capture_output=True, text=True,
+        input=(VENDORED / f"{prefix}cases.jsonl").read_text(), capture_output=True, text=True,
         check=True,
     )
     answers = [json.loads(line) for line in proc.stdout.splitlines()]

@@ -12,10 +12,13 @@ each request served from what the earlier ones left:
   socket(s) — only when every host cell names its socket;
 - with no host cells given (a guest without NUMA topology) devices are not filtered by node.
 
-Devices are taken nearest first: on the guest's cells, then with no node, then the rest.
-
 Devices are grouped into pools of interchangeable devices (same ids, type, network, PF and
-node), so the cost of one check grows with the number of pools, not of VFs.
+node), so the cost of one check grows with the number of pools, not of VFs. Which devices a
+request takes matters to the requests after it, so they are taken as Nova takes them: from the
+pools its policy allows, in Nova's pool order — pools with fewer attributes first (a plain PCI
+device; then a VF or PF, or a device with a physical network; then a VF or PF with one), in the
+order the host lists the devices otherwise — except that ``preferred``, when the guest's cells
+and the devices with no node are not enough, takes those first and then the rest.
 
 One deliberate difference from Nova: Nova counts PFs the request did not ask for when it
 decides whether the devices on the guest's cells are "enough" (and then drops them), so it can
@@ -28,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from numa_migrate.core.model.pcidev import PciDevice, PciNumaPolicy, PciRequest
+from numa_migrate.core.model.pcidev import DevType, PciDevice, PciNumaPolicy, PciRequest
 
 __all__ = ["PciPools", "PciServed", "PciShort"]
 
@@ -110,6 +113,12 @@ def _pool_key(d: PciDevice) -> tuple[object, ...]:
             d.attribute("address"), d.numa_node)
 
 
+def _attributes(d: PciDevice) -> int:
+    """How many attributes Nova's pool for ``d`` has beyond the common ones: its pools are
+    kept sorted by that (a stable sort), and a request takes from them in that order."""
+    return int(d.physical_network is not None) + int(d.dev_type is not DevType.PCI)
+
+
 class PciPools:
     """A host's free devices grouped into pools; built once per host, read by every check."""
 
@@ -125,7 +134,8 @@ class PciPools:
                 pools[key] = _Pool(d, [d.address])
             else:
                 pool.addresses.append(d.address)
-        self.pools: tuple[_Pool, ...] = tuple(pools.values())
+        self.pools: tuple[_Pool, ...] = tuple(sorted(pools.values(),
+                                                    key=lambda p: _attributes(p.device)))
         self.sockets: dict[int, int | None] = dict(sockets or {})
 
     def free_per_node(self) -> dict[int | None, int]:
@@ -176,7 +186,8 @@ class PciPools:
     def _eligible(
         self, request: PciRequest, cells: frozenset[int] | None, left: list[int]
     ) -> list[int] | PciShort:
-        """Pool positions the request may take from, nearest first; or why it is short."""
+        """Pool positions the request may take from, in the order it takes them; or why it is
+        short."""
         policy = request.policy
         matching = [i for i, p in enumerate(self.pools) if left[i] and request.matches(p.device)]
         total = sum(left[i] for i in matching)
@@ -194,12 +205,14 @@ class PciPools:
         same = [i for i in matching if self.pools[i].device.numa_node in (socket_nodes or ())]
         n_same = sum(left[i] for i in same) if socket_nodes is not None else None
         if policy is PciNumaPolicy.SOCKET and n_same is not None and n_same >= request.count:
-            return on + [i for i in same if i not in on]
+            return same
+        near = [i for i in matching
+                if self.pools[i].device.numa_node is None or self.pools[i].device.numa_node
+                in cells]
         if policy is PciNumaPolicy.LEGACY and n_on + n_none >= request.count:
-            return on + no_node
+            return near
         if policy is PciNumaPolicy.PREFERRED and total >= request.count:
-            rest = [i for i in matching if i not in on and i not in no_node]
-            return on + no_node + rest
+            return near + [i for i in matching if i not in near]
         return self._short(request, cells, matching, left, (n_on, n_none, n_same))
 
     def _short(self, request: PciRequest, cells: frozenset[int] | None, matching: list[int],
