@@ -139,6 +139,11 @@ def shared_ok(
     return True
 
 
+def _free_sibling_pair(cell: Cell) -> bool:
+    """Whether some core of the cell has 2 free dedicated threads."""
+    return any(len(g & cell.free) >= 2 for g in cell.groups)
+
+
 def _thread_policy_ok(req: GuestRequest, cell: Cell, pcpus: list[int]) -> str | None:
     policy = req.thread_policy
     if policy is ThreadPolicy.ISOLATE:
@@ -153,6 +158,8 @@ def _thread_policy_ok(req: GuestRequest, cell: Cell, pcpus: list[int]) -> str | 
     if policy is ThreadPolicy.REQUIRE:
         if cell.tpc < 2:
             return "require on a host without SMT"
+        if not pcpus and not _free_sibling_pair(cell):
+            return "require: no core with 2 free threads for a cell without dedicated vCPUs"
         per_core: dict[frozenset[int], int] = {}
         for p in pcpus:
             core = frozenset(cell.core(p))
@@ -235,7 +242,11 @@ def _dedicated_feasible(req: GuestRequest, cell: Cell, n: int, reserve: int) -> 
     if n + reserve > len(cell.pcpuset) or n + reserve > len(free):
         return False
     if n == 0:
-        return not reserve and req.thread_policy is not ThreadPolicy.ISOLATE
+        if reserve or req.thread_policy is ThreadPolicy.ISOLATE:
+            return False
+        # a mixed guest cell with no dedicated vCPU: require still needs a core with 2 free
+        # threads (fit-case.md, "Semantics worth knowing")
+        return req.thread_policy is not ThreadPolicy.REQUIRE or _free_sibling_pair(cell)
     groups = [g & free for g in cell.groups if g & free]
     if req.thread_policy is ThreadPolicy.ISOLATE:
         if cell.tpc > 1 and cell.pcpuset != cell.cpuset:
@@ -383,9 +394,13 @@ def _tier(case: dict[str, Any], policy: str, cells: frozenset[int] | None,
 
 def _distributions(need: int, have: list[int]) -> Iterable[tuple[int, ...]]:
     """Every way to take ``need`` devices from groups holding ``have`` devices each."""
-    for take in itertools.product(*(range(min(n, need) + 1) for n in have)):
-        if sum(take) == need:
-            yield take
+    if not have:
+        if need == 0:
+            yield ()
+        return
+    for n in range(min(need, have[0]) + 1):
+        for rest in _distributions(need - n, have[1:]):
+            yield (n, *rest)
 
 
 def pci_support(case: dict[str, Any], cells: Iterable[int] | None) -> bool | None:
