@@ -13,6 +13,8 @@ from tests.strategies import pci_fit_cases
 from tests.validity import exhaustive_fits, violations
 
 SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+BIG_HOSTS = settings(SETTINGS, max_examples=300)
+"""Up to 8 host cells: drawing the hosts costs most of the time (the fitter ~1 ms a case)."""
 
 
 def _answer(case: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +50,7 @@ def test_pci_decision_agrees_with_exhaustive_search(case: dict[str, Any]) -> Non
     assert answer["fits"] == verdict, answer.get("reason")
 
 
-@SETTINGS
+@BIG_HOSTS
 @given(pci_fit_cases(max_host_cells=8))
 def test_fitter_never_raises_with_pci(case: dict[str, Any]) -> None:
     """Up to 8 host cells: an answer for every case (answer_case only turns bad input into
