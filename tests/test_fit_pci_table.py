@@ -22,7 +22,7 @@ from numa_migrate.adapters.casefmt import answer_case, case_from_json
 from numa_migrate.core.fit.fitter import FitResult, fit_guest
 from numa_migrate.core.fit.reasons import Code
 from numa_migrate.core.request import Flavor, guest_from_flavor
-from tests.validity import exhaustive_fits, pci_support, violations
+from tests.validity import exhaustive_fits, pci_policy, pci_support, violations
 
 Json = dict[str, Any]
 
@@ -627,3 +627,40 @@ def test_guest_from_flavor_gives_requests_without_one_the_flavor_or_image_policy
     assert [r.policy.value for r in guest.pci_requests] == ["preferred", "required"]
     guest = guest_from_flavor(bare.flavor, {}, bare.pci_requests)
     assert [r.policy.value for r in guest.pci_requests] == ["legacy", "required"]
+
+
+# --- the judge itself -----------------------------------------------------------------------
+
+
+def test_judge_reports_cells_that_cannot_serve_the_requests() -> None:
+    """violations() refuses a placement whose host cells cannot serve the PCI requests."""
+    row = Row("judge", TWO_ROOMY, [vf(A, 1)], [req(policy="required")], True)
+    raw = case_json(row)
+    answer = answer_case(raw)
+    assert [c["host_cell"] for c in answer["cells"]] == [1]  # type: ignore[union-attr]
+    assert violations(raw, answer) == []
+    moved = copy.deepcopy(answer)
+    moved["cells"][0]["host_cell"] = 0  # type: ignore[index]
+    assert violations(raw, moved) == ["the PCI requests cannot be served on host cells [0]"]
+    assert pci_support(raw, [0]) is False and pci_support(raw, [1]) is True
+    assert pci_support(raw, None) is True  # no NUMA topology: no node filtering
+
+
+def test_judge_checks_a_guest_without_numa_topology_anywhere() -> None:
+    row = Row("judge", TWO_SOCKETS, [vf(A, 1, status="allocated")], [req()], False, specs={})
+    raw = case_json(row)
+    fake = {"id": raw["id"], "fits": True, "cells": [], "emulator_pins": None, "reason": None}
+    assert violations(raw, fake) == [
+        "the PCI requests cannot be served anywhere (no NUMA topology)"]
+    assert exhaustive_fits(raw) is False
+
+
+def test_judge_reads_the_policy_like_the_format() -> None:
+    raw = case_json(Row("judge", TWO_SOCKETS, [vf(A, None)], [req(), req(policy="socket")],
+                        True, specs={**ONE_CELL, POLICY: "preferred"}))
+    assert [pci_policy(raw, r) for r in raw["pci_requests"]] == ["preferred", "socket"]
+    raw["flavor"]["extra_specs"].pop(POLICY)
+    raw["image_properties"] = {IMAGE_POLICY: "required"}
+    assert [pci_policy(raw, r) for r in raw["pci_requests"]] == ["required", "socket"]
+    raw["image_properties"] = {}
+    assert [pci_policy(raw, r) for r in raw["pci_requests"]] == ["legacy", "socket"]
