@@ -141,3 +141,133 @@ def fit_cases(draw: st.DrawFn, max_host_cells: int = 4) -> dict[str, Any]:
         "current_pagesize_kib": current,
         "packing": draw(st.booleans()),
     }
+
+
+# --- SR-IOV / PCI devices ------------------------------------------------------------------
+
+PHYSNETS = ("physnet1", "physnet1", "physnet2", None)
+PF_ADDRESSES = ("0000:81:00.0", "0000:82:00.0")
+
+
+def _any_case(draw: st.DrawFn, text: str) -> str:
+    """``text`` as given, upper-cased or capitalised (spec values compare case-insensitively)."""
+    style: str = draw(st.sampled_from(["same", "same", "upper", "title"]))
+    return {"same": text, "upper": text.upper(), "title": text.title()}[style]
+
+
+@st.composite
+def pci_devices(
+    draw: st.DrawFn, cell_ids: list[int], max_devices: int = 10
+) -> list[dict[str, Any]]:
+    """VFs (under one of two PFs), PFs and whole PCI devices on the host's cells, on no node or
+    (rarely) on a node that is no host cell; some allocated."""
+    nodes: list[int | None] = [*cell_ids, None]
+    devices = []
+    for i in range(draw(st.integers(0, max_devices))):
+        kind = draw(st.sampled_from(["type-VF", "type-VF", "type-VF", "type-PF", "type-PCI"]))
+        node = max(cell_ids) + 1 if draw(st.integers(0, 9)) == 0 else draw(st.sampled_from(nodes))
+        device: dict[str, Any] = {
+            "vendor_id": draw(st.sampled_from(["8086", "15b3"])),
+            "product_id": draw(st.sampled_from(["154c", "1572"])),
+            "numa_node": node,
+            "dev_type": kind,
+            "physical_network": draw(st.sampled_from(PHYSNETS)),
+            "status": draw(st.sampled_from(["available"] * 5 + ["allocated"])),
+        }
+        if kind == "type-VF":
+            device["address"] = f"0000:83:{i // 8:02x}.{i % 8}"
+            device["parent_addr"] = draw(st.sampled_from(PF_ADDRESSES))
+        elif kind == "type-PF":
+            device["address"] = f"0000:{0x90 + i:02x}:00.0"
+        else:
+            device["address"] = f"0000:{0xa0 + i:02x}:00.0"
+        if draw(st.booleans()):
+            del device["status"]  # the default: available
+        devices.append(device)
+    return devices
+
+
+def _device_value(device: dict[str, Any], key: str) -> str | None:
+    if key == "address":
+        return str(device.get("parent_addr") or device["address"])
+    value = device.get(key)
+    return None if value is None else str(value)
+
+
+@st.composite
+def _alternative(draw: st.DrawFn, devices: list[dict[str, Any]],
+                 addresses: list[str]) -> dict[str, str]:
+    """1-2 attributes: most often those of one of the host's devices (so that requests often
+    match something), else drawn from the values the generator uses."""
+    keys = draw(st.lists(st.sampled_from(["physical_network", "physical_network", "vendor_id",
+                                          "product_id", "dev_type", "address"]),
+                         min_size=1, max_size=draw(st.sampled_from([1, 1, 2])), unique=True))
+    model = draw(st.sampled_from(devices)) if devices and draw(st.integers(0, 2)) else None
+    alt: dict[str, str] = {}
+    for key in keys:
+        value = None if model is None else _device_value(model, key)
+        if value is None:
+            value = {
+                "physical_network": draw(st.sampled_from(["physnet1", "physnet2"])),
+                "vendor_id": draw(st.sampled_from(["8086", "15b3"])),
+                "product_id": draw(st.sampled_from(["154c", "1572"])),
+                "dev_type": draw(st.sampled_from(["type-VF", "type-PF", "type-PCI"])),
+                "address": draw(st.sampled_from(addresses)),
+            }[key]
+        alt[key] = value if key == "dev_type" else _any_case(draw, value)
+    return alt
+
+
+@st.composite
+def pci_requests(draw: st.DrawFn, devices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """0-3 requests of 1-3 devices, each spec 1-2 alternatives, a policy or none."""
+    addresses = sorted({*PF_ADDRESSES, *(d["address"] for d in devices
+                                         if d["dev_type"] != "type-VF")})
+    requests = []
+    for _ in range(draw(st.integers(0, 3))):
+        spec = [draw(_alternative(devices, addresses))
+                for _ in range(draw(st.sampled_from([1, 1, 2])))]
+        request: dict[str, Any] = {"count": draw(st.sampled_from([1, 1, 1, 2, 3])),
+                                   "spec": spec}
+        policy = draw(st.sampled_from([None, None, "required", "legacy", "preferred", "socket"]))
+        if policy:
+            request["numa_policy"] = policy
+        requests.append(request)
+    return requests
+
+
+@st.composite
+def pci_fit_cases(draw: st.DrawFn, max_host_cells: int = 4) -> dict[str, Any]:
+    """A fit case with PCI devices on the host, sockets on its cells sometimes, 0-3 PCI
+    requests, a flavor/image PCI policy sometimes; now and then a guest without NUMA need."""
+    case = draw(fit_cases(max_host_cells=max_host_cells))
+    cells = case["host"]["cells"]
+    ids = sorted(c["id"] for c in cells)
+    sockets = draw(st.sampled_from(["all", "all", "some", "none"]))
+    per_socket = draw(st.integers(1, 2))
+    for c in cells:
+        if sockets == "all" or (sockets == "some" and draw(st.booleans())):
+            c["socket"] = c["id"] // per_socket
+    devices = draw(pci_devices(ids))
+    case["host"]["pci_devices"] = devices
+    case["pci_requests"] = draw(pci_requests(devices))
+    specs = case["flavor"]["extra_specs"]
+    shape = draw(st.sampled_from(["as drawn", "small", "small", "no NUMA"]))
+    if shape == "small":
+        # a guest that most hosts can take, so that the devices decide more often
+        nodes = draw(st.integers(1, min(2, len(cells))))
+        case["flavor"].update(vcpus=nodes, memory_mib=256 * nodes)
+        specs.clear()
+        specs["hw:numa_nodes"] = str(nodes)
+        specs["hw:cpu_policy"] = draw(st.sampled_from(["shared", "dedicated"]))
+        case["limits"] = None
+        case["current_pagesize_kib"] = None
+    elif shape == "no NUMA":
+        specs.clear()  # devices are not filtered by node
+    where = draw(st.sampled_from(["none", "none", "flavor", "image", "both"]))
+    policy = draw(st.sampled_from(["required", "legacy", "preferred", "socket"]))
+    if where in ("flavor", "both"):
+        specs["hw:pci_numa_affinity_policy"] = policy
+    if where in ("image", "both"):
+        case["image_properties"]["hw_pci_numa_affinity_policy"] = policy
+    return case
