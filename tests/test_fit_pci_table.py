@@ -176,8 +176,12 @@ ROWS = [
         [req(policy="socket")], False, free={0: 0, 1: 0, 2: 1, 3: 1}),
     Row("socket: a VF with no NUMA node does not count", FOUR_SOCKETS, [vf(A, None)],
         [req(policy="socket")], False, free={0: 0, 1: 0, 2: 0, 3: 0}),
-    Row("socket: the guest's cell first, then the socket", FOUR_SOCKETS,
-        [vf(A, 1), vf(B, 0), vf(C, 1)], [req(2, policy="socket")], True, [0], [[B, A]]),
+    # not enough on the guest's cell: the socket's devices in Nova's pool order (node 1's pool
+    # is listed first)
+    Row("socket: not enough on the guest's cell, then the socket", FOUR_SOCKETS,
+        [vf(A, 1), vf(B, 0), vf(C, 1)], [req(2, policy="socket")], True, [0], [[A, C]]),
+    Row("socket: enough on the guest's cell: those", FOUR_SOCKETS,
+        [vf(A, 1), vf(B, 0), vf(C, 1)], [req(1, policy="socket")], True, [0], [[B]]),
     Row("socket: on another socket of a two-socket host", TWO_SOCKETS, [vf(A, 1)],
         [req(policy="socket")], False, free={0: 0, 1: 1}),
     Row("socket: no socket known: only the guest's cell counts", TWO_NO_SOCKET, [vf(A, 1)],

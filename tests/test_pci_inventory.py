@@ -173,3 +173,19 @@ def test_bad_pci_requests_are_one_clear_line(value: str, message: str) -> None:
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_spec_dev_type_compares_case_insensitively() -> None:
+    from numa_migrate.adapters.casefmt import answer_case
+
+    case = {"id": "c", "host": {"cells": [{"id": 0, "pcpuset": [0, 1], "memory_mib": 1024}],
+                                "pci_devices": [{"address": "0000:3b:02.0", "vendor_id": "8086",
+                                                 "product_id": "154c", "numa_node": 0,
+                                                 "dev_type": "type-VF"}]},
+            "flavor": {"vcpus": 1, "memory_mib": 64,
+                       "extra_specs": {"hw:cpu_policy": "dedicated"}},
+            "pci_requests": [{"count": 1, "spec": [{"dev_type": "TYPE-vf"}]}]}
+    assert answer_case(case)["fits"] is True
+    case["pci_requests"] = [{"count": 1, "spec": [{"dev_type": "type-vdpa"}]}]
+    error = answer_case(case)["error"]
+    assert error["type"] == "InvalidCase" and "type-VF, type-PF, type-PCI" in error["message"]

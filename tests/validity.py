@@ -432,13 +432,13 @@ def pci_support(case: dict[str, Any], cells: Iterable[int] | None) -> bool | Non
         rest = list(left)
         outcomes: set[bool] = set()
         tiers = sorted({k[i] for k in kinds if k[i] is not None})
+        # the nearest tier alone when it is enough; otherwise the nearest tiers together that
+        # are, any devices among them (the format leaves open which ones a request takes)
         for tier in tiers:
-            here = [j for j, k in enumerate(kinds) if k[i] == tier and rest[j]]
+            here = [j for j, k in enumerate(kinds)
+                    if k[i] is not None and k[i] <= tier and rest[j]]
             have = sum(rest[j] for j in here)
             if have < need:
-                for j in here:
-                    rest[j] = 0
-                need -= have
                 continue
             for take in _distributions(need, [rest[j] for j in here]):
                 after = list(rest)

@@ -85,7 +85,12 @@ def _spec_value(key: str, node: Node) -> str:
     if key in ("vendor_id", "product_id"):
         return _hex_id(node)
     if key == "dev_type":
-        return node.choice(_DEV_TYPES)
+        # spec values compare case-insensitively (the format): "type-vf" is "type-VF"
+        text = node.text(max_chars=32)
+        canonical = {t.lower(): t for t in _DEV_TYPES}.get(text.lower())
+        if canonical is None:
+            node.fail(f"one of {', '.join(_DEV_TYPES)} (got {text!r})")
+        return canonical
     return node.text(max_chars=255, non_empty=True)
 
 

@@ -283,19 +283,52 @@ def _no_fit_reasons(
     return tuple(reasons), "; ".join(parts)
 
 
+def _device_rich_set(
+    v: Verdicts, adj: list[list[int]], pools: PciPools, requests: Sequence[PciRequest]
+) -> list[int] | None:
+    """Positions of a set of host cells that can take the guest and holds the most matching
+    devices: host cells by free matching devices (most first), each kept when the guest cells
+    can still be matched into the set (the sets that can be matched form a matroid, so this
+    greedy set is the one with the most devices on its cells). None: the guest cannot be
+    matched at all."""
+    n_guest, n_host = len(adj), len(v.cells)
+    counts = [pools.node_counts(r) for r in requests]
+    weight = [sum(c.get(v.cells[h].id, 0) for c in counts) for h in range(n_host)]
+    chosen: list[int] = []
+    for h in sorted(range(n_host), key=lambda h: -weight[h]):
+        trial = frozenset([*chosen, h])
+        sub = [[x for x in adj[g] if x in trial] for g in range(n_guest)]
+        if len(_max_matching(sub, range(n_guest))) > len(chosen):
+            chosen.append(h)
+            if len(chosen) == n_guest:
+                return sorted(chosen)
+    return None
+
+
 def _first_with_pci(
     v: Verdicts, adj: list[list[int]], pools: PciPools, requests: Sequence[PciRequest]
 ) -> tuple[list[int], PciServed] | PciShort | int:
     """The first assignment whose host cells serve the PCI requests.
 
-    Sets of host cells are tried in order (positions in Nova's host-cell order); for each,
-    the devices are checked first and then a matching of the guest cells inside the set.
-    Returns the assignment and the devices; or the shortage of the first matchable set (the
-    reason to show) — or, when no set is even matchable, the number of sets tried.
+    Sets are tried in order (positions in Nova's host-cell order), each checked for devices
+    first and then for a matching of the guest cells inside it. When there are more sets
+    than the bound, the set with the most matching devices is tried first (it serves the
+    requests whenever any set does for a single request under ``required``/``legacy``). Returns the
+    assignment and the devices; or the shortage of the first matchable set (the reason to
+    show) — or, when no set is even matchable, the number of sets tried.
     """
     n_guest, n_host = len(adj), len(v.cells)
     first_short: PciShort | None = None
     tried = 0
+    if comb(n_host, n_guest) > MAX_PCI_CELL_SETS:
+        # too many sets to try them all: the richest one first
+        rich = _device_rich_set(v, adj, pools, requests)
+        served = pools.serve(requests, frozenset(v.cells[h].id for h in rich or ()))
+        if rich is not None and not isinstance(served, PciShort):
+            chosen = _lexicographic_assignment(
+                [[h for h in adj[g] if h in rich] for g in range(n_guest)], n_guest)
+            if chosen is not None:
+                return chosen, served
     for positions in combinations(range(n_host), n_guest):
         if tried >= MAX_PCI_CELL_SETS:
             break
