@@ -43,6 +43,25 @@ def oracle_python() -> str | None:
     return str(local) if local.exists() else None
 
 
+def require_oracle() -> None:
+    """Skip (or fail, with NUMA_MIGRATE_REQUIRE_ORACLE=1) when the Nova oracle is missing."""
+    import pytest
+
+    if oracle_python() is None:
+        if os.environ.get("NUMA_MIGRATE_REQUIRE_ORACLE") == "1":
+            pytest.fail("the Nova oracle is required but missing: tests/oracle/setup_oracle.sh")
+        pytest.skip("no Nova oracle venv (run tests/oracle/setup_oracle.sh)")
+
+
+def save_report(name: str, report: Report) -> Report:
+    """Write the report to bench/results/NAME.json and print its outcomes."""
+    out = Path(__file__).parent.parent / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    print(name, json.dumps(report.as_dict()["outcomes"]))
+    return report
+
+
 def run_oracle(cases: list[dict[str, Any]], *, timeout_s: float = 30.0,
                repeat: int = 1, permutations: bool = False) -> list[dict[str, Any]]:
     """Nova's answer per case (``permutations``: the assignments it accepts one at a time)."""

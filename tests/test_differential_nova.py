@@ -7,14 +7,12 @@ be proven to be Nova's fault (see tests/differential.py). The figures are writte
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import pytest
 
 from tests.casegen import generate_cases
-from tests.differential import Report, judge, oracle_python, run_oracle
+from tests.differential import Report, judge, require_oracle, run_oracle, save_report
 
 pytestmark = pytest.mark.oracle
 CASES = int(os.environ.get("NUMA_MIGRATE_DIFF_CASES", "3000"))
@@ -23,10 +21,7 @@ SEED = 20261124
 
 @pytest.fixture(scope="module")
 def oracle() -> None:
-    if oracle_python() is None:
-        if os.environ.get("NUMA_MIGRATE_REQUIRE_ORACLE") == "1":
-            pytest.fail("the Nova oracle is required but missing: tests/oracle/setup_oracle.sh")
-        pytest.skip("no Nova oracle venv (run tests/oracle/setup_oracle.sh)")
+    require_oracle()
 
 
 def _report(name: str, cases: list[dict[str, object]]) -> Report:
@@ -35,11 +30,7 @@ def _report(name: str, cases: list[dict[str, object]]) -> Report:
     for case, answer in zip(cases, nova, strict=True):
         assert answer["id"] == case["id"]
         judge(case, answer, report)
-    out = Path(__file__).parent.parent / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
-    print(name, json.dumps(report.as_dict()["outcomes"]))
-    return report
+    return save_report(name, report)
 
 
 def test_same_decisions_as_nova_or_proven_nova_fault(oracle: None) -> None:

@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 
 from tests.casegen import generate_pci_cases, pci_coupled_cases
-from tests.differential import Report, judge_pci, oracle_python, run_oracle
+from tests.differential import (
+    Report,
+    judge_pci,
+    require_oracle,
+    run_oracle,
+    save_report,
+)
 
 PF_DIFFERENCE = "Nova refuses: it counts unrequested PFs (documented difference)"
 
@@ -30,10 +36,7 @@ EXAMPLES = Path(__file__).parent / "fixtures" / "shared-formats"
 
 @pytest.fixture(scope="module")
 def oracle() -> None:
-    if oracle_python() is None:
-        if os.environ.get("NUMA_MIGRATE_REQUIRE_ORACLE") == "1":
-            pytest.fail("the Nova oracle is required but missing: tests/oracle/setup_oracle.sh")
-        pytest.skip("no Nova oracle venv (run tests/oracle/setup_oracle.sh)")
+    require_oracle()
 
 
 def _read(path: Path) -> list[dict[str, Any]]:
@@ -45,11 +48,7 @@ def _report(name: str, cases: list[dict[str, Any]]) -> Report:
     assert [n["id"] for n in nova] == [c["id"] for c in cases]
     report = Report()
     judge_pci(cases, nova, report)
-    out = Path(__file__).parent.parent / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
-    print(name, json.dumps(report.as_dict()["outcomes"]))
-    return report
+    return save_report(name, report)
 
 
 def test_oracle_reproduces_the_shared_pci_examples(oracle: None) -> None:

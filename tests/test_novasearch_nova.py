@@ -24,7 +24,13 @@ from numa_migrate.core.errors import InvalidCaseError, InvalidRequestError
 from numa_migrate.core.fit.novasearch import NovaSearch, nova_search
 from numa_migrate.core.request import guest_from_flavor
 from tests.casegen import generate_cases
-from tests.differential import Report, _nova_answer, judge, oracle_python, run_oracle
+from tests.differential import (
+    Report,
+    _nova_answer,
+    judge,
+    require_oracle,
+    run_oracle,
+)
 from tests.validity import violations
 
 pytestmark = pytest.mark.oracle
@@ -38,10 +44,7 @@ NOVA_FAULTS = (
 
 @pytest.fixture(scope="module")
 def oracle() -> None:
-    if oracle_python() is None:
-        if os.environ.get("NUMA_MIGRATE_REQUIRE_ORACLE") == "1":
-            pytest.fail("the Nova oracle is required but missing: tests/oracle/setup_oracle.sh")
-        pytest.skip("no Nova oracle venv (run tests/oracle/setup_oracle.sh)")
+    require_oracle()
 
 
 def _replay(case: dict[str, Any]) -> NovaSearch | str:
