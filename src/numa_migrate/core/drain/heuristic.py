@@ -1,0 +1,194 @@
+"""The fast drain planner: greedy waves, hardest guests first, best-fit destinations.
+
+Semantics (what :mod:`tests.drainvalidity` checks independently):
+
+- every guest of a drained host is moved exactly once or reported unplaceable with the binding
+  reason; a drained host is never a destination;
+- a wave's moves run at the same time: each destination gives the capacity it has free when
+  the wave starts, minus what earlier moves of the same wave took (so no two moves take the
+  same CPUs, pages or VFs); a source keeps its guest's resources until the wave ends;
+- at most ``max_parallel`` moves per wave and ``per_host_parallel`` moves touching one host
+  (as source or destination) per wave.
+
+Each guest is placed by the fitter (:func:`~numa_migrate.core.fit.fitter.fit_guest`, its NUMA
+request and PCI requests, keeping the page size it runs with) on the destination's state with
+every earlier move already accounted. Because only drained hosts release and they never
+receive, a destination's free capacity only shrinks as the plan goes on: a guest that fits no
+destination now never will, so it is reported at once. Waves beyond the first are needed only
+because of the two limits.
+
+A guest with no NUMA request fits anywhere with no cell placement (as ``fit_guest`` says: its
+memory and vCPUs are not checked, as Nova's NUMA filter does not), needing only its PCI devices.
+
+Order: hardest guests first — most dedicated vCPUs, then memory, NUMA cells, PCI devices (name
+last, for a stable plan). Destination: best fit — among the hosts that can take the guest, the
+one that after the move has the fewest SMT cores left half-used, then the fewest free dedicated
+CPUs, then the least free memory, then the name. Packing the tightest host that still leaves
+whole cores keeps the large free holes for the guests that need them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from numa_migrate.core.drain.blocking import binding_reason
+from numa_migrate.core.drain.hosts import add_guest, remove_guest
+from numa_migrate.core.drain.plan import Move, Plan, Unplaceable, Wave
+from numa_migrate.core.drain.state import FleetGuest, FleetState
+from numa_migrate.core.fit.fitter import FitOptions, FitResult, fit_guest
+from numa_migrate.core.model.host import HostTopology
+
+__all__ = ["KeepFree", "hardness", "plan_drain"]
+
+SOLVER = "heuristic"
+
+
+@dataclass(frozen=True, slots=True)
+class KeepFree:
+    """Headroom every destination keeps after the moves onto it (whole host, all cells)."""
+
+    dedicated_cpus: int = 0
+    memory_mib: int = 0
+
+
+def hardness(g: FleetGuest) -> tuple[int, int, int, int]:
+    """Bigger is harder: dedicated vCPUs, memory, NUMA cells, PCI devices."""
+    numa = g.guest.numa
+    dedicated = sum(len(c.dedicated_vcpus) for c in numa.cells) if numa else 0
+    cells = len(numa.cells) if numa else 0
+    devices = sum(r.count for r in g.guest.pci_requests)
+    return (dedicated, g.guest.memory_mib, cells, devices)
+
+
+def _split_cores(host: HostTopology) -> int:
+    """SMT cores of the dedicated pool that are partly pinned, partly free."""
+    n = 0
+    for c in host.cells:
+        free = c.free_pcpus
+        for core in c.siblings:
+            mine = core & c.pcpuset
+            left = mine & free
+            if left and left != mine:
+                n += 1
+    return n
+
+
+def _free_dedicated(host: HostTopology) -> int:
+    return sum(len(c.free_pcpus) for c in host.cells)
+
+
+def _free_memory(host: HostTopology) -> int:
+    return sum(c.avail_memory_mib for c in host.cells)
+
+
+def _best_fit_key(after: HostTopology) -> tuple[int, int, int, str]:
+    return (_split_cores(after), _free_dedicated(after), _free_memory(after), after.name)
+
+
+def _keeps(after: HostTopology, keep: KeepFree | None) -> bool:
+    if keep is None:
+        return True
+    return (_free_dedicated(after) >= keep.dedicated_cpus
+            and _free_memory(after) >= keep.memory_mib)
+
+
+def _devices(result: FitResult) -> tuple[str, ...]:
+    if result.pci is None:
+        return ()
+    return tuple(a for addresses in result.pci.taken for a in addresses)
+
+
+def plan_drain(
+    state: FleetState,
+    drain_hosts: Iterable[str],
+    max_parallel: int,
+    per_host_parallel: int,
+    keep_free: KeepFree | None = None,
+) -> Plan:
+    """Plan moving every guest off ``drain_hosts`` onto the other hosts, in waves.
+
+    ``keep_free``: headroom each destination keeps (a host that would go below it is not a
+    destination for that guest). ``state`` is not changed.
+    """
+    if max_parallel < 1 or per_host_parallel < 1:
+        raise ValueError("max_parallel and per_host_parallel must be at least 1")
+    drained = frozenset(drain_hosts)
+    unknown = sorted(drained - set(state.by_name))
+    if unknown:
+        raise ValueError(f"drain hosts not in the fleet: {unknown}")
+    current: dict[str, HostTopology] = dict(state.by_name)
+    version: dict[str, int] = dict.fromkeys(current, 0)
+    destinations = [h.name for h in state.hosts if h.name not in drained]
+    pending = sorted(
+        (g for g in state.guests if g.host in drained),
+        key=lambda g: (tuple(-x for x in hardness(g)), g.name),
+    )
+    cache: dict[tuple[str, str], tuple[int, FitResult]] = {}
+    fit_calls = 0
+
+    def fit(g: FleetGuest, dest: str) -> FitResult:
+        nonlocal fit_calls
+        hit = cache.get((g.name, dest))
+        if hit is not None and hit[0] == version[dest]:
+            return hit[1]
+        fit_calls += 1
+        options = FitOptions(current_pagesize_kib=g.pagesize_kib)
+        result = fit_guest(current[dest], g.guest, options)
+        cache[(g.name, dest)] = (version[dest], result)
+        return result
+
+    waves: list[Wave] = []
+    unplaceable: list[Unplaceable] = []
+    while pending:
+        moves: list[Move] = []
+        touched: dict[str, int] = {}
+        left: list[FleetGuest] = []
+        for g in pending:
+            if len(moves) >= max_parallel or touched.get(g.host, 0) >= per_host_parallel:
+                left.append(g)
+                continue
+            results = [fit(g, d) for d in destinations]
+            fitting = [r for r in results if r.placement is not None]
+            options: list[tuple[tuple[int, int, int, str], FitResult, HostTopology]] = []
+            for r in fitting:
+                assert r.placement is not None
+                after = add_guest(current[r.host], g.guest, r.placement, _devices(r))
+                if _keeps(after, keep_free):
+                    options.append((_best_fit_key(after), r, after))
+            if not options:
+                hosts = [current[d] for d in destinations]
+                if fitting:
+                    reason = (f"every host that can take it would go below the headroom to "
+                              f"keep free ({keep_free})")
+                    unplaceable.append(Unplaceable(g.name, g.host, reason))
+                    continue
+                reason, where = binding_reason(g.guest, g.pagesize_kib, hosts, results)
+                unplaceable.append(Unplaceable(g.name, g.host, reason, where))
+                continue
+            usable = [o for o in options if touched.get(o[1].host, 0) < per_host_parallel]
+            if not usable:
+                left.append(g)
+                continue
+            _, result, after = min(usable, key=lambda o: o[0])
+            assert result.placement is not None
+            dest = result.host
+            current[dest] = after
+            version[dest] += 1
+            moves.append(Move(g.name, g.host, dest, result.placement, _devices(result)))
+            touched[g.host] = touched.get(g.host, 0) + 1
+            touched[dest] = touched.get(dest, 0) + 1
+        if moves:
+            waves.append(Wave(tuple(moves)))
+        # the wave has ended: the sources release their guests
+        by_name = {g.name: g for g in pending}
+        for m in moves:
+            g = by_name[m.guest]
+            current[g.host] = remove_guest(current[g.host], g.guest, g.placement, g.pci_devices)
+            version[g.host] += 1
+        if not moves and left:
+            raise AssertionError("a wave with no move cannot leave guests waiting")
+        pending = left
+    stats = (("fit_calls", fit_calls), ("guests", sum(1 for g in state.guests
+                                                        if g.host in drained)))
+    return Plan(tuple(waves), tuple(unplaceable), SOLVER, stats)

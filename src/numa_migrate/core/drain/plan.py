@@ -1,0 +1,65 @@
+"""A drain plan: waves of moves that run in parallel, and the guests that cannot move."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from numa_migrate.core.model.placement import Placement
+
+__all__ = ["Move", "Plan", "Unplaceable", "Wave"]
+
+
+@dataclass(frozen=True)
+class Move:
+    """Live-migrate ``guest`` from ``source`` to ``destination`` with ``placement``,
+    giving it the destination's PCI devices at ``pci_devices`` (addresses)."""
+
+    guest: str
+    source: str
+    destination: str
+    placement: Placement
+    pci_devices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Wave:
+    """Moves that run at the same time. Each takes capacity on its destination when the
+    wave starts and frees its source only when the whole wave has ended."""
+
+    moves: tuple[Move, ...]
+
+    def hosts_touched(self) -> dict[str, int]:
+        """Moves per host, as source or destination."""
+        out: dict[str, int] = {}
+        for m in self.moves:
+            out[m.source] = out.get(m.source, 0) + 1
+            out[m.destination] = out.get(m.destination, 0) + 1
+        return out
+
+
+@dataclass(frozen=True)
+class Unplaceable:
+    """A guest of a drained host that no other host can take, and the binding reason."""
+
+    guest: str
+    source: str
+    reason: str
+    host: str | None = None
+    """The host the reason is about (the one that came closest), when there is one."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    waves: tuple[Wave, ...]
+    unplaceable: tuple[Unplaceable, ...]
+    solver: str
+    """Which planner made the plan: ``"heuristic"``."""
+    stats: tuple[tuple[str, int], ...] = ()
+    """Counters of the search (fit calls, ...), for benchmarks and reports."""
+
+    @property
+    def moves(self) -> tuple[Move, ...]:
+        return tuple(m for w in self.waves for m in w.moves)
+
+    def stat(self, name: str) -> int:
+        return dict(self.stats).get(name, 0)
