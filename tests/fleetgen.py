@@ -1,10 +1,10 @@
 """A seeded synthetic fleet: realistic host shapes with guests placed on them by the fitter.
 
-Host shapes: ``intel`` (2 sockets × 20 cores, SMT 2, 192 GiB per node, 2 MiB and 1 GiB
-pages, 8 VFs per node on physnet1), ``epyc`` (4 NUMA nodes × 16 cores, SMT 2, 128 GiB per
-node, 2 MiB pages, 4 VFs on nodes 0 and 2), ``small`` (1 node × 8 cores, SMT 2, 64 GiB,
-2 MiB pages), and two tiny shapes for property tests (``tiny1``: 1 node × 4 cores, ``tiny2``:
-2 nodes × 3 cores, each with 2 MiB pages and 2 VFs per node). Each shape keeps its first
+Host shapes: ``intel`` (2 sockets x 20 cores, SMT 2, 192 GiB per node, 2 MiB and 1 GiB
+pages, 8 VFs per node on physnet1), ``epyc`` (4 NUMA nodes x 16 cores, SMT 2, 128 GiB per
+node, 2 MiB pages, 4 VFs on nodes 0 and 2), ``small`` (1 node x 8 cores, SMT 2, 64 GiB,
+2 MiB pages), and two tiny shapes for property tests (``tiny1``: 1 node x 4 cores, ``tiny2``:
+2 nodes x 3 cores, each with 2 MiB pages and 2 VFs per node). Each shape keeps its first
 core(s) per node for the shared pool (``cpu_shared_set``), the rest is dedicated.
 
 Flavors: shared (no NUMA request), pinned, pinned with 2 MiB pages, 2-cell pinned with
@@ -101,8 +101,9 @@ FLAVORS: tuple[tuple[str, int, int, dict[str, str], bool], ...] = (
     ("isolate.2", 2, 4096, {"hw:cpu_policy": "dedicated",
                             "hw:cpu_thread_policy": "isolate"}, False),
     ("sriov.4", 4, 8192, {"hw:cpu_policy": "dedicated", "hw:mem_page_size": "2048"}, True),
+    ("sriov.2", 2, 2048, {"hw:cpu_policy": "dedicated"}, True),
 )
-WEIGHTS = (6, 3, 3, 4, 2, 3, 1, 1, 2)
+WEIGHTS = (6, 3, 3, 4, 2, 3, 1, 1, 2, 2)
 
 
 def make_guest(rng: random.Random, name: str, pinned_only: bool = False,

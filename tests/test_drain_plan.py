@@ -97,7 +97,7 @@ def test_max_parallel() -> None:
 
 
 def test_infeasible_guest_has_the_binding_reason_and_others_still_move() -> None:
-    # b (tiny2: 2 cells × 2 dedicated cores × 2 threads) has 4 free dedicated CPUs per cell
+    # b (tiny2: 2 cells x 2 dedicated cores x 2 threads) has 4 free dedicated CPUs per cell
     state = place_all(
         [host("a", "small"), host("b", "tiny2")],
         [("wide", "a", flavor(8, 4096, **PINNED)), ("ok", "a", flavor(2, 1024, **PINNED))],
@@ -189,7 +189,7 @@ def test_checker_catches_cpus_taken_twice_in_a_wave() -> None:
 
 def test_checker_catches_limits_drained_destination_and_missing_guests() -> None:
     state, plan = _two_guests()
-    m1, m2 = plan.moves
+    m1, _ = plan.moves
     assert any("more than 1" in v for v in violations(state, ["a"], plan, 1, 10))
     assert any("touch a" in v for v in violations(state, ["a"], plan, 10, 1))
     onto_drained = Plan((Wave((replace(m1, destination="b"),)),), (), "heuristic")
@@ -222,7 +222,7 @@ TINY: tuple[tuple[str, int], ...] = (("tiny1", 1), ("tiny2", 1))
     max_parallel=st.integers(1, 4),
     per_host=st.integers(1, 3),
 )
-def test_every_plan_is_valid(seed: int, hosts: int, per_host_guests: int, load: float,
+def test_every_plan_is_valid(*, seed: int, hosts: int, per_host_guests: int, load: float,
                              drain: int, max_parallel: int, per_host: int) -> None:
     state = generate(seed, hosts, hosts * per_host_guests, load, TINY)
     drained = [h.name for h in state.hosts[: min(drain, hosts - 1)]]
