@@ -212,7 +212,7 @@ def test_checker_catches_a_taken_vf() -> None:
 TINY: tuple[tuple[str, int], ...] = (("tiny1", 1), ("tiny2", 1))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 10**6),
     hosts=st.integers(2, 4),
