@@ -29,7 +29,7 @@ whole cores keeps the large free holes for the guests that need them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from numa_migrate.core.drain.blocking import binding_reason
@@ -37,7 +37,9 @@ from numa_migrate.core.drain.hosts import add_guest, remove_guest
 from numa_migrate.core.drain.plan import Move, Plan, Unplaceable, Wave
 from numa_migrate.core.drain.state import FleetGuest, FleetState
 from numa_migrate.core.fit.fitter import FitOptions, FitResult, fit_guest
-from numa_migrate.core.model.host import HostTopology
+from numa_migrate.core.model.guest import Guest, ThreadPolicy
+from numa_migrate.core.model.host import HostCell, HostTopology
+from numa_migrate.core.model.placement import CellPlacement, Placement
 
 __all__ = ["KeepFree", "hardness", "plan_drain"]
 
@@ -61,36 +63,63 @@ def hardness(g: FleetGuest) -> tuple[int, int, int, int]:
     return (dedicated, g.guest.memory_mib, cells, devices)
 
 
-def _split_cores(host: HostTopology) -> int:
-    """SMT cores of the dedicated pool that are partly pinned, partly free."""
-    n = 0
-    for c in host.cells:
-        free = c.free_pcpus
-        for core in c.siblings:
-            mine = core & c.pcpuset
-            left = mine & free
-            if left and left != mine:
-                n += 1
-    return n
+CellMetrics = tuple[int, int, int]
+"""Per host cell: SMT cores of the dedicated pool half used, free dedicated CPUs, free MiB."""
 
 
-def _free_dedicated(host: HostTopology) -> int:
-    return sum(len(c.free_pcpus) for c in host.cells)
+def _cell_metrics(cell: HostCell, taken: frozenset[int] = frozenset(), memory_mib: int = 0
+                  ) -> CellMetrics:
+    """The cell's metrics with ``taken`` CPUs pinned and ``memory_mib`` more used (plain
+    frozenset operations: this runs for every candidate destination)."""
+    free = frozenset.difference(cell.free_pcpus, taken)
+    split = 0
+    for core in cell.siblings:
+        mine = frozenset.intersection(core, cell.pcpuset)
+        left = frozenset.intersection(mine, free)
+        if left and len(left) != len(mine):
+            split += 1
+    return (split, len(free), cell.avail_memory_mib - memory_mib)
 
 
-def _free_memory(host: HostTopology) -> int:
-    return sum(c.avail_memory_mib for c in host.cells)
+def _taken_cpus(cell: HostCell, guest: Guest, placed: CellPlacement, emulator: frozenset[int]
+                ) -> frozenset[int]:
+    """The CPUs a cell placement pins (as ``apply_placement`` counts them)."""
+    numa = guest.numa
+    if numa is None or not numa.pinned:
+        return frozenset()
+    cpus = {p for _, p in placed.pinning or ()} | emulator
+    if numa.thread_policy is ThreadPolicy.ISOLATE:
+        for cpu in tuple(cpus):
+            cpus |= cell.core_of(cpu)
+    return frozenset(cpus)
 
 
-def _best_fit_key(after: HostTopology) -> tuple[int, int, int, str]:
-    return (_split_cores(after), _free_dedicated(after), _free_memory(after), after.name)
+Key = tuple[int, int, int, str]
 
 
-def _keeps(after: HostTopology, keep: KeepFree | None) -> bool:
-    if keep is None:
-        return True
-    return (_free_dedicated(after) >= keep.dedicated_cpus
-            and _free_memory(after) >= keep.memory_mib)
+def _best_fit_key(
+    host: HostTopology, base: Sequence[CellMetrics], guest: Guest, placement: Placement
+) -> Key:
+    """(half-used cores, free dedicated CPUs, free MiB, name) of ``host`` after the move."""
+    by_cell = {p.host_cell: p for p in placement.cells}
+    first = placement.cells[0].host_cell if placement.cells else None
+    split = free = memory = 0
+    for cell, before in zip(host.cells, base, strict=True):
+        placed = by_cell.get(cell.id)
+        metrics = before
+        if placed is not None:
+            emulator = (placement.emulator_pins or frozenset()) if cell.id == first \
+                else frozenset()
+            metrics = _cell_metrics(cell, _taken_cpus(cell, guest, placed, emulator),
+                                    placed.memory_mib)
+        split += metrics[0]
+        free += metrics[1]
+        memory += metrics[2]
+    return (split, free, memory, host.name)
+
+
+def _keeps(key: Key, keep: KeepFree | None) -> bool:
+    return keep is None or (key[1] >= keep.dedicated_cpus and key[2] >= keep.memory_mib)
 
 
 def _devices(result: FitResult) -> tuple[str, ...]:
@@ -125,7 +154,15 @@ def plan_drain(
         key=lambda g: (tuple(-x for x in hardness(g)), g.name),
     )
     cache: dict[tuple[str, str], tuple[int, FitResult]] = {}
+    metrics: dict[str, tuple[int, tuple[CellMetrics, ...]]] = {}
     fit_calls = 0
+
+    def base(dest: str) -> tuple[CellMetrics, ...]:
+        hit = metrics.get(dest)
+        if hit is None or hit[0] != version[dest]:
+            hit = (version[dest], tuple(_cell_metrics(c) for c in current[dest].cells))
+            metrics[dest] = hit
+        return hit[1]
 
     def fit(g: FleetGuest, dest: str) -> FitResult:
         nonlocal fit_calls
@@ -150,12 +187,12 @@ def plan_drain(
                 continue
             results = [fit(g, d) for d in destinations]
             fitting = [r for r in results if r.placement is not None]
-            options: list[tuple[tuple[int, int, int, str], FitResult, HostTopology]] = []
+            options: list[tuple[Key, FitResult]] = []
             for r in fitting:
                 assert r.placement is not None
-                after = add_guest(current[r.host], g.guest, r.placement, _devices(r))
-                if _keeps(after, keep_free):
-                    options.append((_best_fit_key(after), r, after))
+                key = _best_fit_key(current[r.host], base(r.host), g.guest, r.placement)
+                if _keeps(key, keep_free):
+                    options.append((key, r))
             if not options:
                 hosts = [current[d] for d in destinations]
                 if fitting:
@@ -170,10 +207,11 @@ def plan_drain(
             if not usable:
                 left.append(g)
                 continue
-            _, result, after = min(usable, key=lambda o: o[0])
+            _, result = min(usable, key=lambda o: o[0])
             assert result.placement is not None
             dest = result.host
-            current[dest] = after
+            current[dest] = add_guest(current[dest], g.guest, result.placement,
+                                      _devices(result))
             version[dest] += 1
             moves.append(Move(g.name, g.host, dest, result.placement, _devices(result)))
             touched[g.host] = touched.get(g.host, 0) + 1
