@@ -247,3 +247,26 @@ def test_shapes_are_whole() -> None:
         assert isinstance(shape, Shape)
         assert len(h.cells) == shape.nodes
         assert all(isinstance(p, PagePool) for c in h.cells for p in c.mempages)
+
+
+def test_best_fit_key_matches_the_host_after_the_move() -> None:
+    """The planner's key, computed from the placement, is the after-move host's own numbers."""
+    from numa_migrate.core.drain.heuristic import _best_fit_key, _cell_metrics
+    from numa_migrate.core.drain.hosts import add_guest
+    from numa_migrate.core.fit.fitter import fit_guest
+
+    state = generate(3, 12, 240, 0.6)
+    checked_any = 0
+    for g in state.guests:
+        for dest in state.hosts[:3]:
+            r = fit_guest(dest, g.guest)
+            if r.placement is None or g.guest.numa is None:
+                continue
+            base = tuple(_cell_metrics(c) for c in dest.cells)
+            after = add_guest(dest, g.guest, r.placement, ())
+            cells = [_cell_metrics(c) for c in after.cells]
+            want = (sum(c[0] for c in cells), sum(c[1] for c in cells),
+                    sum(c[2] for c in cells), dest.name)
+            assert _best_fit_key(dest, base, g.guest, r.placement) == want
+            checked_any += 1
+    assert checked_any > 100
