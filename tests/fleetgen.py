@@ -9,10 +9,9 @@ core(s) per node for the shared pool (``cpu_shared_set``), the rest is dedicated
 
 Flavors: shared (no NUMA request), pinned, pinned with 2 MiB pages, 2-cell pinned with
 pages, isolated emulator threads, thread policy require, SR-IOV (a VF on physnet1, pinned).
-``load`` is the share of each host's
-dedicated CPUs that pinned guests may fill; placing stops there (shared guests fill the
-quota). The fleet is what placing the guests in order produces (``apply_placement``,
-``take_devices``), so it is consistent by construction.
+``load`` is the share of each host's dedicated CPUs that pinned guests may fill; placing
+stops there (shared guests fill the quota). The fleet is what placing the guests in order
+produces (``apply_placement``, ``take_devices``), so it is consistent by construction.
 """
 
 from __future__ import annotations

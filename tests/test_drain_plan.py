@@ -270,3 +270,33 @@ def test_best_fit_key_matches_the_host_after_the_move() -> None:
             assert _best_fit_key(dest, base, g.guest, r.placement) == want
             checked_any += 1
     assert checked_any > 100
+
+
+# --- the bundled sample fleet (fleet file -> drain state) ----------------------------------
+
+
+@pytest.mark.parametrize("drained", ["cmp-intel-01", "cmp-epyc-01", "cmp-small-01"])
+def test_sample_fleet_drains(drained: str) -> None:
+    from numa_migrate.adapters.drainstate import fleet_state
+    from numa_migrate.adapters.fleet import load_fleet
+
+    state = fleet_state(load_fleet())
+    assert any(g.pci_devices for g in state.guests)  # SR-IOV guests hold their VFs
+    plan = checked(state, [drained], 2, 1)
+    assert len(plan.moves) + len(plan.unplaceable) == len(state.guests_on(drained))
+    assert all(u.reason for u in plan.unplaceable)
+
+
+def test_sample_fleet_reasons() -> None:
+    from numa_migrate.adapters.drainstate import fleet_state
+    from numa_migrate.adapters.fleet import load_fleet
+
+    state = fleet_state(load_fleet())
+    plan = checked(state, ["cmp-epyc-01"], 2, 1)
+    reasons = {u.guest: u.reason for u in plan.unplaceable}
+    assert reasons["hpc-2"] == ("needs 12 dedicated CPUs on one cell; the largest free is 5, "
+                                "on cmp-intel-01 cell 1")
+    plan = checked(state, ["cmp-intel-01"], 2, 1)
+    reasons = {u.guest: u.reason for u in plan.unplaceable}
+    assert reasons["db-1"] == ("needs 16 pages of 1 GiB on one cell (it runs with 1 GiB pages); "
+                               "no other host has a free one")

@@ -59,6 +59,8 @@ class PlacedGuest:
     host: str
     guest: Guest
     placement: Placement
+    pci_devices: tuple[str, ...] = ()
+    """Addresses of the host's PCI devices the guest holds."""
 
 
 @dataclass(frozen=True)
@@ -162,10 +164,11 @@ def _place_guests(
             node.fail(f"({name}) does not fit on {host.name}: {result.summary}")
         if guest.numa is not None:
             host = apply_placement(host, guest.numa, result.placement)
+        held: tuple[str, ...] = ()
         if result.pci is not None:
-            taken = (a for addresses in result.pci.taken for a in addresses)
-            host = replace(host, pci_devices=take_devices(host.pci_devices, taken))
-        placed.append(PlacedGuest(name, host.name, guest, result.placement))
+            held = tuple(a for addresses in result.pci.taken for a in addresses)
+            host = replace(host, pci_devices=take_devices(host.pci_devices, held))
+        placed.append(PlacedGuest(name, host.name, guest, result.placement, held))
     return host, placed
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from numa_migrate.core.fit.fitter import FitResult
-from numa_migrate.core.model.guest import Guest
+from numa_migrate.core.model.guest import Guest, describe_page_size
 from numa_migrate.core.model.host import HostTopology
 
 __all__ = ["binding_reason"]
@@ -74,7 +74,10 @@ def binding_reason(
             need = max(c.memory_mib * 1024 // pagesize_kib for c in numa.cells)
             big = _largest(hosts, "pages", pagesize_kib)
             if big is not None and big[0] < need:
-                size = f"{pagesize_kib} KiB"
+                size = describe_page_size(pagesize_kib)
+                if big[0] == 0:
+                    return (f"needs {need} pages of {size} on one cell (it runs with {size} "
+                            f"pages); no other host has a free one", None)
                 return (f"needs {need} pages of {size} on one cell; the largest free is "
                         f"{big[0]}, on {big[1]} cell {big[2]}", big[1])
         elif numa.pinned:
