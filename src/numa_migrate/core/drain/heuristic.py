@@ -24,7 +24,9 @@ Order: hardest guests first — most dedicated vCPUs, then memory, NUMA cells, P
 last, for a stable plan). Destination: best fit — among the hosts that can take the guest, the
 one that after the move has the fewest SMT cores left half-used, then the fewest free dedicated
 CPUs, then the least free memory, then the name. Packing the tightest host that still leaves
-whole cores keeps the large free holes for the guests that need them.
+whole cores keeps the large free holes for the guests that need them. The key is computed from
+the fitter's placement on per-cell numbers cached per host state (only the cells the placement
+uses are recounted), not from a copy of the host per candidate.
 """
 
 from __future__ import annotations
@@ -138,7 +140,9 @@ def plan_drain(
     """Plan moving every guest off ``drain_hosts`` onto the other hosts, in waves.
 
     ``keep_free``: headroom each destination keeps (a host that would go below it is not a
-    destination for that guest). ``state`` is not changed.
+    destination for that guest). A guest with no NUMA request fits any host with cells ``()``
+    (only its PCI devices are checked). ``state`` is not changed; the plan's ``stats`` count
+    the fitter calls (``fit_calls``) and the guests to move (``guests``).
     """
     if max_parallel < 1 or per_host_parallel < 1:
         raise ValueError("max_parallel and per_host_parallel must be at least 1")
