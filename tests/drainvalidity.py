@@ -35,6 +35,28 @@ class HostLedger:
     cells: dict[int, CellLedger]
     free_devices: set[str]
     devices: set[str] = field(default_factory=set)
+    attrs: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    """Address -> the attributes a request's spec names, lower-case; plus ``numa_node``."""
+
+
+def _attrs(d: Any) -> dict[str, str | None]:
+    def low(v: object) -> str | None:
+        return None if v is None else str(getattr(v, "value", v)).lower()
+
+    return {
+        "vendor_id": low(d.vendor_id), "product_id": low(d.product_id),
+        "dev_type": low(d.dev_type), "physical_network": low(d.physical_network),
+        "address": low(d.parent_addr or d.address),
+        "numa_node": None if d.numa_node is None else str(d.numa_node),
+    }
+
+
+def _spec_matches(attrs: dict[str, str | None], request: Any) -> bool:
+    wants_pf = any(k == "dev_type" and v.lower() == "type-pf" for alt in request.spec
+                   for k, v in alt)
+    if attrs["dev_type"] == "type-pf" and not wants_pf:
+        return False
+    return any(all(attrs.get(k) == v.lower() for k, v in alt) for alt in request.spec)
 
 
 def ledger_of(host: Any) -> HostLedger:
@@ -52,7 +74,8 @@ def ledger_of(host: Any) -> HostLedger:
         )
     devices = {d.address for d in host.pci_devices}
     free = {d.address for d in host.pci_devices if not d.allocated}
-    return HostLedger(cells, free, devices)
+    attrs = {d.address: _attrs(d) for d in host.pci_devices}
+    return HostLedger(cells, free, devices, attrs)
 
 
 def _pinned(guest: Any) -> bool:
@@ -203,6 +226,19 @@ def _take(dest: HostLedger, g: Any, m: Any, where: str) -> list[str]:
         elif a not in dest.free_devices:
             out.append(f"{where}: device {a} is not free (held, or taken earlier in the wave)")
     dest.free_devices -= set(m.pci_devices)
+    cells = {str(cp.host_cell) for cp in placement.cells}
+    for a in m.pci_devices:
+        attrs = dest.attrs.get(a)
+        if attrs is None:
+            continue
+        serving = [r for r in guest.pci_requests if _spec_matches(attrs, r)]
+        if not serving:
+            out.append(f"{where}: device {a} matches none of the guest's PCI requests")
+        elif numa is not None and all(
+                str(getattr(r.numa_policy, "value", r.numa_policy)) == "required"
+                for r in serving) and attrs["numa_node"] not in cells:
+            out.append(f"{where}: device {a} (node {attrs['numa_node']}) is not on the guest's "
+                       f"host cells {sorted(cells)} (policy required)")
     return out
 
 

@@ -300,3 +300,22 @@ def test_sample_fleet_reasons() -> None:
     reasons = {u.guest: u.reason for u in plan.unplaceable}
     assert reasons["db-1"] == ("needs 16 pages of 1 GiB on one cell (it runs with 1 GiB pages); "
                                "no other host has a free one")
+
+
+def test_required_vf_stays_on_the_guest_cell_and_checker_sees_a_wrong_one() -> None:
+    from numa_migrate.core.model.pcidev import PciNumaPolicy, PciRequest
+
+    required = PciRequest(1, ((("physical_network", "physnet1"),),), PciNumaPolicy.REQUIRED)
+    guest = replace(flavor(2, 1024, **PINNED), pci_requests=(required,))
+    state = place_all([host("a"), host("b", "tiny2")], [("s", "a", guest)])
+    plan = checked(state, ["a"])
+    (m,) = plan.moves
+    node = {d.address: d.numa_node for d in state.host("b").pci_devices}
+    assert node[m.pci_devices[0]] == m.placement.cells[0].host_cell
+    other = next(a for a, n in node.items()
+                 if n != m.placement.cells[0].host_cell and a.endswith(".0") and ":02." in a)
+    bad = Plan((Wave((replace(m, pci_devices=(other,)),)),), (), "heuristic")
+    assert any("policy required" in v for v in violations(state, ["a"], bad, 10, 10))
+    pf = next(d.address for d in state.host("b").pci_devices if d.dev_type.value == "type-PF")
+    bad = Plan((Wave((replace(m, pci_devices=(pf,)),)),), (), "heuristic")
+    assert any("matches none" in v for v in violations(state, ["a"], bad, 10, 10))
