@@ -319,3 +319,18 @@ def test_required_vf_stays_on_the_guest_cell_and_checker_sees_a_wrong_one() -> N
     pf = next(d.address for d in state.host("b").pci_devices if d.dev_type.value == "type-PF")
     bad = Plan((Wave((replace(m, pci_devices=(pf,)),)),), (), "heuristic")
     assert any("matches none" in v for v in violations(state, ["a"], bad, 10, 10))
+
+
+def test_checker_catches_pages_taken_twice_in_a_wave() -> None:
+    # b (tiny1) has 2048 free 2 MiB pages: room for one 3 GiB guest, not two
+    huge = flavor(1, 3072, hw_cpu_policy="dedicated", hw_mem_page_size="2048")
+    state = place_all([host("a"), host("a2"), host("b")], [("h1", "a", huge), ("h2", "a2", huge)])
+    plan = checked(state, ["a", "a2"])
+    assert len(plan.moves) == 1 and len(plan.unplaceable) == 1
+    assert "pages of 2 MiB" in plan.unplaceable[0].reason
+    m = plan.moves[0]
+    other = "h2" if m.guest == "h1" else "h1"
+    twin = replace(m, guest=other, source="a2" if m.source == "a" else "a")
+    bad = Plan((Wave((m, twin)),), (), "heuristic")
+    found = violations(state, ["a", "a2"], bad, 10, 10)
+    assert any("pages of 2048 KiB" in v for v in found), found
