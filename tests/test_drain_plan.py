@@ -334,3 +334,29 @@ def test_checker_catches_pages_taken_twice_in_a_wave() -> None:
     bad = Plan((Wave((m, twin)),), (), "heuristic")
     found = violations(state, ["a", "a2"], bad, 10, 10)
     assert any("pages of 2048 KiB" in v for v in found), found
+
+
+def test_reason_for_needs_that_no_cell_meets_together() -> None:
+    # b: VFs only on node 1, whose dedicated CPUs are all pinned; node 0 has CPUs, no VF
+    b = make_host("b", replace(SHAPES["tiny2"], vfs_per_node=(0, 2)))
+    state = place_all(
+        [host("a"), b],
+        [("s", "a", flavor(2, 1024, sriov=True, **PINNED)),
+         ("full", "b", flavor(4, 1024, sriov=True, **PINNED))],
+    )
+    assert state.guests[1].placement.cells[0].host_cell == 1
+    plan = checked(state, ["a"])
+    (u,) = plan.unplaceable
+    assert u.reason == (
+        "needs 2 free dedicated CPUs, 1024 MiB free, 1 device matching "
+        "physical_network=physnet1 on its node or with no node on one host cell: "
+        "1 host cell has the CPUs, 1 of those also the memory, none of those also the devices")
+
+
+def test_reason_counts_the_emulator_thread() -> None:
+    emu = flavor(4, 1024, hw_cpu_policy="dedicated", hw_emulator_threads_policy="isolate")
+    state = place_all([host("a", "small"), host("b", "tiny2")], [("e", "a", emu)])
+    plan = checked(state, ["a"])
+    assert plan.unplaceable[0].reason == (
+        "needs 5 dedicated CPUs (4 + 1 for emulator threads) on one cell; the largest free "
+        "is 4, on b cell 0")
