@@ -15,7 +15,10 @@ from hypothesis import strategies as st
 from numa_migrate.core.drain.heuristic import KeepFree, plan_drain
 from numa_migrate.core.drain.plan import Plan, Wave
 from numa_migrate.core.drain.state import FleetState
+from numa_migrate.core.fit.fitter import FitOptions, fit_guest
 from numa_migrate.core.model.host import HostTopology, PagePool
+from numa_migrate.core.pcidevices import take_devices
+from numa_migrate.core.usage import apply_placement
 from tests.drainvalidity import violations
 from tests.fleetgen import SHAPES, Shape, flavor, generate, make_host, place_all
 
@@ -229,6 +232,28 @@ def test_every_plan_is_valid(*, seed: int, hosts: int, per_host_guests: int, loa
     plan = checked(state, drained, max_parallel, per_host)
     moved = {m.guest for m in plan.moves}
     assert moved.isdisjoint(u.guest for u in plan.unplaceable)
+    # an unplaceable guest fits no destination once every move is done (the fitter as oracle)
+    if plan.unplaceable:
+        final = _after_moves(state, plan)
+        guests = {g.name: g for g in state.guests}
+        for u in plan.unplaceable:
+            g = guests[u.guest]
+            options = FitOptions(current_pagesize_kib=g.pagesize_kib)
+            assert not any(fit_guest(final[h.name], g.guest, options).fits
+                           for h in state.hosts if h.name not in drained), u
+
+
+def _after_moves(state: FleetState, plan: Plan) -> dict[str, HostTopology]:
+    hosts = {h.name: h for h in state.hosts}
+    guests = {g.name: g for g in state.guests}
+    for m in plan.moves:
+        numa = guests[m.guest].guest.numa
+        h = hosts[m.destination]
+        if numa is not None:
+            h = apply_placement(h, numa, m.placement)
+        hosts[m.destination] = replace(h, pci_devices=take_devices(h.pci_devices,
+                                                                   m.pci_devices))
+    return hosts
 
 
 def test_generated_fleet_is_realistic() -> None:
