@@ -199,9 +199,10 @@ def plan_drain(
                     options.append((key, r))
             if not options:
                 hosts = [current[d] for d in destinations]
-                if fitting:
-                    reason = (f"every host that can take it would go below the headroom to "
-                              f"keep free ({keep_free})")
+                if fitting and keep_free is not None:
+                    reason = (f"every host that can take it would keep less than "
+                              f"{keep_free.dedicated_cpus} dedicated CPUs and "
+                              f"{keep_free.memory_mib} MiB free (the headroom to keep)")
                     unplaceable.append(Unplaceable(g.name, g.host, reason))
                     continue
                 reason, where = binding_reason(g.guest, g.pagesize_kib, hosts, results)
