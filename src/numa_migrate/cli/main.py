@@ -391,6 +391,10 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print one JS
 # what `numa-migrate --help` lists without importing them; tests/test_cli_startup.py checks
 # it against each command's own.
 LAZY_COMMANDS = {
+    "drain": LazyCommand(
+        "numa_migrate.cli.drain:drain",
+        "Plan moving every guest off HOST(s) onto the rest of the fleet, in waves.",
+    ),
     "lab": LazyCommand(
         "numa_migrate.cli.lab:lab",
         "A real two-host libvirt lab on this machine: lab-src and lab-dst.",

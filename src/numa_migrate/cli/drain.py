@@ -1,0 +1,162 @@
+"""`numa-migrate drain HOST [HOST ...]`: a plan that moves every guest off the given hosts.
+
+Exit codes: 0 every guest has a move; 1 some guests cannot move (each with its reason);
+2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from numa_migrate.cli.main import fleet_option, handle_errors, json_option
+from numa_migrate.cli.numbers import Bounded
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from numa_migrate.core.drain import KeepFree, Plan
+
+EXIT_UNPLACEABLE = 1
+MAX_PARALLEL = 10_000
+
+
+def _keep_free(spec: str | None) -> KeepFree | None:
+    """``cpus=4,memory=8192``: dedicated CPUs and MiB every destination keeps free."""
+    from numa_migrate.core.drain import KeepFree
+
+    if spec is None:
+        return None
+    values = {"cpus": 0, "memory": 0}
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or key not in values:
+            raise click.BadParameter(
+                f"{part!r}: use cpus=N and/or memory=MiB, e.g. cpus=4,memory=8192",
+                param_hint="--keep-free")
+        if not value.strip().isdigit() or len(value.strip()) > 12:
+            raise click.BadParameter(f"{key}={value!r} is not a whole number",
+                                     param_hint="--keep-free")
+        values[key] = int(value)
+    return KeepFree(dedicated_cpus=values["cpus"], memory_mib=values["memory"])
+
+
+def plan_json(plan: Plan, drained: tuple[str, ...]) -> dict[str, object]:
+    from numa_migrate.adapters.casefmt import placement_to_json
+
+    return {
+        "drain": list(drained),
+        "solver": plan.solver,
+        "complete": not plan.unplaceable,
+        "waves": [
+            {"wave": i, "moves": [
+                {"guest": m.guest, "source": m.source, "destination": m.destination,
+                 **placement_to_json(m.placement), "pci_devices": list(m.pci_devices)}
+                for m in w.moves]}
+            for i, w in enumerate(plan.waves, 1)
+        ],
+        "unplaceable": [
+            {"guest": u.guest, "source": u.source, "reason": u.reason, "host": u.host}
+            for u in plan.unplaceable
+        ],
+        "stats": dict(plan.stats),
+    }
+
+
+def _summary(plan: Plan, drained: tuple[str, ...]) -> str:
+    moves = len(plan.moves)
+    head = (f"drain {', '.join(drained)}: {moves} move{'s' if moves != 1 else ''} in "
+            f"{len(plan.waves)} wave{'s' if len(plan.waves) != 1 else ''} ({plan.solver})")
+    if plan.unplaceable:
+        return f"{head}; {len(plan.unplaceable)} guest(s) cannot move"
+    return head + "; every guest has a destination"
+
+
+def print_plan(console: Console, plan: Plan, drained: tuple[str, ...]) -> None:
+    from rich.table import Table
+
+    from numa_migrate.core.cpuset import CpuSet
+
+    console.print(_summary(plan, drained), highlight=False)
+    if plan.waves:
+        table = Table(title="Waves (the moves of a wave run at the same time)",
+                      title_justify="left")
+        for col in ("Wave", "Guest", "From", "To", "Guest cell → host cell", "Pins", "VFs"):
+            table.add_column(col)
+        for i, wave in enumerate(plan.waves, 1):
+            for m in wave.moves:
+                cells = ", ".join(f"{c.guest_cell}→{c.host_cell}" for c in m.placement.cells)
+                pins = CpuSet.of(frozenset(p for c in m.placement.cells
+                                           for _, p in c.pinning or ())).format()
+                table.add_row(str(i), m.guest, m.source, m.destination, cells or "no NUMA",
+                              pins or "floating", ", ".join(m.pci_devices) or "")
+        console.print(table)
+    for u in plan.unplaceable:
+        console.print(f"[red]✘[/] {u.guest} (on {u.source}) cannot move: {u.reason}",
+                      highlight=False)
+
+
+@click.command("drain")
+@click.argument("hosts", nargs=-1, required=True)
+@fleet_option
+@click.option("--max-parallel", type=Bounded(1, MAX_PARALLEL), default=4, show_default=True,
+              metavar="N", help="Moves that run at the same time (one wave).")
+@click.option("--per-host-parallel", type=Bounded(1, MAX_PARALLEL), default=2,
+              show_default=True, metavar="N",
+              help="Moves per wave that touch one host, as source or destination.")
+@click.option("--keep-free", metavar="SPEC",
+              help="Headroom every destination keeps after its moves: cpus=N (dedicated "
+              "CPUs) and/or memory=MiB, e.g. cpus=4,memory=8192.")
+@json_option
+@handle_errors
+def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
+          per_host_parallel: int, keep_free: str | None, as_json: bool) -> None:
+    """Plan moving every guest off HOST(s) onto the rest of the fleet, in waves.
+
+    Each guest lands only where its NUMA cells, dedicated CPUs, huge pages (its current
+    size) and SR-IOV VFs are free at that moment: a wave's moves take their destinations'
+    capacity when the wave starts and free their sources when it ends, and two moves of a
+    wave never take the same CPUs, pages or VFs. Hardest guests are placed first, each on
+    the destination it fits best (fewest half-used cores, then fewest free dedicated CPUs,
+    then least free memory). A guest no host can take is listed with the binding reason
+    ("needs 8 dedicated CPUs on one cell; the largest free is 6, on cmp-07 cell 1").
+
+    The fleet is a fleet file (default: the bundled sample fleet). The plan is computed, not
+    executed.
+
+    Exit 0 every guest has a move, 1 some cannot move, 2 bad input.
+
+    \b
+    Examples:
+      numa-migrate drain cmp-intel-01
+      numa-migrate drain cmp-intel-01 cmp-small-01 --max-parallel 2 --json
+      numa-migrate drain cmp-epyc-01 --fleet fleet.json --keep-free cpus=4,memory=8192
+    """
+    from numa_migrate.adapters.drainstate import fleet_state
+    from numa_migrate.adapters.fleet import load_fleet
+    from numa_migrate.core.drain import plan_drain
+    from numa_migrate.core.errors import UnknownHostError
+
+    fleet = load_fleet(fleet_path)
+    known = [h.name for h in fleet.hosts]
+    unknown = [h for h in hosts if h not in known]
+    if unknown:
+        raise UnknownHostError(f"host(s) {', '.join(unknown)} not in {fleet.source} "
+                               f"(hosts: {', '.join(known)})")
+    if len(set(hosts)) == len(known):
+        raise click.UsageError("every host of the fleet would be drained: nowhere to go")
+    drained = tuple(dict.fromkeys(hosts))
+    plan = plan_drain(fleet_state(fleet), drained, max_parallel, per_host_parallel,
+                      _keep_free(keep_free))
+    if as_json:
+        click.echo(json.dumps(plan_json(plan, drained), indent=2))
+    else:
+        from numa_migrate.cli.main import _stdout
+
+        print_plan(_stdout(), plan, drained)
+    sys.exit(EXIT_UNPLACEABLE if plan.unplaceable else 0)

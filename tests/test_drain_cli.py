@@ -1,0 +1,69 @@
+"""`numa-migrate drain`: the plan on the sample fleet, its JSON, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner, Result
+
+from numa_migrate.cli.main import cli
+from tests.drainvalidity import violations
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, ["drain", *args])
+
+
+def test_drain_json_lists_waves_moves_and_the_guests_that_cannot_move() -> None:
+    result = run("cmp-intel-01", "--json")
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.output)
+    assert doc["drain"] == ["cmp-intel-01"] and doc["solver"] == "heuristic"
+    moved = {m["guest"] for w in doc["waves"] for m in w["moves"]}
+    stuck = {u["guest"]: u["reason"] for u in doc["unplaceable"]}
+    assert moved | set(stuck) == {"db-1", "nfv-1", "vnf-2", "web-1"}
+    assert not moved & set(stuck)
+    assert all(m["destination"] != "cmp-intel-01" for w in doc["waves"] for m in w["moves"])
+    assert "1 GiB" in stuck["db-1"]
+    assert not doc["complete"]
+
+
+def test_drain_limits_are_kept_and_the_plan_is_valid() -> None:
+    result = run("cmp-epyc-01", "cmp-small-01", "--max-parallel", "1", "--json")
+    doc = json.loads(result.output)
+    assert all(len(w["moves"]) == 1 for w in doc["waves"])
+    # the same plan, checked by the independent replay of the waves
+    from numa_migrate.adapters.drainstate import fleet_state
+    from numa_migrate.adapters.fleet import load_fleet
+    from numa_migrate.core.drain import plan_drain
+
+    state = fleet_state(load_fleet())
+    drained = ("cmp-epyc-01", "cmp-small-01")
+    plan = plan_drain(state, drained, 1, 2)
+    assert violations(state, drained, plan, 1, 2) == []
+    assert len(plan.moves) == sum(len(w["moves"]) for w in doc["waves"])
+
+
+def test_drain_human_output_names_waves_and_reasons() -> None:
+    result = run("cmp-epyc-01")
+    assert "drain cmp-epyc-01:" in result.output
+    assert "cannot move: needs" in result.output
+
+
+def test_bad_input_is_one_clear_line() -> None:
+    unknown = run("nope")
+    assert unknown.exit_code == 2 and "nope not in sample fleet" in unknown.output
+    everything = run("cmp-intel-01", "cmp-epyc-01", "cmp-small-01")
+    assert everything.exit_code == 2 and "nowhere to go" in everything.output
+    keep = run("cmp-intel-01", "--keep-free", "disk=3")
+    assert keep.exit_code == 2 and "use cpus=N and/or memory=MiB" in keep.output
+    zero = run("cmp-intel-01", "--max-parallel", "0")
+    assert zero.exit_code == 2
+    assert "Traceback" not in unknown.output + keep.output + zero.output
+
+
+def test_keep_free_leaves_headroom_on_destinations() -> None:
+    loose = json.loads(run("cmp-small-01", "--json").output)
+    tight = json.loads(run("cmp-small-01", "--json", "--keep-free", "cpus=1000").output)
+    assert loose["waves"] and not tight["waves"]
+    assert {u["guest"] for u in tight["unplaceable"]} == {"ci-runner-1", "web-2"}
