@@ -105,6 +105,14 @@ def summary_line(guest: Guest, hosts: Sequence[HostExplanation]) -> str:
     return f"{head}: {blocked}" if blocked else f"{head}."
 
 
+def explain_host(
+    host: HostTopology, guest: Guest, options: FitOptions, result: FitResult | None = None
+) -> HostExplanation:
+    """One host explained; ``result`` is its fit when the caller already has it."""
+    return HostExplanation(result or fit_guest(host, guest, options),
+                           _cell_verdicts(host, guest, options), _pci_free(host, guest))
+
+
 def explain_guest(
     hosts: Sequence[HostTopology], guest: Guest, options: FitOptions | None = None
 ) -> Explanation:

@@ -1,0 +1,230 @@
+"""Rank destinations for a guest, and refuse hopeless hosts cheaply (pure).
+
+**Score.** A destination that fits is scored by what the guest's placement leaves on it
+(:func:`score`), as a tuple compared part by part, smaller first:
+
+1. ``cells_opened`` — host NUMA cells that were wholly unused (no pinned CPU, no memory, no
+   shared vCPU placed) and are used after the move: whole free cells are kept together;
+2. ``cores_split`` — change in the number of partly pinned cores (SMT sibling groups of the
+   dedicated set with some, not all, CPUs pinned): a move that fills a half-used core counts
+   -1, one that starts a new core +1; whole free cores are kept together;
+3. ``free_dedicated_cpus`` — free dedicated CPUs on the host after the move, more first;
+4. ``free_memory_mib`` — memory not used by guests on the host after the move, more first;
+
+then the host name, so that the order is total. Summed over the fleet, parts 1 and 2 are
+exactly the fragmentation the move adds: only the destination's cells change.
+
+**Bounds.** :func:`capacity_bound` checks necessary conditions before the full fit: every
+guest cell needs its own host cell with at least its dedicated vCPUs (+1 for isolated
+emulator threads) free, its shared vCPUs in the shared set, and its memory free (in the
+largest free page pool when it asks for a page size, or is pinned), and the host needs as
+many free PCI devices as the guest requests in total. For each quantity, the guest cells'
+needs sorted from largest (n1 >= n2 >= ...) and the host cells' capacities sorted the same
+way (c1 >= c2 >= ...) must have ni <= ci: an assignment puts the i largest needs on i distinct
+cells that hold at least ni each. The bound never refuses a host the full fit accepts; it
+refuses with the same reason codes as the fitter, one per host cell that is short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from numa_migrate.core.fit.reasons import Code, Reason, plural
+from numa_migrate.core.model.guest import CPUPolicy, Guest, GuestRequest
+from numa_migrate.core.model.host import HostCell, HostTopology
+from numa_migrate.core.model.placement import Placement
+from numa_migrate.core.usage import apply_placement
+
+SCORE_PARTS = ("cells_opened", "cores_split", "free_dedicated_cpus", "free_memory_mib")
+"""The parts of a :class:`Score`, in the order they rank (see the module docstring)."""
+
+SCORE_HELP = (
+    "Destinations are ranked by a score compared part by part: (1) cells_opened, wholly "
+    "unused host NUMA cells the guest starts using (fewer first); (2) cores_split, the change "
+    "in partly pinned cores (fewer first: filling a half-used core is -1); (3) "
+    "free_dedicated_cpus after the move (more first); (4) free_memory_mib after the move "
+    "(more first); then the host name."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """How good a destination is; smaller :attr:`key` ranks first."""
+
+    cells_opened: int
+    cores_split: int
+    free_dedicated_cpus: int
+    free_memory_mib: int
+
+    @property
+    def key(self) -> tuple[int, int, int, int]:
+        return (self.cells_opened, self.cores_split, -self.free_dedicated_cpus,
+                -self.free_memory_mib)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in SCORE_PARTS}
+
+
+def _cell_used(cell: HostCell) -> bool:
+    return bool(cell.pinned_cpus) or cell.memory_usage_mib > 0 or cell.cpu_usage > 0
+
+
+def partly_pinned_cores(cell: HostCell) -> int:
+    """SMT groups of the dedicated set with some but not all of their CPUs pinned."""
+    pinned = cell.pinned_cpus
+    if not pinned:
+        return 0
+    count = 0
+    for group in cell.siblings:
+        dedicated = group & cell.pcpuset
+        if len(dedicated) > 1:
+            taken = len(dedicated & pinned)
+            count += 0 < taken < len(dedicated)
+    return count
+
+
+def score(host: HostTopology, request: GuestRequest | None, placement: Placement) -> Score:
+    """The score of ``host`` once ``placement`` of ``request`` is on it."""
+    after = host
+    if request is not None and placement.cells:
+        after = apply_placement(host, request, placement)
+    opened = split = 0
+    for old, new in zip(host.cells, after.cells, strict=True):
+        if old is new:
+            continue
+        opened += _cell_used(new) and not _cell_used(old)
+        split += partly_pinned_cores(new) - partly_pinned_cores(old)
+    return Score(
+        cells_opened=opened,
+        cores_split=split,
+        free_dedicated_cpus=sum(len(c.free_pcpus) for c in after.cells),
+        free_memory_mib=sum(c.avail_memory_mib for c in after.cells),
+    )
+
+
+def rank_key(name: str, s: Score) -> tuple[int, int, int, int, str]:
+    return (*s.key, name)
+
+
+# --- bounds -------------------------------------------------------------------------------
+
+
+def _dedicated_cap(cell: HostCell) -> int:
+    return len(cell.free_pcpus)
+
+
+def _shared_cap(cell: HostCell) -> int:
+    return len(cell.cpuset)
+
+
+def _memory_cap(request: GuestRequest) -> Callable[[HostCell], int]:
+    """KiB a guest cell can have on a host cell, at most (see :func:`capacity_bound`)."""
+    if request.page_size is not None:
+        def cap(cell: HostCell) -> int:
+            return max((p.free_kib for p in cell.mempages), default=0)
+    elif request.pinned:
+        def cap(cell: HostCell) -> int:
+            if cell.mempages:
+                return cell.mempages[0].free_kib
+            return cell.avail_memory_mib * 1024
+    else:
+        def cap(cell: HostCell) -> int:
+            if cell.mempages:
+                return cell.mempages[0].total_kib
+            return cell.memory_mib * 1024
+    return cap
+
+
+@dataclass(frozen=True, slots=True)
+class _Quantity:
+    code: Code
+    unit: str
+    needs: tuple[int, ...]
+    """Per guest cell, in guest cell order."""
+    capacity: Callable[[HostCell], int]
+    scale: int = 1
+    """Divide needs and capacities by this for the messages (KiB -> MiB)."""
+
+
+def _quantities(request: GuestRequest) -> tuple[_Quantity, ...]:
+    out: list[_Quantity] = []
+    if request.pinned:
+        reserve = 1 if request.emulator_isolated else 0
+        needs = tuple(len(c.dedicated_vcpus) + (reserve if i == 0 else 0)
+                      for i, c in enumerate(request.cells))
+        out.append(_Quantity(Code.DEDICATED_CPUS_BUSY, "free dedicated CPU", needs,
+                             _dedicated_cap))
+    if request.cpu_policy in (CPUPolicy.SHARED, CPUPolicy.MIXED, None):
+        needs = tuple(len(c.shared_vcpus) for c in request.cells)
+        if any(needs):
+            out.append(_Quantity(Code.SHARED_CPUS_TOO_FEW, "shared CPU", needs, _shared_cap))
+    code = Code.PAGES_SHORT if request.page_size is not None else Code.MEMORY_SHORT
+    unit = "MiB free in pages" if request.page_size is not None else (
+        "MiB free" if request.pinned else "MiB")
+    out.append(_Quantity(code, unit, tuple(c.memory_mib * 1024 for c in request.cells),
+                         _memory_cap(request), scale=1024))
+    return tuple(out)
+
+
+def _amount(value: int, q: _Quantity) -> str:
+    if q.scale > 1:
+        return f"{value // q.scale} {q.unit}"
+    return plural(value, q.unit)
+
+
+def _short(host: HostTopology, q: _Quantity) -> tuple[Reason, ...]:
+    """Reasons when the sorted needs exceed the sorted capacities; () when they do not."""
+    caps = {c.id: q.capacity(c) for c in host.cells}
+    needs = sorted(q.needs, reverse=True)
+    ordered = sorted(caps.values(), reverse=True)
+    for i, need in enumerate(needs):
+        if i < len(ordered) and need <= ordered[i]:
+            continue
+        # the (i+1) largest guest cells need >= need each; fewer host cells hold that much
+        holding = sum(1 for c in ordered if c >= need)
+        per_cell = ", ".join(f"{cid}: {cap // q.scale}" for cid, cap in caps.items())
+        cells = "one host cell" if i == 0 else f"each of {i + 1} host cells"
+        shape = (f" (guest cells: {', '.join(str(x // q.scale) for x in q.needs)})"
+                 if len(needs) > 1 else "")
+        head = (f"needs {_amount(need, q)} on {cells}{shape}; {holding} host "
+                f"cell{' has' if holding == 1 else 's have'} that much (per cell: {per_cell})")
+        reasons = [Reason(q.code, head, need=need // q.scale, have=holding,
+                          details=(("bound", True),))]
+        reasons.extend(
+            Reason(q.code, f"{_amount(cap, q)} here, a guest cell needs {need // q.scale}",
+                   host_cell=cid, need=need // q.scale, have=cap // q.scale,
+                   details=(("bound", True),))
+            for cid, cap in caps.items() if cap < need)
+        return tuple(reasons)
+    return ()
+
+
+def capacity_bound(host: HostTopology, guest: Guest) -> tuple[Reason, ...]:
+    """Why ``host`` certainly cannot take ``guest`` (cheap necessary conditions), or ()
+    when the full fit must decide. Never refuses a host that the fit would accept."""
+    requested = sum(r.count for r in guest.pci_requests)
+    if requested:
+        free = sum(1 for d in host.pci_devices if not d.allocated)
+        if free < requested:
+            return (Reason(Code.PCI_DEVICES_SHORT,
+                           f"needs {plural(requested, 'PCI device')}, "
+                           f"{free} free on the whole host", need=requested, have=free,
+                           details=(("bound", True),)),)
+    request = guest.numa
+    if request is None:
+        return ()
+    if len(host.cells) < len(request.cells):
+        msg = f"guest needs {len(request.cells)} NUMA cells, host has {len(host.cells)}"
+        return (Reason(Code.TOO_FEW_HOST_CELLS, msg, need=len(request.cells),
+                       have=len(host.cells)),)
+    for q in _quantities(request):
+        reasons = _short(host, q)
+        if reasons:
+            return reasons
+    return ()
+
+
+def bound_summary(reasons: Sequence[Reason]) -> str:
+    """The whole-host reason of a bound refusal (its first reason)."""
+    return reasons[0].message if reasons else ""
