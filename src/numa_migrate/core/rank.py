@@ -31,7 +31,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from numa_migrate.core.fit.reasons import Code, Reason, plural
-from numa_migrate.core.model.guest import CPUPolicy, Guest, GuestRequest
+from numa_migrate.core.model.guest import (
+    CPUPolicy,
+    Guest,
+    GuestRequest,
+    PageSizeKind,
+    describe_page_size,
+)
 from numa_migrate.core.model.host import HostCell, HostTopology
 from numa_migrate.core.model.placement import Placement
 from numa_migrate.core.usage import apply_placement
@@ -118,11 +124,29 @@ def _shared_cap(cell: HostCell) -> int:
     return len(cell.cpuset)
 
 
-def _memory_cap(request: GuestRequest) -> Callable[[HostCell], int]:
+def _page_candidates(request: GuestRequest, current_kib: int | None
+                     ) -> Callable[[HostCell], list[int]] | None:
+    """The page sizes the fit may choose on a cell (None: the guest asks for none), as
+    :func:`numa_migrate.core.fit.cellfit.page_size_for` tries them."""
+    page = request.page_size
+    if page is None:
+        return None
+    if current_kib is not None or page.kind is PageSizeKind.EXPLICIT:
+        size = current_kib if current_kib is not None else page.size_kib
+        return lambda cell: [p.free_kib for p in cell.mempages if p.size_kib == size]
+    if page.kind is PageSizeKind.SMALL:
+        return lambda cell: [p.free_kib for p in cell.mempages[:1]]
+    if page.kind is PageSizeKind.LARGE:
+        return lambda cell: [p.free_kib for p in cell.mempages[1:]]
+    return lambda cell: [p.free_kib for p in cell.mempages]
+
+
+def _memory_cap(request: GuestRequest, current_kib: int | None) -> Callable[[HostCell], int]:
     """KiB a guest cell can have on a host cell, at most (see :func:`capacity_bound`)."""
-    if request.page_size is not None:
+    pools = _page_candidates(request, current_kib)
+    if pools is not None:
         def cap(cell: HostCell) -> int:
-            return max((p.free_kib for p in cell.mempages), default=0)
+            return max(pools(cell), default=0)
     elif request.pinned:
         def cap(cell: HostCell) -> int:
             if cell.mempages:
@@ -147,7 +171,7 @@ class _Quantity:
     """Divide needs and capacities by this for the messages (KiB -> MiB)."""
 
 
-def _quantities(request: GuestRequest) -> tuple[_Quantity, ...]:
+def _quantities(request: GuestRequest, current_kib: int | None) -> tuple[_Quantity, ...]:
     out: list[_Quantity] = []
     if request.pinned:
         reserve = 1 if request.emulator_isolated else 0
@@ -160,10 +184,13 @@ def _quantities(request: GuestRequest) -> tuple[_Quantity, ...]:
         if any(needs):
             out.append(_Quantity(Code.SHARED_CPUS_TOO_FEW, "shared CPU", needs, _shared_cap))
     code = Code.PAGES_SHORT if request.page_size is not None else Code.MEMORY_SHORT
-    unit = "MiB free in pages" if request.page_size is not None else (
-        "MiB free" if request.pinned else "MiB")
+    unit = "MiB free" if request.pinned else "MiB"
+    if request.page_size is not None:
+        size = current_kib if current_kib is not None else request.page_size.size_kib
+        unit = (f"MiB free in {describe_page_size(size)} pages" if size is not None
+                else f"MiB free in {request.page_size} pages")
     out.append(_Quantity(code, unit, tuple(c.memory_mib * 1024 for c in request.cells),
-                         _memory_cap(request), scale=1024))
+                         _memory_cap(request, current_kib), scale=1024))
     return tuple(out)
 
 
@@ -200,9 +227,12 @@ def _short(host: HostTopology, q: _Quantity) -> tuple[Reason, ...]:
     return ()
 
 
-def capacity_bound(host: HostTopology, guest: Guest) -> tuple[Reason, ...]:
+def capacity_bound(
+    host: HostTopology, guest: Guest, current_pagesize_kib: int | None = None
+) -> tuple[Reason, ...]:
     """Why ``host`` certainly cannot take ``guest`` (cheap necessary conditions), or ()
-    when the full fit must decide. Never refuses a host that the fit would accept."""
+    when the full fit must decide. Never refuses a host that the fit would accept (with
+    any limits, either order, and ``current_pagesize_kib`` as the fit's option)."""
     requested = sum(r.count for r in guest.pci_requests)
     if requested:
         free = sum(1 for d in host.pci_devices if not d.allocated)
@@ -218,7 +248,7 @@ def capacity_bound(host: HostTopology, guest: Guest) -> tuple[Reason, ...]:
         msg = f"guest needs {len(request.cells)} NUMA cells, host has {len(host.cells)}"
         return (Reason(Code.TOO_FEW_HOST_CELLS, msg, need=len(request.cells),
                        have=len(host.cells)),)
-    for q in _quantities(request):
+    for q in _quantities(request, current_pagesize_kib):
         reasons = _short(host, q)
         if reasons:
             return reasons

@@ -102,7 +102,7 @@ def where_guest(
     for host in hosts:
         if host.name == source:
             continue
-        bound = capacity_bound(host, guest)
+        bound = capacity_bound(host, guest, page)
         if bound:
             refused.append(Refusal(host.name, "bound", bound[0].message, bound))
             continue
