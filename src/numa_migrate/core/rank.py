@@ -28,6 +28,7 @@ refuses with the same reason codes as the fitter, one per host cell that is shor
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from numa_migrate.core.fit.reasons import Code, Reason, plural
@@ -36,6 +37,7 @@ from numa_migrate.core.model.guest import (
     Guest,
     GuestRequest,
     PageSizeKind,
+    ThreadPolicy,
     describe_page_size,
 )
 from numa_migrate.core.model.host import HostCell, HostTopology
@@ -76,22 +78,66 @@ def _cell_used(cell: HostCell) -> bool:
     return bool(cell.pinned_cpus) or cell.memory_usage_mib > 0 or cell.cpu_usage > 0
 
 
-def partly_pinned_cores(cell: HostCell) -> int:
-    """SMT groups of the dedicated set with some but not all of their CPUs pinned."""
-    pinned = cell.pinned_cpus
+def partly_pinned_cores(cell: HostCell, pinned: AbstractSet[int] | None = None) -> int:
+    """SMT groups of the dedicated set with some but not all of their CPUs pinned (with
+    ``pinned`` as the cell's pinned CPUs when given)."""
+    pinned = cell.pinned_cpus if pinned is None else pinned
     if not pinned:
         return 0
+    dedicated = cell.pcpuset
     count = 0
     for group in cell.siblings:
-        dedicated = group & cell.pcpuset
-        if len(dedicated) > 1:
-            taken = len(dedicated & pinned)
-            count += 0 < taken < len(dedicated)
+        if len(group) < 2:
+            continue
+        size = taken = 0
+        for cpu in group:
+            if cpu in dedicated:
+                size += 1
+                taken += cpu in pinned
+        count += 0 < taken < size
     return count
 
 
 def score(host: HostTopology, request: GuestRequest | None, placement: Placement) -> Score:
-    """The score of ``host`` once ``placement`` of ``request`` is on it."""
+    """The score of ``host`` once ``placement`` of ``request`` is on it.
+
+    Computed on the placed cells only, with the accounting of
+    :func:`numa_migrate.core.usage.apply_placement` (pins, the emulator CPU on the first
+    placed cell, whole cores under ``isolate``, the guest's memory); :func:`score_slow`
+    is the same through ``apply_placement``, for the tests.
+    """
+    free_cpus = sum(len(c.free_pcpus) for c in host.cells)
+    free_mem = sum(c.avail_memory_mib for c in host.cells)
+    if request is None or not placement.cells:
+        return Score(0, 0, free_cpus, free_mem)
+    by_id = {c.id: c for c in host.cells}
+    first = placement.cells[0].host_cell
+    isolate = request.thread_policy is ThreadPolicy.ISOLATE
+    opened = split = 0
+    for placed in placement.cells:
+        cell = by_id[placed.host_cell]
+        pins = {p for _, p in placed.pinning or ()}
+        if placed.host_cell == first and placement.emulator_pins:
+            pins |= placement.emulator_pins
+        if not request.pinned:
+            pins = set()
+        elif isolate:
+            pins = {cpu for p in pins for cpu in cell.core_of(p)}
+        uses = bool(pins) or placed.memory_mib > 0 or bool(request.cells[placed.guest_cell]
+                                                           .shared_vcpus)
+        opened += uses and not _cell_used(cell)
+        new_pins = pins - cell.pinned_cpus
+        if new_pins:
+            split += (partly_pinned_cores(cell, cell.pinned_cpus | new_pins)
+                      - partly_pinned_cores(cell))
+            free_cpus -= sum(1 for p in new_pins if p in cell.pcpuset)
+        free_mem -= placed.memory_mib
+    return Score(opened, split, free_cpus, free_mem)
+
+
+def score_slow(host: HostTopology, request: GuestRequest | None,
+               placement: Placement) -> Score:
+    """:func:`score` by applying the placement to the whole host (the reference)."""
     after = host
     if request is not None and placement.cells:
         after = apply_placement(host, request, placement)
@@ -118,6 +164,15 @@ def rank_key(name: str, s: Score) -> tuple[int, int, int, int, str]:
 
 def _dedicated_cap(cell: HostCell) -> int:
     return len(cell.free_pcpus)
+
+
+def _isolate_cap(cell: HostCell) -> int:
+    """Whole free cores the ``isolate`` policy can use: none on an SMT cell configured with
+    ``cpu_dedicated_set`` (Nova 34 cannot isolate there)."""
+    tpc = cell.threads_per_core
+    if tpc > 1 and not cell.legacy_pin_set:
+        return 0
+    return sum(1 for g in cell.free_sibling_groups if len(g) >= tpc)
 
 
 def _shared_cap(cell: HostCell) -> int:
@@ -169,6 +224,8 @@ class _Quantity:
     capacity: Callable[[HostCell], int]
     scale: int = 1
     """Divide needs and capacities by this for the messages (KiB -> MiB)."""
+    units: str = ""
+    """The plural of ``unit`` when it is not ``unit + "s"``."""
 
 
 def _quantities(request: GuestRequest, current_kib: int | None) -> tuple[_Quantity, ...]:
@@ -179,6 +236,12 @@ def _quantities(request: GuestRequest, current_kib: int | None) -> tuple[_Quanti
                       for i, c in enumerate(request.cells))
         out.append(_Quantity(Code.DEDICATED_CPUS_BUSY, "free dedicated CPU", needs,
                              _dedicated_cap))
+        if request.thread_policy is ThreadPolicy.ISOLATE:
+            out.append(_Quantity(
+                Code.ISOLATE_NO_FREE_CORES,
+                "whole free core for isolate (none on SMT with cpu_dedicated_set)",
+                tuple(len(c.dedicated_vcpus) for c in request.cells), _isolate_cap,
+                units="whole free cores for isolate (none on SMT with cpu_dedicated_set)"))
     if request.cpu_policy in (CPUPolicy.SHARED, CPUPolicy.MIXED, None):
         needs = tuple(len(c.shared_vcpus) for c in request.cells)
         if any(needs):
@@ -197,7 +260,7 @@ def _quantities(request: GuestRequest, current_kib: int | None) -> tuple[_Quanti
 def _amount(value: int, q: _Quantity) -> str:
     if q.scale > 1:
         return f"{value // q.scale} {q.unit}"
-    return plural(value, q.unit)
+    return plural(value, q.unit, q.units or None)
 
 
 def _short(host: HostTopology, q: _Quantity) -> tuple[Reason, ...]:
