@@ -112,12 +112,13 @@ def _refusal_json(r: Refusal, guest: Guest) -> dict[str, object]:
         hosts = explanation_json(Explanation(guest, (r.explained,), ""))["hosts"]
         assert isinstance(hosts, list)
         out["cells"] = hosts[0]["cells"]
-        out["pci_free"] = hosts[0]["pci_free"]
     else:
         out["cells"] = [
             {"host_cell": x.host_cell, "reasons": [x.as_dict()]}
             for x in r.reasons if x.host_cell is not None
         ]
+    out["pci_free"] = [{"numa_node": node, "per_request": list(counts)}
+                       for node, counts in r.pci_free]
     return out
 
 
@@ -189,3 +190,9 @@ def print_where(console: Console, answer: WhereAnswer) -> None:
             for x in r.reasons:
                 if x.host_cell is not None:
                     console.print(f"  cell {x.host_cell}: {x.message}", highlight=False)
+            if r.pci_free:
+                free = "; ".join(f"{'no node' if node is None else f'cell {node}'}: "
+                                 f"{', '.join(str(n) for n in counts)}"
+                                 for node, counts in r.pci_free)
+                console.print(f"  free matching PCI devices (per request): {free}",
+                              highlight=False)

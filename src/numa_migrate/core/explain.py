@@ -94,6 +94,10 @@ def _pci_free(
     return tuple((n, tuple(c.get(n, 0) for c in counts)) for n in nodes)
 
 
+pci_free_per_node = _pci_free
+"""Per NUMA node (None: no node), the free devices matching each of the guest's requests."""
+
+
 def summary_line(guest: Guest, hosts: Sequence[HostExplanation]) -> str:
     fitting = sum(1 for h in hosts if h.result.fits)
     what = guest.numa.describe() if guest.numa else f"{guest.vcpus} vCPUs, no NUMA need"

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from numa_migrate.core.explain import HostExplanation, explain_host
+from numa_migrate.core.explain import HostExplanation, explain_host, pci_free_per_node
 from numa_migrate.core.fit.fitter import FitOptions, FitResult, fit_guest
 from numa_migrate.core.fit.reasons import SUMMARY_LABEL, Reason, summarize_counts
 from numa_migrate.core.model.guest import Guest
@@ -38,6 +38,8 @@ class Refusal:
     reasons: tuple[Reason, ...]
     explained: HostExplanation | None = None
     """The fit's per-cell verdicts (stage ``fit``)."""
+    pci_free: tuple[tuple[int | None, tuple[int, ...]], ...] = ()
+    """Per NUMA node, the free devices matching each PCI request (as explain shows)."""
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -104,12 +106,14 @@ def where_guest(
             continue
         bound = capacity_bound(host, guest, page)
         if bound:
-            refused.append(Refusal(host.name, "bound", bound[0].message, bound))
+            refused.append(Refusal(host.name, "bound", bound[0].message, bound,
+                                   pci_free=pci_free_per_node(host, guest)))
             continue
         result = fit_guest(host, guest, options)
         if result.placement is None:
             explained = explain_host(host, guest, options, result)
-            refused.append(Refusal(host.name, "fit", result.summary, result.reasons, explained))
+            refused.append(Refusal(host.name, "fit", result.summary, result.reasons, explained,
+                                   explained.pci_free))
             continue
         fitting.append(Destination(host.name, result, score(host, guest.numa,
                                                                result.placement)))
