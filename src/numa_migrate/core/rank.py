@@ -263,31 +263,67 @@ def _amount(value: int, q: _Quantity) -> str:
     return plural(value, q.unit, q.units or None)
 
 
-def _short(host: HostTopology, q: _Quantity) -> tuple[Reason, ...]:
+def _short(host: HostTopology, q: _Quantity, needs: list[int]) -> tuple[Reason, ...]:
     """Reasons when the sorted needs exceed the sorted capacities; () when they do not."""
-    caps = {c.id: q.capacity(c) for c in host.cells}
-    needs = sorted(q.needs, reverse=True)
-    ordered = sorted(caps.values(), reverse=True)
-    for i, need in enumerate(needs):
-        if i < len(ordered) and need <= ordered[i]:
-            continue
-        # the (i+1) largest guest cells need >= need each; fewer host cells hold that much
-        holding = sum(1 for c in ordered if c >= need)
-        per_cell = ", ".join(f"{cid}: {cap // q.scale}" for cid, cap in caps.items())
-        cells = "one host cell" if i == 0 else f"each of {i + 1} host cells"
-        shape = (f" (guest cells: {', '.join(str(x // q.scale) for x in q.needs)})"
-                 if len(needs) > 1 else "")
-        head = (f"needs {_amount(need, q)} on {cells}{shape}; {holding} host "
-                f"cell{' has' if holding == 1 else 's have'} that much (per cell: {per_cell})")
-        reasons = [Reason(q.code, head, need=need // q.scale, have=holding,
-                          details=(("bound", True),))]
-        reasons.extend(
-            Reason(q.code, f"{_amount(cap, q)} here, a guest cell needs {need // q.scale}",
-                   host_cell=cid, need=need // q.scale, have=cap // q.scale,
-                   details=(("bound", True),))
-            for cid, cap in caps.items() if cap < need)
-        return tuple(reasons)
-    return ()
+    cells = host.cells
+    caps = [q.capacity(c) for c in cells]
+    ordered = sorted(caps, reverse=True) if len(needs) > 1 else [max(caps, default=0)]
+    i = next((i for i, need in enumerate(needs) if i >= len(ordered) or need > ordered[i]),
+             None)
+    if i is None:
+        return ()
+    need = needs[i]
+    # the (i+1) largest guest cells need >= need each; fewer host cells hold that much
+    holding = sum(1 for c in caps if c >= need)
+    per_cell = ", ".join(f"{c.id}: {cap // q.scale}" for c, cap in zip(cells, caps, strict=True))
+    where = "one host cell" if i == 0 else f"each of {i + 1} host cells"
+    shape = (f" (guest cells: {', '.join(str(x // q.scale) for x in q.needs)})"
+             if len(needs) > 1 else "")
+    head = (f"needs {_amount(need, q)} on {where}{shape}; {holding} host "
+            f"cell{' has' if holding == 1 else 's have'} that much (per cell: {per_cell})")
+    reasons = [Reason(q.code, head, need=need // q.scale, have=holding,
+                      details=(("bound", True),))]
+    reasons.extend(
+        Reason(q.code, f"{_amount(cap, q)} here, a guest cell needs {need // q.scale}",
+               host_cell=c.id, need=need // q.scale, have=cap // q.scale,
+               details=(("bound", True),))
+        for c, cap in zip(cells, caps, strict=True) if cap < need)
+    return tuple(reasons)
+
+
+class CapacityBound:
+    """:func:`capacity_bound` for one guest over many hosts (its needs computed once)."""
+
+    def __init__(self, guest: Guest, current_pagesize_kib: int | None = None) -> None:
+        self.guest = guest
+        self.pci_needed = sum(r.count for r in guest.pci_requests)
+        request = guest.numa
+        self.cells = len(request.cells) if request is not None else 0
+        self.quantities = (
+            tuple((q, sorted(q.needs, reverse=True))
+                  for q in _quantities(request, current_pagesize_kib))
+            if request is not None else ())
+
+    def check(self, host: HostTopology) -> tuple[Reason, ...]:
+        """Why ``host`` certainly cannot take the guest, or () when the fit must decide."""
+        if self.pci_needed:
+            free = sum(1 for d in host.pci_devices if not d.allocated)
+            if free < self.pci_needed:
+                return (Reason(Code.PCI_DEVICES_SHORT,
+                               f"needs {plural(self.pci_needed, 'PCI device')}, "
+                               f"{free} free on the whole host", need=self.pci_needed,
+                               have=free, details=(("bound", True),)),)
+        if self.guest.numa is None:
+            return ()
+        if len(host.cells) < self.cells:
+            msg = f"guest needs {self.cells} NUMA cells, host has {len(host.cells)}"
+            return (Reason(Code.TOO_FEW_HOST_CELLS, msg, need=self.cells,
+                           have=len(host.cells)),)
+        for q, needs in self.quantities:
+            reasons = _short(host, q, needs)
+            if reasons:
+                return reasons
+        return ()
 
 
 def capacity_bound(
@@ -296,26 +332,7 @@ def capacity_bound(
     """Why ``host`` certainly cannot take ``guest`` (cheap necessary conditions), or ()
     when the full fit must decide. Never refuses a host that the fit would accept (with
     any limits, either order, and ``current_pagesize_kib`` as the fit's option)."""
-    requested = sum(r.count for r in guest.pci_requests)
-    if requested:
-        free = sum(1 for d in host.pci_devices if not d.allocated)
-        if free < requested:
-            return (Reason(Code.PCI_DEVICES_SHORT,
-                           f"needs {plural(requested, 'PCI device')}, "
-                           f"{free} free on the whole host", need=requested, have=free,
-                           details=(("bound", True),)),)
-    request = guest.numa
-    if request is None:
-        return ()
-    if len(host.cells) < len(request.cells):
-        msg = f"guest needs {len(request.cells)} NUMA cells, host has {len(host.cells)}"
-        return (Reason(Code.TOO_FEW_HOST_CELLS, msg, need=len(request.cells),
-                       have=len(host.cells)),)
-    for q in _quantities(request, current_pagesize_kib):
-        reasons = _short(host, q)
-        if reasons:
-            return reasons
-    return ()
+    return CapacityBound(guest, current_pagesize_kib).check(host)
 
 
 def bound_summary(reasons: Sequence[Reason]) -> str:

@@ -2,7 +2,7 @@
 
 The guest keeps its NUMA request, its PCI requests and the page size it runs with (a live
 migration cannot change it). Every host but its own is first checked against cheap capacity
-bounds (:func:`numa_migrate.core.rank.capacity_bound`), then fitted; hosts that fit are
+bounds (:class:`numa_migrate.core.rank.CapacityBound`), then fitted; hosts that fit are
 ranked by :func:`numa_migrate.core.rank.score`, the others keep their reasons — cell by cell
 from the fit (with explain's per-cell verdicts), or per host cell from the bound.
 """
@@ -19,7 +19,7 @@ from numa_migrate.core.fit.reasons import SUMMARY_LABEL, Reason, summarize_count
 from numa_migrate.core.model.guest import Guest
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.model.placement import Placement
-from numa_migrate.core.rank import Score, capacity_bound, rank_key, score
+from numa_migrate.core.rank import CapacityBound, Score, rank_key, score
 
 
 @dataclass(frozen=True)
@@ -101,10 +101,11 @@ def where_guest(
     options = replace(options or FitOptions(), current_pagesize_kib=page)
     fitting: list[Destination] = []
     refused: list[Refusal] = []
+    bounds = CapacityBound(guest, page)
     for host in hosts:
         if host.name == source:
             continue
-        bound = capacity_bound(host, guest, page)
+        bound = bounds.check(host)
         if bound:
             refused.append(Refusal(host.name, "bound", bound[0].message, bound,
                                    pci_free=pci_free_per_node(host, guest)))
