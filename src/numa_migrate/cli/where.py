@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from pathlib import Path
@@ -57,6 +58,10 @@ def where_cmd(guest_name: str, fleet_path: Path | None, pack: bool, as_json: boo
     from numa_migrate.core.where import where_guest
 
     fleet = load_fleet(fleet_path)
+    # the fleet lives until the process ends: keep the collector from walking it again
+    # and again while the fit makes short-lived objects (bench/where_speed.py)
+    gc.collect()
+    gc.freeze()
     placed = find_guest(fleet, guest_name)
     answer = where_guest(fleet.hosts, placed.host, placed.guest, placed.placement,
                          FitOptions(packing=pack))
