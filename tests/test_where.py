@@ -296,3 +296,11 @@ def test_flavor_guest_without_numa_fits_with_a_neutral_score() -> None:
     answer = where_guest([host], "elsewhere", guest, Placement(()))
     (d,) = answer.destinations
     assert d.score == Score(0, 0, 8, 8192)
+
+
+def test_a_guest_name_on_several_hosts_is_refused(tmp_path: Path) -> None:
+    unnamed = {"vcpus": 1, "memory_mib": 512}  # both become "guest-0"
+    path = write_fleet(tmp_path, [small("a", [unnamed]), small("b", [unnamed])])
+    result = CliRunner().invoke(cli, ["where", "guest-0", "--fleet", str(path)])
+    assert result.exit_code == 2
+    assert "several hosts" in result.output and "(a, b)" in result.output

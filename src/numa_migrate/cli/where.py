@@ -27,9 +27,13 @@ class UnknownGuestError(NumaMigrateError):
 
 
 def find_guest(fleet: Fleet, name: str) -> PlacedGuest:
-    for placed in fleet.guests:
-        if placed.name == name:
-            return placed
+    found = [g for g in fleet.guests if g.name == name]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise UnknownGuestError(
+            f"guest {name!r} is on several hosts of {fleet.source} "
+            f"({', '.join(g.host for g in found)}): give the guests distinct names")
     known = ", ".join(g.name for g in fleet.guests) or "none"
     raise UnknownGuestError(f"guest {name!r} is not in {fleet.source} (guests: {known})")
 

@@ -98,6 +98,27 @@ def partly_pinned_cores(cell: HostCell, pinned: AbstractSet[int] | None = None) 
     return count
 
 
+def _split_delta(cell: HostCell, new_pins: AbstractSet[int]) -> int:
+    """Change in :func:`partly_pinned_cores` when ``new_pins`` are pinned too (only the
+    cores they touch are looked at)."""
+    pinned, dedicated = cell.pinned_cpus, cell.pcpuset
+    delta = 0
+    for group in cell.siblings:
+        if len(group) < 2 or group.isdisjoint(new_pins):
+            continue
+        size = before = after = 0
+        for cpu in group:
+            if cpu in dedicated:
+                size += 1
+                if cpu in pinned:
+                    before += 1
+                    after += 1
+                elif cpu in new_pins:
+                    after += 1
+        delta += (0 < after < size) - (0 < before < size)
+    return delta
+
+
 def score(host: HostTopology, request: GuestRequest | None, placement: Placement) -> Score:
     """The score of ``host`` once ``placement`` of ``request`` is on it.
 
@@ -128,8 +149,7 @@ def score(host: HostTopology, request: GuestRequest | None, placement: Placement
         opened += uses and not _cell_used(cell)
         new_pins = pins - cell.pinned_cpus
         if new_pins:
-            split += (partly_pinned_cores(cell, cell.pinned_cpus | new_pins)
-                      - partly_pinned_cores(cell))
+            split += _split_delta(cell, new_pins)
             free_cpus -= sum(1 for p in new_pins if p in cell.pcpuset)
         free_mem -= placed.memory_mib
     return Score(opened, split, free_cpus, free_mem)
