@@ -27,7 +27,7 @@ refuses with the same reason codes as the fitter, one per host cell that is shor
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
@@ -354,7 +354,3 @@ def capacity_bound(
     any limits, either order, and ``current_pagesize_kib`` as the fit's option)."""
     return CapacityBound(guest, current_pagesize_kib).check(host)
 
-
-def bound_summary(reasons: Sequence[Reason]) -> str:
-    """The whole-host reason of a bound refusal (its first reason)."""
-    return reasons[0].message if reasons else ""
