@@ -238,3 +238,14 @@ def test_guest_help_keeps_its_layout(command: str) -> None:
     assert "\n  The guest is given either as a Nova flavor:\n    --flavor-vcpus 8 " in out
     assert "\n  Examples:\n    numa-migrate " + command in out
     assert "\n  Exit 0 " in out
+
+
+def test_where_help_and_json_import_nothing_heavy() -> None:
+    code, out, modules = _modules_after(["where", "--help"])
+    assert code == 0, out
+    assert _loaded(modules, ("rich", "lxml", "numa_migrate.adapters", *NOT_FOR_COMMAND_HELP)) \
+        == []
+    code, out, modules = _modules_after(["where", "web-2", "--json"])
+    assert code == 0, out
+    assert json.loads(out)["destinations"]
+    assert _loaded(modules, ("rich", *NOT_FOR_FIT)) == []

@@ -415,6 +415,10 @@ LAZY_COMMANDS = {
         "numa_migrate.cli.validate:validate_cmd",
         "Prove that running DOMAIN is placed as planned on HOST.",
     ),
+    "where": LazyCommand(
+        "numa_migrate.cli.where:where_cmd",
+        "Where can a guest of the fleet go: every other host, ranked, or why not.",
+    ),
     "validate-matrix": LazyCommand(
         "numa_migrate.cli.matrix:validate_matrix_cmd",
         "Run the validation matrix: real guests, migrated there and back, then validated.",

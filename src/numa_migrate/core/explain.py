@@ -94,6 +94,10 @@ def _pci_free(
     return tuple((n, tuple(c.get(n, 0) for c in counts)) for n in nodes)
 
 
+pci_free_per_node = _pci_free
+"""Per NUMA node (None: no node), the free devices matching each of the guest's requests."""
+
+
 def summary_line(guest: Guest, hosts: Sequence[HostExplanation]) -> str:
     fitting = sum(1 for h in hosts if h.result.fits)
     what = guest.numa.describe() if guest.numa else f"{guest.vcpus} vCPUs, no NUMA need"
@@ -103,6 +107,14 @@ def summary_line(guest: Guest, hosts: Sequence[HostExplanation]) -> str:
     head = f"{fitting}/{len(hosts)} hosts can take {guest.name} ({what})"
     blocked = summarize_counts(label for h in hosts for label in h.labels)
     return f"{head}: {blocked}" if blocked else f"{head}."
+
+
+def explain_host(
+    host: HostTopology, guest: Guest, options: FitOptions, result: FitResult | None = None
+) -> HostExplanation:
+    """One host explained; ``result`` is its fit when the caller already has it."""
+    return HostExplanation(result or fit_guest(host, guest, options),
+                           _cell_verdicts(host, guest, options), _pci_free(host, guest))
 
 
 def explain_guest(
