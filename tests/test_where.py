@@ -247,9 +247,9 @@ def test_score_equals_the_apply_placement_reference(case: dict[str, Any]) -> Non
     try:
         slow = score_slow(fc.host, guest.numa, result.placement)
     except UsageConflictError:
-        # isolate + isolated emulator threads: the fit may put the emulator CPU beside a
-        # pinned sibling, which apply_placement (whole cores) refuses; score counts the
-        # CPUs newly pinned (reported as a gap of the core, not of the score)
+        # isolate + isolated emulator threads with no whole free core left for the emulator
+        # CPU: the fit (as Nova's) puts it beside a pinned sibling, which apply_placement
+        # (whole cores, as Nova's claim) refuses
         assume(False)
     assert score(fc.host, guest.numa, result.placement) == slow
 

@@ -218,7 +218,11 @@ def _pack(
         used = whole[:n]
         pins = _pin(cell.dedicated_vcpus, [g[0] for g in used])
         rest = [g for g in groups if g not in used]
-        emu = _first_free(rest, set()) if reserve else None
+        # Nova takes the first free CPU outside the isolated cores, even on a core another
+        # guest half uses, and then cannot claim its sibling (isolate pins whole cores): a
+        # whole free core first, when there is one, keeps the same decision and claims cleanly
+        whole_rest = [g for g in rest if len(g) >= tpc]
+        emu = _first_free(whole_rest or rest, set()) if reserve else None
         if reserve and emu is None:
             return Reason(
                 Code.EMULATOR_NO_SPARE,
