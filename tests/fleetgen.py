@@ -19,14 +19,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from numa_migrate.core.drain.hosts import add_guest
 from numa_migrate.core.drain.state import FleetGuest, FleetState
 from numa_migrate.core.fit.fitter import fit_guest
 from numa_migrate.core.model.guest import Guest
 from numa_migrate.core.model.host import HostCell, HostTopology, PagePool
 from numa_migrate.core.model.pcidev import DevType, PciDevice, PciRequest
-from numa_migrate.core.pcidevices import take_devices
 from numa_migrate.core.request import Flavor, guest_from_flavor
-from numa_migrate.core.usage import apply_placement
 
 PHYSNET1 = PciRequest(1, ((("physical_network", "physnet1"),),))
 
@@ -152,13 +151,8 @@ def generate(
                 if result.placement is None:
                     misses += 1
                     continue
-                if guest.numa is not None:
-                    host = apply_placement(host, guest.numa, result.placement)
-                held: tuple[str, ...] = ()
-                if result.pci is not None:
-                    held = tuple(a for t in result.pci.taken for a in t)
-                    host = HostTopology(host.name, host.cells, host.labels,
-                                        take_devices(host.pci_devices, held))
+                held = result.pci_addresses
+                host = add_guest(host, guest, result.placement, held)
                 placed.append(FleetGuest(f"g-{n:05d}", host.name, guest,
                                          result.placement, held))
                 n += 1
@@ -178,14 +172,8 @@ def place_all(
         result = fit_guest(host, guest)
         if result.placement is None:
             raise ValueError(f"{name} does not fit on {host_name}: {result.summary}")
-        if guest.numa is not None:
-            host = apply_placement(host, guest.numa, result.placement)
-        held: tuple[str, ...] = ()
-        if result.pci is not None:
-            held = tuple(a for t in result.pci.taken for a in t)
-            host = HostTopology(host.name, host.cells, host.labels,
-                                take_devices(host.pci_devices, held))
-        by_name[host_name] = host
+        held = result.pci_addresses
+        by_name[host_name] = add_guest(host, guest, result.placement, held)
         placed.append(FleetGuest(name, host_name, guest, result.placement, held))
     return FleetState(tuple(by_name[h.name] for h in hosts), tuple(placed))
 

@@ -25,6 +25,7 @@ from numa_migrate.adapters.capabilities import host_from_capabilities
 from numa_migrate.adapters.nodedev import pci_functions_from_nodedevs
 from numa_migrate.adapters.pcicase import pci_devices_from_node, pci_requests_from_node
 from numa_migrate.core.cpuset import CpuSet
+from numa_migrate.core.drain.hosts import add_guest
 from numa_migrate.core.errors import InvalidRequestError, ParseError, UnknownHostError
 from numa_migrate.core.fit.fitter import fit_guest
 from numa_migrate.core.limits import (
@@ -41,9 +42,8 @@ from numa_migrate.core.model.guest import Guest
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.model.pcidev import PciDevice, PciRequest
 from numa_migrate.core.model.placement import Placement
-from numa_migrate.core.pcidevices import PhysNets, fit_devices, take_devices
+from numa_migrate.core.pcidevices import PhysNets, fit_devices
 from numa_migrate.core.request import Flavor, guest_from_flavor
-from numa_migrate.core.usage import apply_placement
 from numa_migrate.inputs.documents import parse_json
 from numa_migrate.inputs.fields import Node, Obj, root
 from numa_migrate.inputs.files import read_bytes
@@ -162,12 +162,8 @@ def _place_guests(
         result = fit_guest(host, guest)
         if result.placement is None:
             node.fail(f"({name}) does not fit on {host.name}: {result.summary}")
-        if guest.numa is not None:
-            host = apply_placement(host, guest.numa, result.placement)
-        held: tuple[str, ...] = ()
-        if result.pci is not None:
-            held = tuple(a for addresses in result.pci.taken for a in addresses)
-            host = replace(host, pci_devices=take_devices(host.pci_devices, held))
+        held = result.pci_addresses
+        host = add_guest(host, guest, result.placement, held)
         placed.append(PlacedGuest(name, host.name, guest, result.placement, held))
     return host, placed
 

@@ -124,12 +124,6 @@ def _keeps(key: Key, keep: KeepFree | None) -> bool:
     return keep is None or (key[1] >= keep.dedicated_cpus and key[2] >= keep.memory_mib)
 
 
-def _devices(result: FitResult) -> tuple[str, ...]:
-    if result.pci is None:
-        return ()
-    return tuple(a for addresses in result.pci.taken for a in addresses)
-
-
 def plan_drain(
     state: FleetState,
     drain_hosts: Iterable[str],
@@ -216,9 +210,9 @@ def plan_drain(
             assert result.placement is not None
             dest = result.host
             current[dest] = add_guest(current[dest], g.guest, result.placement,
-                                      _devices(result))
+                                      result.pci_addresses)
             version[dest] += 1
-            moves.append(Move(g.name, g.host, dest, result.placement, _devices(result)))
+            moves.append(Move(g.name, g.host, dest, result.placement, result.pci_addresses))
             touched[g.host] = touched.get(g.host, 0) + 1
             touched[dest] = touched.get(dest, 0) + 1
         if moves:

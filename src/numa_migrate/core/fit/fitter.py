@@ -65,6 +65,11 @@ class FitResult:
         return self.placement is not None
 
     @property
+    def pci_addresses(self) -> tuple[str, ...]:
+        """Every PCI device the placement takes (all requests, in order)."""
+        return () if self.pci is None else tuple(a for t in self.pci.taken for a in t)
+
+    @property
     def messages(self) -> tuple[str, ...]:
         """The reasons' messages, each once, without one that only repeats the summary."""
         return unique(r.message for r in self.reasons if r.message != self.summary)
