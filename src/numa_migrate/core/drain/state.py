@@ -8,6 +8,7 @@ from functools import cached_property
 from numa_migrate.core.model.guest import Guest
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.model.placement import Placement
+from numa_migrate.core.where import running_pagesize_kib
 
 __all__ = ["FleetGuest", "FleetState"]
 
@@ -24,9 +25,9 @@ class FleetGuest:
 
     @property
     def pagesize_kib(self) -> int | None:
-        """The page size the guest runs with (None: no cell placement or no page size)."""
-        sizes = {c.pagesize_kib for c in self.placement.cells if c.pagesize_kib is not None}
-        return min(sizes) if sizes else None
+        """The page size the guest runs with (None: no cell placement or no page size); the
+        same rule as ``where`` (:func:`numa_migrate.core.where.running_pagesize_kib`)."""
+        return running_pagesize_kib(self.guest, self.placement)[0]
 
 
 @dataclass(frozen=True)
