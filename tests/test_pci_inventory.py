@@ -189,3 +189,13 @@ def test_a_spec_dev_type_compares_case_insensitively() -> None:
     case["pci_requests"] = [{"count": 1, "spec": [{"dev_type": "type-vdpa"}]}]
     error = answer_case(case)["error"]
     assert error["type"] == "InvalidCase" and "type-VF, type-PF, type-PCI" in error["message"]
+
+
+def test_a_fleets_node_device_files_are_bounded_in_all(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import numa_migrate.adapters.fleet as fleet_module
+
+    monkeypatch.setattr(fleet_module, "MAX_NODEDEV_BYTES", 4096)
+    with pytest.raises(ParseError, match="node-device files are more than 0 MiB in all"):
+        load_fleet(_fleet(tmp_path, {"nodedevs": NODEDEVS,
+                                     "physical_networks": {"physnet1": ["ens1f0"]}}))

@@ -16,7 +16,7 @@ offline default for ``fit``, ``explain`` and ``demo``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -51,6 +51,8 @@ from numa_migrate.inputs.files import read_bytes
 SAMPLE_FLEET = "sample-fleet.json"
 MAX_SPEC_CHARS = 4096
 MAX_XML_BYTES = 16 * 1024 * 1024
+MAX_NODEDEV_BYTES = 64 * 1024 * 1024
+"""All the node-device XML files of one fleet host together."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,19 @@ def _place_guests(
     return host, placed
 
 
+def _bounded(node: Node, names: list[str],
+             read_xml: Callable[[str], bytes]) -> Iterator[tuple[str, bytes]]:
+    """The node-device files, each read once, refused past MAX_NODEDEV_BYTES in all."""
+    total = 0
+    for name in names:
+        data = read_xml(name)
+        total += len(data)
+        if total > MAX_NODEDEV_BYTES:
+            node.fail(f"the node-device files are more than {MAX_NODEDEV_BYTES // 2**20} MiB "
+                      f"in all (at {name!r}); one device's XML is about 1 KiB")
+        yield name, data
+
+
 def _pci_devices(raw: Obj, read_xml: Callable[[str], bytes]) -> tuple[PciDevice, ...]:
     """The host's ``pci_devices`` (fit-case format) or its ``nodedevs`` XML files with
     ``physical_networks``; not both."""
@@ -189,7 +204,7 @@ def _pci_devices(raw: Obj, read_xml: Callable[[str], bytes]) -> tuple[PciDevice,
 
     names = [n.text(max_chars=4096, non_empty=True)
              for n in files.items(max_items=MAX_PCI_DEVICES)]
-    functions = pci_functions_from_nodedevs((name, read_xml(name)) for name in names)
+    functions = pci_functions_from_nodedevs(_bounded(files, names, read_xml))
     try:
         nets = physical_networks_from(nets_node.path if nets_node else "physical_networks",
                                   None if nets_node is None else nets_node.value)

@@ -81,9 +81,10 @@ def _cell_verdicts(
     return tuple(out)
 
 
-def _pci_free(
+def pci_free_per_node(
     host: HostTopology, guest: Guest
 ) -> tuple[tuple[int | None, tuple[int, ...]], ...]:
+    """Per NUMA node (None: no node), the free devices matching each of the guest's requests."""
     if not guest.pci_requests:
         return ()
     pools = PciPools(host.pci_devices)
@@ -92,10 +93,6 @@ def _pci_free(
     if any(None in c for c in counts):
         nodes.append(None)
     return tuple((n, tuple(c.get(n, 0) for c in counts)) for n in nodes)
-
-
-pci_free_per_node = _pci_free
-"""Per NUMA node (None: no node), the free devices matching each of the guest's requests."""
 
 
 def summary_line(guest: Guest, hosts: Sequence[HostExplanation]) -> str:
@@ -114,16 +111,13 @@ def explain_host(
 ) -> HostExplanation:
     """One host explained; ``result`` is its fit when the caller already has it."""
     return HostExplanation(result or fit_guest(host, guest, options),
-                           _cell_verdicts(host, guest, options), _pci_free(host, guest))
+                           _cell_verdicts(host, guest, options),
+                           pci_free_per_node(host, guest))
 
 
 def explain_guest(
     hosts: Sequence[HostTopology], guest: Guest, options: FitOptions | None = None
 ) -> Explanation:
     options = options or FitOptions()
-    explained = tuple(
-        HostExplanation(fit_guest(h, guest, options), _cell_verdicts(h, guest, options),
-                        _pci_free(h, guest))
-        for h in hosts
-    )
+    explained = tuple(explain_host(h, guest, options) for h in hosts)
     return Explanation(guest, explained, summary_line(guest, explained))

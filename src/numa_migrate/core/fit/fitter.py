@@ -328,11 +328,11 @@ def _first_with_pci(
     if comb(n_host, n_guest) > MAX_PCI_CELL_SETS:
         # too many sets to try them all: the richest one first
         rich = _device_rich_set(v, adj, pools, requests)
-        served = pools.serve(requests, frozenset(v.cells[h].id for h in rich or ()))
-        if rich is not None and not isinstance(served, PciShort):
+        if rich is not None:
+            served = pools.serve(requests, frozenset(v.cells[h].id for h in rich))
             chosen = _lexicographic_assignment(
                 [[h for h in adj[g] if h in rich] for g in range(n_guest)], n_guest)
-            if chosen is not None:
+            if chosen is not None and not isinstance(served, PciShort):
                 return chosen, served
     for positions in combinations(range(n_host), n_guest):
         if tried >= MAX_PCI_CELL_SETS:
