@@ -15,6 +15,7 @@ import click
 
 from numa_migrate.cli.main import fleet_option, handle_errors, json_option
 from numa_migrate.cli.numbers import Bounded
+from numa_migrate.cli.pictureopts import html_option, picture_option, show_drain_pictures
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -112,10 +113,13 @@ def print_plan(console: Console, plan: Plan, drained: tuple[str, ...]) -> None:
 @click.option("--keep-free", metavar="SPEC",
               help="Headroom every destination keeps after its moves: cpus=N (dedicated "
               "CPUs) and/or memory=MiB, e.g. cpus=4,memory=8192.")
+@picture_option
+@html_option
 @json_option
 @handle_errors
 def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
-          per_host_parallel: int, keep_free: str | None, as_json: bool) -> None:
+          per_host_parallel: int, keep_free: str | None, picture: bool,
+          html_path: Path | None, as_json: bool) -> None:
     """Plan moving every guest off HOST(s) onto the rest of the fleet, in waves.
 
     Each guest lands only where its NUMA cells, dedicated CPUs, huge pages (its current
@@ -136,6 +140,8 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
       numa-migrate drain cmp-intel-01
       numa-migrate drain cmp-intel-01 cmp-small-01 --max-parallel 2 --json
       numa-migrate drain cmp-epyc-01 --fleet fleet.json --keep-free cpus=4,memory=8192
+      numa-migrate drain cmp-intel-01 --picture            # the cells before and after
+      numa-migrate drain cmp-intel-01 --html drain.html    # the same as one HTML page
     """
     from numa_migrate.adapters.drainstate import fleet_state
     from numa_migrate.adapters.fleet import load_fleet
@@ -151,12 +157,14 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
     if len(set(hosts)) == len(known):
         raise click.UsageError("every host of the fleet would be drained: nowhere to go")
     drained = tuple(dict.fromkeys(hosts))
-    plan = plan_drain(fleet_state(fleet), drained, max_parallel, per_host_parallel,
-                      _keep_free(keep_free))
+    state = fleet_state(fleet)
+    plan = plan_drain(state, drained, max_parallel, per_host_parallel, _keep_free(keep_free))
     if as_json:
         click.echo(json.dumps(plan_json(plan, drained), indent=2))
     else:
         from numa_migrate.cli.main import _stdout
 
         print_plan(_stdout(), plan, drained)
+    show_drain_pictures(state, plan, drained, picture=picture, html_path=html_path,
+                        source=fleet.source, as_json=as_json)
     sys.exit(EXIT_UNPLACEABLE if plan.unplaceable else 0)
