@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cache
 
 from numa_migrate import __version__
 from numa_migrate.adapters.pictures import (
@@ -93,6 +94,7 @@ def h(value: object) -> str:
     return html.escape(clean(str(value)), quote=True)
 
 
+@cache
 def _guest_style(colour: str) -> str:
     return f"background-color:{colour};color:{text_colour(colour)}"
 
