@@ -611,7 +611,7 @@ def fleet(fleet_path: Path | None, picture: bool, as_json: bool) -> None:
         from numa_migrate.cli.pictureopts import show_fleet_picture
 
         console = _stdout()
-        console.print(f"Fleet: {loaded.source}", highlight=False)
+        console.print(f"Fleet: {loaded.source}", highlight=False, markup=False)
         show_fleet_picture(fleet_state(loaded))
     else:
         render.print_fleet(_stdout(), loaded)

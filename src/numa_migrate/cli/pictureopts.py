@@ -55,8 +55,9 @@ def _html_path(ctx: click.Context, param: click.Parameter, value: str | None) ->
 
 picture_option = click.option(
     "--picture", is_flag=True,
-    help="Also draw the cells: a letter per CPU for its guest (coloured on a terminal), "
-    "huge pages and memory as bars.")
+    help="Also draw the cells the plan touches, before and after: a letter per CPU for its "
+    "guest (coloured on a terminal), huge pages and memory as bars; then the waves. With "
+    "--json it goes to stderr.")
 
 html_option = click.option(
     "--html", "html_path", metavar="FILE", callback=_html_path,
