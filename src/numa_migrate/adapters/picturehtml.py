@@ -188,7 +188,11 @@ def _legend(pic: HostPicture) -> str:
             note = ' <span class="muted">stays (cannot move)</span>'
         items.append(f'<li><span class="c" style="{_guest_style(pic.colours[g])}">{h(key)}'
                      f"</span>{h(g)}{note}</li>")
-    for state in (CpuState.FREE, CpuState.SHARED, CpuState.RESERVED):
+    occ = [pic.before] + ([pic.after] if pic.after is not None else [])
+    present = {s.state for o in occ for c in o.cells for s in c.cpus}
+    for state in (CpuState.FREE, CpuState.SHARED, CpuState.RESERVED, CpuState.OTHER):
+        if state not in present:
+            continue
         items.append(f'<li><span class="c {_STATE_CLASS[state]}">{GLYPHS[state]}</span>'
                      f'<span class="muted">{STATE_TEXT[state]}</span></li>')
     return f'<ul class="legend">{"".join(items)}</ul>'
