@@ -26,6 +26,17 @@ def test_drain_json_lists_waves_moves_and_the_guests_that_cannot_move() -> None:
     assert all(m["destination"] != "cmp-intel-01" for w in doc["waves"] for m in w["moves"])
     assert "1 GiB" in stuck["db-1"]
     assert not doc["complete"]
+    assert {m["kind"] for w in doc["waves"] for m in w["moves"]} == {"drain"}
+    # the 1 GiB pages exist only on cmp-intel-01: one more host of its shape is the answer
+    (add,) = doc["suggestions"]
+    assert add["kind"] == "add-host" and add["host"] == "cmp-intel-01"
+    assert "re-planned (bound 6)" in doc["suggestion_note"]
+
+
+def test_drain_prints_the_smallest_change() -> None:
+    result = run("cmp-intel-01")
+    assert "smallest change: add one more host shaped like cmp-intel-01" in result.output
+    assert "Kind" in result.output
 
 
 def test_drain_limits_are_kept_and_the_plan_is_valid() -> None:
@@ -35,11 +46,11 @@ def test_drain_limits_are_kept_and_the_plan_is_valid() -> None:
     # the same plan, checked by the independent replay of the waves
     from numa_migrate.adapters.drainstate import fleet_state
     from numa_migrate.adapters.fleet import load_fleet
-    from numa_migrate.core.drain import plan_drain
+    from numa_migrate.core.drain import plan_drain, relocate
 
     state = fleet_state(load_fleet())
     drained = ("cmp-epyc-01", "cmp-small-01")
-    plan = plan_drain(state, drained, 1, 2)
+    plan = relocate(state, drained, plan_drain(state, drained, 1, 2), 1, 2)
     assert violations(state, drained, plan, 1, 2) == []
     assert len(plan.moves) == sum(len(w["moves"]) for w in doc["waves"])
 

@@ -128,6 +128,9 @@ def _free_guest(state: FleetState, drained: frozenset[str], stuck: list[FleetGue
                     f"drain then completes")
             return Suggestion("free-guest", text, y.host, y.name), (
                 f"{tried} guest(s) re-planned (bound {max_guests})")
+    if not tried:
+        return None, ("no guest of a staying host, freed, leaves room where an unplaceable "
+                      "guest could go")
     return None, f"freeing no single guest is enough ({tried} re-planned)"
 
 
