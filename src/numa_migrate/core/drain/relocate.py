@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from numa_migrate.core.drain.apply import state_after
 from numa_migrate.core.drain.heuristic import KeepFree, hardness
 from numa_migrate.core.drain.hosts import add_guest, remove_guest
 from numa_migrate.core.drain.plan import RELOCATE, Move, Plan, Unplaceable, Wave
@@ -72,21 +73,6 @@ class _Budget:
         self.left -= 1
         self.used += 1
         return fit_guest(host, g.guest, FitOptions(current_pagesize_kib=g.pagesize_kib))
-
-
-def _after_plan(state: FleetState, plan: Plan) -> dict[str, HostTopology]:
-    """Every host as the plan leaves it (all its waves done)."""
-    current = dict(state.by_name)
-    where = {g.name: g for g in state.guests}
-    for m in plan.moves:
-        g = where[m.guest]
-        current[m.destination] = add_guest(current[m.destination], g.guest, m.placement,
-                                           m.pci_devices)
-        current[m.source] = remove_guest(current[m.source], g.guest, g.placement,
-                                         g.pci_devices)
-        where[m.guest] = replace(g, host=m.destination, placement=m.placement,
-                                 pci_devices=m.pci_devices)
-    return current
 
 
 def _search(
@@ -186,7 +172,7 @@ def relocate(
     if not plan.unplaceable:
         return plan
     drained = frozenset(drain_hosts)
-    current = _after_plan(state, plan)
+    current = dict(state_after(state, plan).by_name)
     staying = [h.name for h in state.hosts if h.name not in drained]
     moved = {m.guest for m in plan.moves}
     by_name = {g.name: g for g in state.guests}
