@@ -230,3 +230,30 @@ def test_relocations_are_valid_and_never_worse(
             after = run(changed)
             assert after.unplaceable == ()
             assert violations(changed, drained, after, max_parallel, per_host) == []
+
+
+def test_a_request_that_failed_is_not_searched_again() -> None:
+    # two identical stuck guests and no room anywhere: the second is skipped
+    state = place_all(
+        [host("a"), host("b")],
+        [("g1", "a", flavor(2, 1024, **PINNED)), ("g2", "a", flavor(2, 1024, **PINNED)),
+         ("y", "b", flavor(6, 1024, **PINNED))],
+    )
+    plan = planned(state, ["a"])
+    assert [u.guest for u in plan.unplaceable] == ["g1", "g2"]
+    assert plan.stat("relocation_skipped") == 1
+
+
+def test_one_change_is_searched_only_for_few_stuck_guests() -> None:
+    state = place_all(
+        [host("a"), host("b")],
+        [("g1", "a", flavor(2, 1024, **PINNED)), ("g2", "a", flavor(2, 1024, **PINNED)),
+         ("y", "b", flavor(6, 1024, **PINNED))],
+    )
+    plan = suggest(state, ["a"], planned(state, ["a"]), planner(["a"]), max_stuck=1)
+    assert plan.suggestions == ()
+    assert plan.suggestion_note.startswith("not searched: 2 guests cannot move")
+    # with the search: one more tiny1 host takes both; freeing y (6 CPUs) too
+    plan = suggest(state, ["a"], planned(state, ["a"]), planner(["a"]))
+    assert {(s.kind, s.host, s.guest) for s in plan.suggestions} == {
+        ("add-host", "a", None), ("free-guest", "b", "y")}

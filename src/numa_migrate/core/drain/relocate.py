@@ -15,7 +15,10 @@ a staying guest is relocated at most once), and never onto a drained host.
 
 The search is bounded per unplaceable guest: at most ``max_candidates`` (H, Y) candidates are
 examined (cheap capacity bounds first, :class:`~numa_migrate.core.rank.CapacityBound`) and at
-most ``max_fit_calls`` fitter calls are made; the plan's stats say how many guests hit a bound.
+most ``max_fit_calls`` fitter calls are made; the whole pass makes at most
+``max_total_fit_calls``. A guest whose request (NUMA, PCI, page size) equals one already
+searched in vain is not searched again (the hosts have only filled up since). The plan's stats
+say how many guests hit a bound and how many were skipped.
 Candidates: staying hosts with the most free dedicated CPUs first, and on each the smallest
 guests first; for Y the tightest destination Z that fits (fewest free dedicated CPUs first).
 """
@@ -34,12 +37,14 @@ from numa_migrate.core.fit.fitter import FitOptions, FitResult, fit_guest
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.rank import CapacityBound
 
-__all__ = ["MAX_CANDIDATES", "MAX_FIT_CALLS", "relocate"]
+__all__ = ["MAX_CANDIDATES", "MAX_FIT_CALLS", "MAX_TOTAL_FIT_CALLS", "relocate"]
 
 MAX_CANDIDATES = 400
 """(host, guest) candidates examined per unplaceable guest."""
 MAX_FIT_CALLS = 400
 """Fitter calls per unplaceable guest."""
+MAX_TOTAL_FIT_CALLS = 2000
+"""Fitter calls of the whole pass."""
 
 
 def _free_cpus(host: HostTopology) -> int:
@@ -162,11 +167,13 @@ def relocate(
     keep_free: KeepFree | None = None,
     max_candidates: int = MAX_CANDIDATES,
     max_fit_calls: int = MAX_FIT_CALLS,
+    max_total_fit_calls: int = MAX_TOTAL_FIT_CALLS,
 ) -> Plan:
     """``plan`` with relocations added for the unplaceable guests they can place.
 
-    Stats added: ``relocations`` (moves added of kind ``relocate``), ``relocation_fit_calls``
-    and ``relocation_search_cut`` (unplaceable guests whose search hit a bound). ``state`` and
+    Stats added: ``relocations`` (moves added of kind ``relocate``), ``relocation_fit_calls``,
+    ``relocation_search_cut`` (unplaceable guests whose search hit a bound) and
+    ``relocation_skipped`` (not searched: the same request failed already). ``state`` and
     ``plan`` are not changed; a plan with no unplaceable guest is returned as it is.
     """
     if not plan.unplaceable:
@@ -182,14 +189,22 @@ def relocate(
             movable.setdefault(g.host, []).append(g)
     pairs: list[_Pair] = []
     left: list[Unplaceable] = []
-    fit_calls = cut = 0
+    fit_calls = cut = skipped = 0
+    failed: set[object] = set()
     for u in plan.unplaceable:
-        budget = _Budget(max_fit_calls)
-        found = _search(by_name[u.guest], current, staying, movable, keep=keep_free,
+        g = by_name[u.guest]
+        request = (g.guest.numa, g.guest.pci_requests, g.pagesize_kib)
+        if request in failed:
+            skipped += 1
+            left.append(u)
+            continue
+        budget = _Budget(min(max_fit_calls, max_total_fit_calls - fit_calls))
+        found = _search(g, current, staying, movable, keep=keep_free,
                         max_candidates=max_candidates, budget=budget)
         fit_calls += budget.used
         if found is None:
             cut += budget.cut
+            failed.add(request)
             left.append(u)
             continue
         pair, h_after, z_after = found
@@ -200,5 +215,5 @@ def relocate(
             y for y in movable[pair.relocation.source] if y.name != pair.relocation.guest]
     waves = (*plan.waves, *_waves(pairs, max_parallel, per_host_parallel))
     stats = (*plan.stats, ("relocations", len(pairs)), ("relocation_fit_calls", fit_calls),
-             ("relocation_search_cut", cut))
+             ("relocation_search_cut", cut), ("relocation_skipped", skipped))
     return replace(plan, waves=waves, unplaceable=tuple(left), stats=stats)
