@@ -9,6 +9,7 @@ unplaceable::
 
     PYTHONPATH=src .venv/bin/python bench/drain_plan.py [--hosts 200] [--guests 4000]
         [--drain 5] [--max-parallel 10] [--per-host 2] [--seed 1] [--load 0.7] [--suggest]
+        [--max-stuck 8]
         [--json]
 """
 
@@ -43,6 +44,8 @@ def main() -> int:
     p.add_argument("--load", type=float, default=0.7)
     p.add_argument("--suggest", action="store_true",
                    help="also search the smallest change when guests remain unplaceable")
+    p.add_argument("--max-stuck", type=int, default=8,
+                   help="search one change only when at most this many guests are stuck")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
@@ -63,7 +66,7 @@ def main() -> int:
             return relocate(s, drained, plan_drain(s, drained, args.max_parallel,
                                                    args.per_host),
                             args.max_parallel, args.per_host)
-        plan = suggest(state, drained, plan, planner)
+        plan = suggest(state, drained, plan, planner, max_stuck=args.max_stuck)
         suggest_s = round(time.perf_counter() - t3, 3)
     out = {
         "hosts": len(state.hosts),
@@ -86,6 +89,7 @@ def main() -> int:
         "relocation_search_cut": plan.stat("relocation_search_cut"),
         "suggest_s": suggest_s,
         "suggestions": [s.text for s in plan.suggestions],
+        "suggestion_note": plan.suggestion_note,
         "valid": not bad,
     }
     if args.json:
