@@ -56,6 +56,7 @@ def main() -> int:
     plan = plan_drain(state, drained, args.max_parallel, args.per_host)
     t2 = time.perf_counter()
     unplaceable_before = len(plan.unplaceable)
+    waves_before = len(plan.waves)
     plan = relocate(state, drained, plan, args.max_parallel, args.per_host)
     t_reloc = time.perf_counter()
     bad = violations(state, drained, plan, args.max_parallel, args.per_host)
@@ -80,6 +81,7 @@ def main() -> int:
         "relocate_s": round(t_reloc - t2, 3),
         "check_s": round(t3 - t_reloc, 3),
         "waves": len(plan.waves),
+        "waves_before_relocations": waves_before,
         "moves": len(plan.moves),
         "unplaceable_before_relocations": unplaceable_before,
         "relocations": plan.stat("relocations"),

@@ -257,3 +257,30 @@ def test_one_change_is_searched_only_for_few_stuck_guests() -> None:
     plan = suggest(state, ["a"], planned(state, ["a"]), planner(["a"]))
     assert {(s.kind, s.host, s.guest) for s in plan.suggestions} == {
         ("add-host", "a", None), ("free-guest", "b", "y")}
+
+
+def test_relocation_waves_are_shared_as_soon_as_the_hosts_allow() -> None:
+    from numa_migrate.core.drain.relocate import _Pair, _waves
+    from numa_migrate.core.model.placement import Placement
+
+    none = Placement(())
+
+    def pair(y: str, h: str, z: str, g: str, s: str = "s") -> _Pair:
+        return _Pair(Move(y, h, z, none, kind=RELOCATE), Move(g, s, h, none))
+
+    # p2 reuses p1's destination: a later group; p3 touches other hosts: p1's group
+    pairs = [pair("y1", "h1", "z1", "g1"), pair("y2", "h2", "z1", "g2"),
+             pair("y3", "h3", "z3", "g3", "t")]
+    waves = _waves(pairs, max_parallel=10, per_host_parallel=2)
+    assert [[m.guest for m in w.moves] for w in waves] == [
+        ["y1", "y3"], ["g1", "g3"], ["y2"], ["g2"]]
+    # the drained source's limit: one move per host per wave
+    waves = _waves(pairs, max_parallel=10, per_host_parallel=1)
+    assert [[m.guest for m in w.moves] for w in waves] == [
+        ["y1", "y3"], ["g1", "g3"], ["y2"], ["g2"]]
+    waves = _waves([pair("y1", "h1", "z1", "g1"), pair("y2", "h2", "z2", "g2")],
+                   max_parallel=10, per_host_parallel=1)
+    assert [len(w.moves) for w in waves] == [1, 1, 1, 1]
+    waves = _waves(pairs, max_parallel=1, per_host_parallel=2)
+    assert [[m.guest for m in w.moves] for w in waves] == [
+        ["y1"], ["g1"], ["y2"], ["g2"], ["y3"], ["g3"]]

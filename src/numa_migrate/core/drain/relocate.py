@@ -9,9 +9,10 @@ earlier moves of the same wave) and a source frees its guest when its wave ends,
 the wave after Y left.
 
 Several relocations share a pair of waves when they touch different staying hosts (each H and
-Z in at most one pair of the two waves) and the parallel limits allow; otherwise a new pair of
-waves starts. Only guests that have not moved yet are relocated (a drained guest moves once;
-a staying guest is relocated at most once), and never onto a drained host.
+Z in at most one pair of the two waves) and the parallel limits allow; a relocation on a host
+an earlier one touched comes in a later pair of waves. Only guests that have not moved yet are
+relocated (a drained guest moves once; a staying guest is relocated at most once), and never
+onto a drained host.
 
 The search is bounded per unplaceable guest: at most ``max_candidates`` (H, Y) candidates are
 examined (cheap capacity bounds first, :class:`~numa_migrate.core.rank.CapacityBound`) and at
@@ -20,7 +21,8 @@ most ``max_fit_calls`` fitter calls are made; the whole pass makes at most
 searched in vain is not searched again (the hosts have only filled up since). The plan's stats
 say how many guests hit a bound and how many were skipped.
 Candidates: staying hosts with the most free dedicated CPUs first, and on each the smallest
-guests first; for Y the tightest destination Z that fits (fewest free dedicated CPUs first).
+guests first; for Y the tightest destination Z that fits (fewest free dedicated CPUs first);
+hosts an earlier relocation touches come last, so that relocations can share waves.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def _search(
     staying: list[str],
     movable: dict[str, list[FleetGuest]],
     *,
+    used: set[str],
     keep: KeepFree | None,
     max_candidates: int,
     budget: _Budget,
@@ -93,7 +96,7 @@ def _search(
     """One relocation that lets ``g`` move, with H and Z after it; None: none found."""
     bound_g = CapacityBound(g.guest, g.pagesize_kib)
     examined = 0
-    for h in sorted(staying, key=lambda n: (-_free_cpus(current[n]), n)):
+    for h in sorted(staying, key=lambda n: (n in used, -_free_cpus(current[n]), n)):
         for y in movable.get(h, ()):
             examined += 1
             if examined > max_candidates:
@@ -112,7 +115,7 @@ def _search(
                 continue
             bound_y = CapacityBound(y.guest, y.pagesize_kib)
             for z in sorted((n for n in staying if n != h),
-                            key=lambda n: (_free_cpus(current[n]), n)):
+                            key=lambda n: (n in used, _free_cpus(current[n]), n)):
                 if bound_y.check(current[z]):
                     continue
                 fit_y = budget.fit(current[z], y)
@@ -131,29 +134,32 @@ def _search(
 
 
 def _waves(pairs: list[_Pair], max_parallel: int, per_host_parallel: int) -> list[Wave]:
-    """Pairs of waves (relocations, then the drained guests' moves onto the room freed)."""
-    out: list[Wave] = []
-    group: list[_Pair] = []
-    busy: set[str] = set()
-    sources: dict[str, int] = {}
+    """Pairs of waves (relocations, then the drained guests' moves onto the room freed).
 
-    def close() -> None:
-        if group:
-            out.append(Wave(tuple(p.relocation for p in group)))
-            out.append(Wave(tuple(p.drain for p in group)))
-
+    Each pair (found in order, each on the hosts as the earlier pairs left them) joins the
+    first group after every group holding an earlier pair on one of its staying hosts, with
+    room under the limits: a group's pairs touch different staying hosts, so each pair sees
+    its hosts as it was planned on, and a later pair on the same host comes in a later group.
+    """
+    groups: list[list[_Pair]] = []
+    last: dict[str, int] = {}  # staying host -> the last group that touches it
     for p in pairs:
-        stay = {p.relocation.source, p.relocation.destination}
-        src = p.drain.source
-        fits = (len(group) < max_parallel and not stay & busy
-                and sources.get(src, 0) < per_host_parallel)
-        if not fits:
-            close()
-            group, busy, sources = [], set(), {}
-        group.append(p)
-        busy |= stay
-        sources[src] = sources.get(src, 0) + 1
-    close()
+        stay = (p.relocation.source, p.relocation.destination)
+        g = 1 + max((last.get(h, -1) for h in stay), default=-1)
+        while g < len(groups) and not (
+                len(groups[g]) < max_parallel
+                and sum(q.drain.source == p.drain.source for q in groups[g])
+                < per_host_parallel):
+            g += 1
+        if g == len(groups):
+            groups.append([])
+        groups[g].append(p)
+        for h in stay:
+            last[h] = g
+    out: list[Wave] = []
+    for group in groups:
+        out.append(Wave(tuple(p.relocation for p in group)))
+        out.append(Wave(tuple(p.drain for p in group)))
     return out
 
 
@@ -191,6 +197,7 @@ def relocate(
     left: list[Unplaceable] = []
     fit_calls = cut = skipped = 0
     failed: set[object] = set()
+    used: set[str] = set()  # staying hosts an earlier relocation touches
     for u in plan.unplaceable:
         g = by_name[u.guest]
         request = (g.guest.numa, g.guest.pci_requests, g.pagesize_kib)
@@ -199,7 +206,7 @@ def relocate(
             left.append(u)
             continue
         budget = _Budget(min(max_fit_calls, max_total_fit_calls - fit_calls))
-        found = _search(g, current, staying, movable, keep=keep_free,
+        found = _search(g, current, staying, movable, used=used, keep=keep_free,
                         max_candidates=max_candidates, budget=budget)
         fit_calls += budget.used
         if found is None:
@@ -209,6 +216,7 @@ def relocate(
             continue
         pair, h_after, z_after = found
         pairs.append(pair)
+        used |= {pair.relocation.source, pair.relocation.destination}
         current[pair.relocation.source] = h_after
         current[pair.relocation.destination] = z_after
         movable[pair.relocation.source] = [
