@@ -268,16 +268,21 @@ def test_relocation_waves_are_shared_as_soon_as_the_hosts_allow() -> None:
     def pair(y: str, h: str, z: str, g: str, s: str = "s") -> _Pair:
         return _Pair(Move(y, h, z, none, kind=RELOCATE), Move(g, s, h, none))
 
-    # p2 reuses p1's destination: a later group; p3 touches other hosts: p1's group
-    pairs = [pair("y1", "h1", "z1", "g1"), pair("y2", "h2", "z1", "g2"),
-             pair("y3", "h3", "z3", "g3", "t")]
+    # p2 lands where p1 leaves: a later group; p3 shares p1's destination: p1's group
+    pairs = [pair("y1", "h1", "z1", "g1"), pair("y2", "h2", "h1", "g2"),
+             pair("y3", "h3", "z1", "g3", "t")]
     waves = _waves(pairs, max_parallel=10, per_host_parallel=2)
     assert [[m.guest for m in w.moves] for w in waves] == [
         ["y1", "y3"], ["g1", "g3"], ["y2"], ["g2"]]
-    # the drained source's limit: one move per host per wave
+    # one move per host per wave: z1 takes one relocation per wave
     waves = _waves(pairs, max_parallel=10, per_host_parallel=1)
     assert [[m.guest for m in w.moves] for w in waves] == [
-        ["y1", "y3"], ["g1", "g3"], ["y2"], ["g2"]]
+        ["y1"], ["g1"], ["y2", "y3"], ["g2", "g3"]]
+    # two relocations off one host, and onto one host, share the waves
+    waves = _waves([pair("y1", "h1", "z1", "g1"), pair("y2", "h1", "z1", "g2", "t")],
+                   max_parallel=10, per_host_parallel=2)
+    assert [len(w.moves) for w in waves] == [2, 2]
+    # the drained source's limit
     waves = _waves([pair("y1", "h1", "z1", "g1"), pair("y2", "h2", "z2", "g2")],
                    max_parallel=10, per_host_parallel=1)
     assert [len(w.moves) for w in waves] == [1, 1, 1, 1]

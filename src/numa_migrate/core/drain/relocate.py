@@ -8,9 +8,9 @@ semantics are the planner's: a destination gives what it has free when its wave 
 earlier moves of the same wave) and a source frees its guest when its wave ends, so G lands in
 the wave after Y left.
 
-Several relocations share a pair of waves when they touch different staying hosts (each H and
-Z in at most one pair of the two waves) and the parallel limits allow; a relocation on a host
-an earlier one touched comes in a later pair of waves. Only guests that have not moved yet are
+Several relocations share a pair of waves when the parallel limits allow, unless a relocation
+lands on a host another relocation of the pair leaves (that room is free only once the wave
+has ended): then it comes in a later pair of waves. Only guests that have not moved yet are
 relocated (a drained guest moves once; a staying guest is relocated at most once), and never
 onto a drained host.
 
@@ -136,26 +136,35 @@ def _search(
 def _waves(pairs: list[_Pair], max_parallel: int, per_host_parallel: int) -> list[Wave]:
     """Pairs of waves (relocations, then the drained guests' moves onto the room freed).
 
-    Each pair (found in order, each on the hosts as the earlier pairs left them) joins the
-    first group after every group holding an earlier pair on one of its staying hosts, with
-    room under the limits: a group's pairs touch different staying hosts, so each pair sees
-    its hosts as it was planned on, and a later pair on the same host comes in a later group.
+    Pairs were found in order, each on the hosts as the earlier pairs left them. A pair joins
+    the first group of waves that keeps that true and has room under the limits: not before
+    any group holding an earlier pair on one of its hosts, and after the group where an
+    earlier relocation leaves its destination Z (that room is free only once that wave has
+    ended). In one group two relocations may leave one host or land on one host (the takes of
+    a wave add up, its releases come at its end).
     """
     groups: list[list[_Pair]] = []
-    last: dict[str, int] = {}  # staying host -> the last group that touches it
+    touches: list[tuple[dict[str, int], dict[str, int]]] = []  # per group: relocation, drain
+    seen: dict[str, int] = {}  # host -> the last group with a pair on it
+    left: dict[str, int] = {}  # host -> the last group with a relocation leaving it
     for p in pairs:
-        stay = (p.relocation.source, p.relocation.destination)
-        g = 1 + max((last.get(h, -1) for h in stay), default=-1)
+        h, z, s = p.relocation.source, p.relocation.destination, p.drain.source
+        g = max(seen.get(h, 0), seen.get(z, 0), left.get(z, -1) + 1)
         while g < len(groups) and not (
                 len(groups[g]) < max_parallel
-                and sum(q.drain.source == p.drain.source for q in groups[g])
+                and max(touches[g][0].get(h, 0), touches[g][0].get(z, 0),
+                        touches[g][1].get(h, 0), touches[g][1].get(s, 0))
                 < per_host_parallel):
             g += 1
         if g == len(groups):
             groups.append([])
+            touches.append(({}, {}))
         groups[g].append(p)
-        for h in stay:
-            last[h] = g
+        for counts, hosts in ((touches[g][0], (h, z)), (touches[g][1], (h, s))):
+            for x in hosts:
+                counts[x] = counts.get(x, 0) + 1
+        seen[h] = seen[z] = max(seen.get(h, 0), seen.get(z, 0), g)
+        left[h] = max(left.get(h, -1), g)
     out: list[Wave] = []
     for group in groups:
         out.append(Wave(tuple(p.relocation for p in group)))
