@@ -144,10 +144,11 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
 
     When a guest fits nowhere, one guest of a staying host may first move to another
     staying host to make room for it (a "relocate" move, a wave before the guest's own
-    move; at most 400 candidates and 400 fits tried per guest). When guests still cannot
-    move, the smallest change found that lets the drain complete is printed: one more empty
-    host shaped like an existing one (the smallest shape, at most 6 shapes re-planned) and/or
-    one guest of a staying host to free (the smallest, at most 16 re-planned).
+    move; at most 400 candidates and 400 fits tried per guest, 2,000 fits in all). When
+    guests still cannot move (at most 8 of them), the smallest change found that lets the
+    drain complete is printed: one more empty host shaped like an existing one (the smallest
+    shape, at most 6 shapes re-planned) and/or one guest of a staying host to free (the
+    smallest, at most 16 re-planned).
 
     The fleet is a fleet file (default: the bundled sample fleet). The plan is computed, not
     executed.
