@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from numa_migrate.core.drain.heuristic import plan_drain
@@ -289,3 +289,22 @@ def test_relocation_waves_are_shared_as_soon_as_the_hosts_allow() -> None:
     waves = _waves(pairs, max_parallel=1, per_host_parallel=2)
     assert [[m.guest for m in w.moves] for w in waves] == [
         ["y1"], ["g1"], ["y2"], ["g2"], ["y3"], ["g3"]]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), hosts=st.integers(4, 8), per_host_guests=st.integers(3, 6),
+       max_parallel=st.integers(1, 4), per_host=st.integers(1, 2))
+def test_full_fleets_where_relocations_are_common(
+    *, seed: int, hosts: int, per_host_guests: int, max_parallel: int, per_host: int,
+) -> None:
+    # full hosts of three shapes, one drained: some fleets need a relocation (about 5 %)
+    state = generate(seed, hosts, hosts * per_host_guests, 1.0,
+                     shapes=(("tiny1", 1), ("tiny2", 1), ("small", 1)))
+    drained = [state.hosts[0].name]
+    base = plan_drain(state, drained, max_parallel, per_host)
+    plan = relocate(state, drained, base, max_parallel, per_host)
+    assert violations(state, drained, plan, max_parallel, per_host) == []
+    assert len(plan.unplaceable) + plan.stat("relocations") == len(base.unplaceable)
+    relocated = [m for m in plan.moves if m.kind == RELOCATE]
+    event(f"relocations: {bool(relocated)}")
+    assert all(m.source not in drained and m.destination not in drained for m in relocated)
