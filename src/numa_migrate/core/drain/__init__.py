@@ -4,12 +4,17 @@
 ``heuristic.py`` (the fast greedy planner, :func:`plan_drain`), ``hosts.py`` (a host's
 usage with one guest added or released: NUMA usage and VFs), ``blocking.py`` (why no host can
 take a guest, in one fleet-wide sentence), ``apply.py`` (the fleet once every move has run),
-``occupancy.py`` (who holds each CPU, page and MiB of each host cell, for the pictures).
+``occupancy.py`` (who holds each CPU, page and MiB of each host cell, for the pictures),
+``relocate.py`` (moves between staying hosts that make room for a guest no host can take),
+``suggest.py`` (the smallest change that lets an incomplete drain complete: one more host of
+an existing shape, or one guest freed).
 """
 
 from numa_migrate.core.drain.heuristic import KeepFree, plan_drain
-from numa_migrate.core.drain.plan import Move, Plan, Unplaceable, Wave
+from numa_migrate.core.drain.plan import Move, Plan, Suggestion, Unplaceable, Wave
+from numa_migrate.core.drain.relocate import relocate
 from numa_migrate.core.drain.state import FleetGuest, FleetState
+from numa_migrate.core.drain.suggest import suggest
 
 __all__ = [
     "FleetGuest",
@@ -17,7 +22,10 @@ __all__ = [
     "KeepFree",
     "Move",
     "Plan",
+    "Suggestion",
     "Unplaceable",
     "Wave",
     "plan_drain",
+    "relocate",
+    "suggest",
 ]
