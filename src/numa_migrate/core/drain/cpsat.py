@@ -416,6 +416,12 @@ def _realize(
             if _keeps(key, keep_free) and (best is None or key < best[0]):
                 best = (key, r)
         if best is None:
+            if keep_free is not None and any(r.placement is not None for r in results):
+                reason = (f"every host that can take it would keep less than "
+                          f"{keep_free.dedicated_cpus} dedicated CPUs and "
+                          f"{keep_free.memory_mib} MiB free (the headroom to keep)")
+                unplaceable.append(Unplaceable(g.name, g.host, reason))
+                continue
             reason, where = binding_reason(g.guest, g.pagesize_kib,
                                            [current[d.name] for d in dests], results)
             unplaceable.append(Unplaceable(g.name, g.host, reason, where))
