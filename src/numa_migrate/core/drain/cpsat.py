@@ -12,8 +12,10 @@ Model (OR-Tools CP-SAT through :mod:`numa_migrate.core.drain.satmodel`):
   reservation on guest cell 0); what a cell placement takes is read off that fit — dedicated
   CPUs (whole cores under ``isolate``), whole free cores (``require``/``isolate``), pages of
   the size the guest runs with, or memory of the first pool for pinned guests without pages.
-  Enumeration is bounded: per guest the :data:`MAX_HOSTS` best hosts by the greedy planner's
-  best-fit key (plus the greedy's own choice), and :data:`MAX_CELL_MAPS` cell maps per host;
+  Enumeration is bounded: per guest the first :data:`MAX_HOSTS` hosts that take it, tightest
+  first (fewest dedicated CPUs, then MiB, left after the move; the capacity bounds of
+  :mod:`numa_migrate.core.rank` skip hosts without a fit), plus the greedy's own choice, and
+  :data:`MAX_CELL_MAPS` cell maps per host;
   when a bound cuts anything the plan says so, and the gap is then against the bounded model;
 - per host cell and resource: the chosen candidates' demand ≤ the free amount; per host and
   PCI spec: VFs ≤ the free matching ones (per node too for a one-cell ``required`` request);
@@ -58,6 +60,7 @@ from numa_migrate.core.fit.fitter import FitOptions, FitResult, fit_guest
 from numa_migrate.core.model.guest import ThreadPolicy
 from numa_migrate.core.model.host import HostCell, HostTopology
 from numa_migrate.core.model.pcidev import PciNumaPolicy
+from numa_migrate.core.rank import CapacityBound
 
 __all__ = ["MAX_CELL_MAPS", "MAX_HOSTS", "CpSatResult", "plan_cpsat", "plan_objective"]
 
@@ -65,6 +68,8 @@ MAX_HOSTS = 12
 """Candidate destinations per guest (the best by best-fit key, plus the greedy's choice)."""
 MAX_CELL_MAPS = 24
 """Guest-cell → host-cell maps per guest and host."""
+BUILD_SHARE = 0.6
+"""Share of the time limit the model may take to build; past it CP-SAT is not run."""
 
 Resource = tuple[str, str, int, str]
 """(host, kind, cell id or -1, detail): ``cpu``, ``core``, ``pages``, ``mem``, ``pci``."""
@@ -246,25 +251,39 @@ def plan_cpsat(
     cands: list[Candidate] = []
     capped = False
     fit_calls = 0
+    looks = {h.name: (sum(len(c.free_pcpus) for c in h.cells),
+                      sum(c.avail_memory_mib for c in h.cells)) for h in dests}
+    build_by = start + BUILD_SHARE * time_limit_s
     for gi, g in enumerate(pending):
-        ranked: list[tuple[tuple[int, int, int, str], FitResult]] = []
+        if time.perf_counter() > build_by:
+            note = (f"CP-SAT's model was not built in {BUILD_SHARE:.0%} of the time limit "
+                    f"({gi} of {len(pending)} guests): not solved")
+            empty = Plan((), (), "cp-sat", (("fit_calls", fit_calls),))
+            return CpSatResult(empty, Outcome("unknown", (), None, None, 0.0), None, True,
+                               (note,))
         options = FitOptions(current_pagesize_kib=g.pagesize_kib)
-        for h in dests:
+        bounds = CapacityBound(g.guest, g.pagesize_kib)
+        need = sum(len(c.dedicated_vcpus) for c in g.guest.numa.cells) \
+            if g.guest.numa is not None and g.guest.numa.pinned else 0
+        # tightest first (fewest dedicated CPUs, then MiB, left after the move), fitted in
+        # that order until MAX_HOSTS take the guest
+        order = sorted((h for h in dests if not bounds.check(h)),
+                       key=lambda h: (looks[h.name][0] - need, looks[h.name][1], h.name))
+        chosen: list[str] = []
+        for h in order:
+            if len(chosen) >= MAX_HOSTS:
+                capped = True
+                break
             fit_calls += 1
             r = fit_guest(h, g.guest, options)
             if r.placement is None:
                 continue
             base = tuple(_cell_metrics(c) for c in h.cells)
-            key = _best_fit_key(h, base, g.guest, r.placement)
-            if _keeps(key, keep_free):
-                ranked.append((key, r))
-        ranked.sort(key=lambda kr: kr[0])
-        chosen = [r.host for _, r in ranked[:MAX_HOSTS]]
-        if len(ranked) > MAX_HOSTS:
-            capped = True
-            mine = hinted.get(g.name)
-            if mine is not None and mine.destination not in chosen:
-                chosen.append(mine.destination)
+            if _keeps(_best_fit_key(h, base, g.guest, r.placement), keep_free):
+                chosen.append(h.name)
+        mine = hinted.get(g.name)
+        if mine is not None and mine.destination not in chosen:
+            chosen.append(mine.destination)
         for name in chosen:
             got, cut = _candidates(gi, g, state.host(name), cap)
             capped = capped or cut
@@ -344,7 +363,7 @@ def plan_cpsat(
     outcome = model.solve(remaining, workers)
     notes: list[str] = []
     if capped:
-        notes.append(f"CP-SAT saw at most {MAX_HOSTS} destinations per guest (best fit first) "
+        notes.append(f"CP-SAT saw at most {MAX_HOSTS} destinations per guest (tightest first) "
                      f"and {MAX_CELL_MAPS} cell maps per host: its bound is that model's")
     if outcome.objective is None:
         notes.append(f"CP-SAT found no solution in the time left ({remaining:.1f} s; "

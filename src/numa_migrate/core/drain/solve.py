@@ -106,9 +106,16 @@ def solve_drain(
     best = result.plan if theirs <= mine else greedy
     obj = min(theirs, mine)
     value = result.per_guest * obj[0] + result.per_wave * obj[1] + obj[2]
-    # every term of the objective is >= 0: a weaker bound than 0 says nothing
-    floor = max(result.bound, 0)
+    # a plan moving every guest needs the counting bound's waves; one leaving a guest behind
+    # costs more than any number of waves: so no plan costs less than those waves
+    counted = max([-(-n // max_parallel)] + [-(-len(state.guests_on(h)) // per_host_parallel)
+                                             for h in drained])
+    floor = max(result.bound, result.per_wave * counted)
     gap = max(0.0, (value - floor) / value) if value > 0 else 0.0
+    if obj[0] == 0 and obj[1] == counted:
+        frag_floor = max(floor - result.per_wave * counted, 0)
+        notes.append(f"proven: every guest moves in the fewest waves ({counted}); "
+                     f"fragmentation {obj[2]}, the model's bound on it {frag_floor}")
     if best is greedy:
         notes.append("kept the heuristic's plan (CP-SAT's is not better)")
         name = "heuristic"
