@@ -4,11 +4,16 @@
 ``heuristic.py`` (the fast greedy planner, :func:`plan_drain`), ``hosts.py`` (a host's
 usage with one guest added or released: NUMA usage and VFs), ``blocking.py`` (why no host can
 take a guest, in one fleet-wide sentence), ``apply.py`` (the fleet once every move has run),
-``occupancy.py`` (who holds each CPU, page and MiB of each host cell, for the pictures).
+``occupancy.py`` (who holds each CPU, page and MiB of each host cell, for the pictures),
+``schedule.py`` (waves for moves whose placements are fixed, at the counting bound),
+``cpsat.py`` (the exact planner: a CP-SAT model realized by the fitter), ``satmodel.py`` (the
+narrow typed wrapper over OR-Tools), ``solve.py`` (:func:`solve_drain`: heuristic, CP-SAT
+when it can help, the better plan with its solver, wave bound and gap).
 """
 
 from numa_migrate.core.drain.heuristic import KeepFree, plan_drain
 from numa_migrate.core.drain.plan import Move, Plan, Unplaceable, Wave
+from numa_migrate.core.drain.solve import solve_drain
 from numa_migrate.core.drain.state import FleetGuest, FleetState
 
 __all__ = [
@@ -20,4 +25,5 @@ __all__ = [
     "Unplaceable",
     "Wave",
     "plan_drain",
+    "solve_drain",
 ]
