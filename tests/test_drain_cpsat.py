@@ -121,6 +121,7 @@ def test_cp_sat_heuristic_and_exhaustive_agree(seed: int) -> None:
     if len(heuristic.moves) == best.placed:
         assert len(exact.waves) <= len(heuristic.waves)
     assert len(exact.waves) == best.waves
+    assert exact.solver == "cp-sat (optimal)" and exact.gap == 0.0
     if seed in GREEDY_BEHIND:
         assert len(heuristic.moves) < best.placed
 
@@ -134,6 +135,19 @@ def test_schedule_reaches_the_bound() -> None:
             assert len(waves) == lower_bound(edges, max_parallel, per_host) \
                 == min_waves(edges, max_parallel, per_host)
             assert sorted(i for w in waves for i in w) == list(range(len(edges)))
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_schedule_matches_the_exhaustive_fewest_waves(seed: int) -> None:
+    rng = random.Random(seed)
+    edges = [(rng.choice("abc"), rng.choice("wxyz")) for _ in range(rng.randint(1, 8))]
+    max_parallel, per_host = rng.randint(1, 4), rng.randint(1, 3)
+    waves = schedule(edges, max_parallel, per_host)
+    assert len(waves) == min_waves(edges, max_parallel, per_host)
+    for wave in waves:
+        assert len(wave) <= max_parallel
+        for host in "abcwxyz":
+            assert sum(host in edges[i] for i in wave) <= per_host
 
 
 def test_keep_free_is_kept_by_cp_sat() -> None:
