@@ -53,7 +53,9 @@ class Plan:
     waves: tuple[Wave, ...]
     unplaceable: tuple[Unplaceable, ...]
     solver: str
-    """Which planner made the plan: ``"heuristic"``, ``"cp-sat"`` or ``"cp-sat (optimal)"``."""
+    """Which planner made the plan: ``"heuristic"``, ``"cp-sat"``, ``"cp-sat (optimal)"`` or,
+    when CP-SAT saw only some destinations per guest, ``"cp-sat (optimal among its
+    candidates)"``."""
     stats: tuple[tuple[str, int], ...] = ()
     """Counters of the search (fit calls, ...), for benchmarks and reports."""
     gap: float | None = None

@@ -120,7 +120,8 @@ def solve_drain(
         notes.append("kept the heuristic's plan (CP-SAT's is not better)")
         name = "heuristic"
     else:
-        name = "cp-sat (optimal)" if gap == 0 else "cp-sat"
+        name = "cp-sat" if gap > 0 else (
+            "cp-sat (optimal among its candidates)" if result.capped else "cp-sat (optimal)")
     bound = lower_bound([(m.source, m.destination) for m in best.moves], max_parallel,
                         per_host_parallel)
     stats = tuple(dict(greedy.stats).items()) + tuple(
