@@ -175,6 +175,21 @@ def test_cp_sat_plans_on_generated_fleets_are_valid(seed: int, keep: KeepFree | 
         heuristic.moves)
 
 
+def test_same_input_same_plan() -> None:
+    state = tight_fleet(GREEDY_BEHIND[0])
+    first = solved(state, ["drained"], "cp-sat", 2, 1)
+    assert solved(state, ["drained"], "cp-sat", 2, 1) == first
+
+
+def test_auto_leaves_big_instances_to_the_heuristic(monkeypatch: pytest.MonkeyPatch) -> None:
+    from numa_migrate.core.drain import solve
+
+    monkeypatch.setattr(solve, "AUTO_MAX_FITS", 1)
+    plan = solved(trap(), ["a"], "auto")
+    assert plan.solver == "heuristic" and "heuristic only" in plan.notes[0]
+    assert len(plan.unplaceable) == 1  # the greedy's trap stays
+
+
 def test_bad_solver_arguments() -> None:
     with pytest.raises(ValueError, match="solver"):
         solve_drain(trap(), ["a"], 1, 1, solver="gurobi")

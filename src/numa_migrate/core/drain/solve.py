@@ -29,7 +29,8 @@ __all__ = ["AUTO_MAX_FITS", "SOLVERS", "solve_drain"]
 
 SOLVERS = ("auto", "cp-sat", "heuristic")
 AUTO_MAX_FITS = 400_000
-"""``auto`` builds the CP-SAT model only up to this many guest × destination fits (≈ 15 s)."""
+"""``auto`` builds the CP-SAT model only up to this many guest × destination pairs (each a
+capacity-bound check, a dozen fits per guest): ≈ 10 s of building on a 2-core machine."""
 MIN_CPSAT_S = 0.5
 """``auto`` skips CP-SAT when less than this is left of the time limit after the heuristic."""
 
@@ -80,7 +81,8 @@ def solve_drain(
             notes.append("auto: nothing to move, heuristic only")
         elif n * dests > AUTO_MAX_FITS:
             notes.append(f"auto: heuristic only ({n} guests x {dests} destinations = "
-                         f"{n * dests} fits, above the {AUTO_MAX_FITS} CP-SAT builds in time)")
+                         f"{n * dests} pairs, above the {AUTO_MAX_FITS} CP-SAT's model is "
+                         "built for)")
         elif left < MIN_CPSAT_S:
             notes.append(f"auto: heuristic only ({left:.1f} s of the time limit left)")
         else:
