@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.drainvalidity import violations
 from tests.fleetgen import generate
 
+from numa_migrate.adapters.ortools_sat import OrToolsModel
 from numa_migrate.core.drain.cpsat import plan_objective
 from numa_migrate.core.drain.solve import solve_drain
 
@@ -52,7 +53,7 @@ def main() -> int:
             t0 = time.perf_counter()
             plan = solve_drain(state, drained, args.max_parallel, args.per_host,
                                solver=solver, time_limit_s=args.time_limit,
-                               workers=args.workers)
+                               new_model=OrToolsModel, workers=args.workers)
             seconds = time.perf_counter() - t0
             wrong = violations(state, drained, plan, args.max_parallel, args.per_host)
             bad = bad or bool(wrong)

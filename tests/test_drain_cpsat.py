@@ -11,6 +11,7 @@ import random
 
 import pytest
 
+from numa_migrate.adapters.ortools_sat import OrToolsModel
 from numa_migrate.core.drain.heuristic import KeepFree, plan_drain
 from numa_migrate.core.drain.hosts import add_guest
 from numa_migrate.core.drain.plan import Plan
@@ -30,7 +31,7 @@ def solved(state: FleetState, drain: list[str], solver: str, max_parallel: int =
            per_host: int = 10, *, keep: KeepFree | None = None, limit: float = 10) -> Plan:
     before = copy.deepcopy(state)
     plan = solve_drain(state, drain, max_parallel, per_host, keep, solver=solver,
-                       time_limit_s=limit, workers=1)
+                       time_limit_s=limit, new_model=OrToolsModel, workers=1)
     assert violations(state, drain, plan, max_parallel, per_host) == []
     assert state == before
     assert plan.gap is not None and 0.0 <= plan.gap <= 1.0
@@ -195,3 +196,7 @@ def test_bad_solver_arguments() -> None:
         solve_drain(trap(), ["a"], 1, 1, solver="gurobi")
     with pytest.raises(ValueError, match="time limit"):
         solve_drain(trap(), ["a"], 1, 1, time_limit_s=0)
+    with pytest.raises(ValueError, match="cp-sat needs a CP-SAT model maker"):
+        solve_drain(trap(), ["a"], 1, 1, solver="cp-sat")
+    alone = solve_drain(trap(), ["a"], 1, 1)  # auto with no solver given: the heuristic
+    assert alone.solver == "heuristic" and "no CP-SAT solver given" in alone.notes[0]

@@ -177,6 +177,7 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
     """
     from numa_migrate.adapters.drainstate import fleet_state
     from numa_migrate.adapters.fleet import load_fleet
+    from numa_migrate.adapters.ortools_sat import OrToolsModel
     from numa_migrate.core.drain.solve import solve_drain
     from numa_migrate.core.errors import UnknownHostError
 
@@ -191,7 +192,7 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
     drained = tuple(dict.fromkeys(hosts))
     state = fleet_state(fleet)
     plan = solve_drain(state, drained, max_parallel, per_host_parallel, _keep_free(keep_free),
-                       solver=solver, time_limit_s=time_limit)
+                       solver=solver, time_limit_s=time_limit, new_model=OrToolsModel)
     if as_json:
         click.echo(json.dumps(plan_json(plan, drained), indent=2))
     else:

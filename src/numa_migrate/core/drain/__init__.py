@@ -6,9 +6,10 @@ usage with one guest added or released: NUMA usage and VFs), ``blocking.py`` (wh
 take a guest, in one fleet-wide sentence), ``apply.py`` (the fleet once every move has run),
 ``occupancy.py`` (who holds each CPU, page and MiB of each host cell, for the pictures),
 ``schedule.py`` (waves for moves whose placements are fixed, at the counting bound),
-``cpsat.py`` (the exact planner: a CP-SAT model realized by the fitter), ``satmodel.py`` (the
-narrow typed wrapper over OR-Tools), ``solve.py`` (:func:`solve_drain`: heuristic, CP-SAT
-when it can help, the better plan with its solver, wave bound and gap).
+``cpsat.py`` (the exact planner: a CP-SAT model realized by the fitter), ``satmodel.py``
+(what it needs from a CP-SAT solver, a protocol; OR-Tools is ``adapters/ortools_sat.py``),
+``solve.py`` (:func:`solve_drain`: heuristic, CP-SAT when it can help, the better plan with
+its solver, wave bound and gap).
 """
 
 from numa_migrate.core.drain.heuristic import KeepFree, plan_drain

@@ -4,7 +4,8 @@ Because drained hosts never receive, a destination's free capacity only shrinks,
 guests go and when they go separate (:mod:`numa_migrate.core.drain.schedule`): the model
 chooses each guest's destination and host cells; the waves follow from the moves per host.
 
-Model (OR-Tools CP-SAT through :mod:`numa_migrate.core.drain.satmodel`):
+Model (CP-SAT through the protocol of :mod:`numa_migrate.core.drain.satmodel`; OR-Tools in
+:mod:`numa_migrate.adapters.ortools_sat`):
 
 - a boolean per *candidate*: guest g on host h with guest cell i on host cell ``cells[i]``.
   Candidates come from the fitter on the initial state: the host must take the guest
@@ -52,7 +53,7 @@ from numa_migrate.core.drain.heuristic import (
 )
 from numa_migrate.core.drain.hosts import add_guest
 from numa_migrate.core.drain.plan import Move, Plan, Unplaceable, Wave
-from numa_migrate.core.drain.satmodel import Model, Outcome, Term
+from numa_migrate.core.drain.satmodel import NewModel, Outcome, Term
 from numa_migrate.core.drain.schedule import lower_bound, schedule
 from numa_migrate.core.drain.state import FleetGuest, FleetState
 from numa_migrate.core.fit.cellfit import CellFit, fit_cell
@@ -236,6 +237,7 @@ def plan_cpsat(
     keep_free: KeepFree | None,
     hint: Plan | None,
     time_limit_s: float,
+    new_model: NewModel,
     workers: int = 2,
 ) -> CpSatResult:
     """Solve the model within ``time_limit_s`` (building it counts) and realize the answer."""
@@ -289,7 +291,7 @@ def plan_cpsat(
             capped = capped or cut
             cands.extend(got)
 
-    model = Model()
+    model = new_model()
     x = [model.new_bool() for _ in cands]
     by_guest: dict[int, list[int]] = {}
     by_res: dict[Resource, list[Term]] = {}

@@ -1,19 +1,18 @@
-"""A narrow, typed wrapper over OR-Tools CP-SAT: integer variables, linear constraints, one
-objective to minimise, hints, and a solve with a wall-clock limit.
+"""What the drain's exact planner needs from a CP-SAT solver, as a protocol.
 
-The rest of the planner speaks only this module's terms (variables are ints: their index), so
-OR-Tools' own types stay here (mypy checks them through the override in ``pyproject.toml``).
-Solves are seeded and use a fixed number of workers; with a time limit that cuts the search,
-the answer can still differ between runs (CP-SAT's workers race).
+:mod:`numa_migrate.core.drain.cpsat` builds its model through :class:`SatModel` (variables
+are ints: their index; constraints are lists of (coefficient, variable) terms), so the core
+stays free of third-party imports; the OR-Tools implementation is
+:class:`numa_migrate.adapters.ortools_sat.OrToolsModel`, handed in by the caller.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
-__all__ = ["Model", "Outcome", "Term"]
+__all__ = ["NewModel", "Outcome", "SatModel", "Term"]
 
 Term = tuple[int, int]
 """(coefficient, variable)."""
@@ -31,61 +30,31 @@ class Outcome:
     wall_s: float
 
 
-class Model:
-    def __init__(self) -> None:
-        from ortools.sat.python import cp_model
+class SatModel(Protocol):
+    def __len__(self) -> int: ...
 
-        self._cp: Any = cp_model
-        self._model: Any = cp_model.CpModel()
-        self._vars: list[Any] = []
+    def new_int(self, lo: int, hi: int) -> int: ...
 
-    def __len__(self) -> int:
-        return len(self._vars)
-
-    def new_int(self, lo: int, hi: int) -> int:
-        self._vars.append(self._model.new_int_var(lo, hi, ""))
-        return len(self._vars) - 1
-
-    def new_bool(self) -> int:
-        self._vars.append(self._model.new_bool_var(""))
-        return len(self._vars) - 1
-
-    def _expr(self, terms: Sequence[Term]) -> Any:
-        return sum((c * self._vars[v] for c, v in terms), 0)
+    def new_bool(self) -> int: ...
 
     def add_le(self, terms: Sequence[Term], rhs: int) -> None:
         """sum(terms) <= rhs."""
-        self._model.add(self._expr(terms) <= rhs)
 
     def add_ge(self, terms: Sequence[Term], rhs: int) -> None:
         """sum(terms) >= rhs."""
-        self._model.add(self._expr(terms) >= rhs)
 
-    def add_eq(self, terms: Sequence[Term], rhs: int) -> None:
-        self._model.add(self._expr(terms) == rhs)
+    def add_eq(self, terms: Sequence[Term], rhs: int) -> None: ...
 
     def add_implication(self, a: int, b: int) -> None:
         """Boolean a implies boolean b."""
-        self._model.add_implication(self._vars[a], self._vars[b])
 
-    def minimize(self, terms: Sequence[Term]) -> None:
-        self._model.minimize(self._expr(terms))
+    def minimize(self, terms: Sequence[Term]) -> None: ...
 
-    def hint(self, var: int, value: int) -> None:
-        self._model.add_hint(self._vars[var], value)
+    def hint(self, var: int, value: int) -> None: ...
 
     def solve(self, time_limit_s: float, workers: int, seed: int = 0) -> Outcome:
-        solver = self._cp.CpSolver()
-        solver.parameters.max_time_in_seconds = max(time_limit_s, 0.01)
-        solver.parameters.num_workers = workers
-        solver.parameters.random_seed = seed
-        code = solver.solve(self._model)
-        cp = self._cp
-        status = {cp.OPTIMAL: "optimal", cp.FEASIBLE: "feasible",
-                  cp.INFEASIBLE: "infeasible"}.get(code, "unknown")
-        wall = float(solver.wall_time)
-        if status not in ("optimal", "feasible"):
-            return Outcome(status, (), None, None, wall)
-        values = tuple(int(solver.value(v)) for v in self._vars)
-        return Outcome(status, values, round(solver.objective_value),
-                       int(-(-solver.best_objective_bound // 1)), wall)
+        """Minimise within ``time_limit_s`` on ``workers`` threads, seeded."""
+
+
+NewModel = Callable[[], SatModel]
+"""Makes an empty model (e.g. the OR-Tools class itself)."""

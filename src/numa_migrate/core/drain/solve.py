@@ -22,6 +22,7 @@ from dataclasses import replace
 from numa_migrate.core.drain.cpsat import plan_cpsat, plan_objective
 from numa_migrate.core.drain.heuristic import KeepFree, plan_drain
 from numa_migrate.core.drain.plan import Plan, Wave
+from numa_migrate.core.drain.satmodel import NewModel
 from numa_migrate.core.drain.schedule import lower_bound, schedule
 from numa_migrate.core.drain.state import FleetState
 
@@ -58,11 +59,19 @@ def solve_drain(
     *,
     solver: str = "auto",
     time_limit_s: float = 30.0,
+    new_model: NewModel | None = None,
     workers: int = 2,
 ) -> Plan:
-    """The best plan found within ``time_limit_s`` (the heuristic alone ignores it)."""
+    """The best plan found within ``time_limit_s`` (the heuristic alone ignores it).
+
+    ``new_model`` makes an empty CP-SAT model
+    (:class:`numa_migrate.adapters.ortools_sat.OrToolsModel`); without one, ``auto`` plans
+    with the heuristic alone and ``cp-sat`` is refused.
+    """
     if solver not in SOLVERS:
         raise ValueError(f"solver: {solver!r} is not one of {', '.join(SOLVERS)}")
+    if solver == "cp-sat" and new_model is None:
+        raise ValueError("solver: cp-sat needs a CP-SAT model maker (new_model)")
     if time_limit_s <= 0:
         raise ValueError(f"time limit: {time_limit_s} s must be positive")
     start = time.perf_counter()
@@ -79,6 +88,8 @@ def solve_drain(
         left = time_limit_s - (time.perf_counter() - start)
         if n == 0:
             notes.append("auto: nothing to move, heuristic only")
+        elif new_model is None:
+            notes.append("auto: heuristic only (no CP-SAT solver given)")
         elif n * dests > AUTO_MAX_FITS:
             notes.append(f"auto: heuristic only ({n} guests x {dests} destinations = "
                          f"{n * dests} pairs, above the {AUTO_MAX_FITS} CP-SAT's model is "
@@ -93,8 +104,10 @@ def solve_drain(
         return replace(greedy, lower_bound_waves=wave_bound,
                        gap=_wave_gap(len(greedy.waves), wave_bound), notes=tuple(notes))
     left = time_limit_s - (time.perf_counter() - start)
+    assert new_model is not None
     result = plan_cpsat(state, drained, max_parallel, per_host_parallel, keep_free=keep_free,
-                        hint=greedy, time_limit_s=left, workers=workers)
+                        hint=greedy, time_limit_s=left, new_model=new_model,
+                        workers=workers)
     notes.extend(result.notes)
     mine = plan_objective(state, greedy, max_parallel, per_host_parallel)
     if result.bound is None:
