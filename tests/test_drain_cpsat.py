@@ -157,6 +157,10 @@ def test_keep_free_is_kept_by_cp_sat() -> None:
     # with 2 CPUs kept free on each destination, p takes at most x (2 of 4) and q only y
     # would leave 2 of 6: both still move
     assert {m.guest: m.destination for m in plan.moves} == {"y": "q", "x": "p"}
+    # 4 free on p, 6 on q: with 5 kept, p is below the headroom already, q would go below it
+    below = solved(state, ["a"], "cp-sat", keep=KeepFree(dedicated_cpus=5))
+    assert below.moves == ()
+    assert all("the headroom to keep" in u.reason for u in below.unplaceable)
     tight = solved(state, ["a"], "cp-sat", keep=KeepFree(dedicated_cpus=3))
     reasons = {u.guest: u.reason for u in tight.unplaceable}
     assert sorted(reasons) == ["x", "y"]

@@ -327,6 +327,9 @@ def plan_cpsat(
                 continue
             free_cpus = sum(len(c.free_pcpus) for c in h.cells)
             free_mem = sum(c.avail_memory_mib for c in h.cells)
+            if free_cpus < keep_free.dedicated_cpus or free_mem < keep_free.memory_mib:
+                model.add_le(into[h.name], 0)  # below the headroom already: takes nothing
+                continue
             model.add_le(host_cpu[h.name], free_cpus - keep_free.dedicated_cpus)
             model.add_le(host_mem[h.name], free_mem - keep_free.memory_mib)
     n = len(pending)
