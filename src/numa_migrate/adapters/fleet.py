@@ -63,6 +63,22 @@ class PlacedGuest:
     placement: Placement
     pci_devices: tuple[str, ...] = ()
     """Addresses of the host's PCI devices the guest holds."""
+    uuid: str | None = None
+    """The libvirt domain's UUID, for a guest read live (None in a fleet file)."""
+
+
+@dataclass(frozen=True)
+class HostInputs:
+    """What a fleet host was built from, kept so that a snapshot can write it out whole."""
+
+    name: str
+    capabilities_xml: str
+    cpu_dedicated_set: frozenset[int] | None = None
+    cpu_shared_set: frozenset[int] | None = None
+    reserved_huge_pages: tuple[tuple[int, int, int], ...] = ()
+    """(host node, page size KiB, count), sorted."""
+    uri: str | None = None
+    """Where the host was read (a live host's libvirt URI)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,11 @@ class Fleet:
     source: str
     hosts: tuple[HostTopology, ...]
     guests: tuple[PlacedGuest, ...]
+    notes: tuple[str, ...] = ()
+    """What was left out or approximated (domains that could not be modelled, hosts that
+    could not be read), one line each."""
+    inputs: tuple[HostInputs, ...] = ()
+    """Per host, what it was built from (empty when not known)."""
 
     def host(self, name: str) -> HostTopology:
         for host in self.hosts:
