@@ -45,6 +45,7 @@ from numa_migrate.core.model.guest import EmulatorPolicy, Guest
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.model.pcidev import PciRequest
 from numa_migrate.core.pcidevices import PhysNets, fit_devices
+from numa_migrate.core.placementcheck import placement_problems
 from numa_migrate.core.usage import UsageConflictError
 from numa_migrate.hypervisor.base import Hypervisor
 
@@ -173,8 +174,12 @@ def _placed(live: LiveHost, topology: HostTopology, dom: LiveDomain, usage: Doma
     guest = Guest(info.vcpus, info.memory_mib, request, dom.name, requests)
     placement = domain_placement(topology, info, request, usage)
     held = tuple(d.address for d in info.hostdevs)
-    # the host must show the guest as running: releasing it must find its pins pinned
-    remove_guest(topology, guest, placement, held)
+    # the host must show the guest as running (releasing it finds its pins pinned), and
+    # the placement must be one the host could take again (what a snapshot load checks)
+    problems = placement_problems(remove_guest(topology, guest, placement, held), request,
+                                  placement)
+    if problems:
+        raise UnplaceableDomain("; ".join(problems))
     return PlacedGuest(dom.name, live.name, guest, placement, held, dom.uuid)
 
 

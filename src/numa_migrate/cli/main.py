@@ -639,6 +639,54 @@ def fleet(ctx: click.Context, fleet_path: Path | None, hosts_path: Path | None,
 fleet.help = inspect.cleandoc(fleet.help or "") + "\n" + FLEET_EXAMPLES
 
 
+@fleet.command("snapshot")
+@fleet_sources(fleet_option)
+@click.option("-o", "--output", required=True, metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The snapshot file to write (JSON; replaced atomically if it exists).")
+@json_option
+@handle_errors
+def fleet_snapshot(fleet_path: Path | None, hosts_path: Path | None, db_url: str | None,
+                   output: Path, as_json: bool) -> None:
+    """Save a fleet to ONE self-contained JSON file that every --fleet option reads.
+
+    The snapshot holds each host's capabilities XML inline with its Nova CPU sets,
+    reserved huge pages and PCI devices, what else uses it (domains that could not be
+    modelled, other operators' claims, pages the kernel says are used), and each guest
+    with its request AND its actual placement (cells, pins, page size, emulator CPUs) and
+    the VFs it holds; the notes, when and from where it was taken, a format version.
+    Read back with --fleet FILE by fit, explain, where, drain and fleet, the guests keep
+    their recorded placements (one that no longer fits its host is an error, never
+    re-fitted): for planning away from production and for bug reports.
+
+    \b
+    Examples:
+      numa-migrate fleet snapshot --hosts inventory.toml -o prod-2026-12-04.json
+      numa-migrate where vm-7 --fleet prod-2026-12-04.json
+      numa-migrate drain cmp-07 --fleet prod-2026-12-04.json --json
+      numa-migrate fleet snapshot -o sample.json          # the bundled sample fleet
+
+    Exit 0 written, 2 bad input (or no host could be read, or the file cannot be written).
+    """
+    from numa_migrate.adapters.snapshot import write_snapshot
+    from numa_migrate.cli.fleetsource import load_fleet_from
+
+    loaded = load_fleet_from(fleet_path, hosts_path, db_url)
+    size = write_snapshot(loaded, output)
+    summary = {"snapshot": str(output), "bytes": size, "taken_from": loaded.source,
+               "hosts": len(loaded.hosts), "guests": len(loaded.guests),
+               "notes": list(loaded.notes)}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    console = _stdout()
+    console.print(f"wrote {output} ({size} bytes): {len(loaded.hosts)} hosts, "
+                  f"{len(loaded.guests)} guests from {loaded.source}", highlight=False)
+    from numa_migrate.cli.fleetsource import print_fleet_notes
+
+    print_fleet_notes(console, loaded.notes)
+
+
 @cli.command()
 @click.option("--no-lab", is_flag=True, help="Only the sample-fleet tour, no live migration.")
 @click.option("--keep-lab", is_flag=True,
