@@ -599,7 +599,7 @@ Examples:
 @json_option
 @click.pass_context
 @handle_errors
-def fleet(ctx: click.Context, fleet_path: Path | None, hosts_path: Path | None,
+def fleet(ctx: click.Context, *, fleet_path: Path | None, hosts_path: Path | None,
           db_url: str | None, picture: bool, as_json: bool) -> None:
     """Show a fleet: hosts, NUMA cells, free dedicated CPUs, memory, huge pages, guests.
 
