@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from numa_migrate.cli.fleetsource import fleet_sources, print_fleet_notes
 from numa_migrate.cli.main import fleet_option, handle_errors, json_option
 from numa_migrate.cli.numbers import Bounded
 from numa_migrate.cli.pictureopts import html_option, picture_option, show_drain_pictures
@@ -132,7 +133,7 @@ def print_plan(console: Console, plan: Plan, drained: tuple[str, ...]) -> None:
 
 @click.command("drain")
 @click.argument("hosts", nargs=-1, required=True)
-@fleet_option
+@fleet_sources(fleet_option)
 @click.option("--max-parallel", type=Bounded(1, MAX_PARALLEL), default=4, show_default=True,
               metavar="N", help="Moves that run at the same time (one wave).")
 @click.option("--per-host-parallel", type=Bounded(1, MAX_PARALLEL), default=2,
@@ -153,9 +154,10 @@ def print_plan(console: Console, plan: Plan, drained: tuple[str, ...]) -> None:
 @html_option
 @json_option
 @handle_errors
-def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
-          per_host_parallel: int, keep_free: str | None, solver: str, time_limit: float,
-          picture: bool, html_path: Path | None, as_json: bool) -> None:
+def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path | None,
+          db_url: str | None, max_parallel: int, per_host_parallel: int,
+          keep_free: str | None, solver: str, time_limit: float, picture: bool,
+          html_path: Path | None, as_json: bool) -> None:
     """Plan moving every guest off HOST(s) onto the rest of the fleet, in waves.
 
     Each guest lands only where its NUMA cells, dedicated CPUs, huge pages (its current
@@ -180,8 +182,9 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
     host shaped like an existing one (the smallest shape, at most 6 shapes re-planned) and/or
     one guest of a staying host to free (the smallest, at most 16 re-planned).
 
-    The fleet is a fleet file (default: the bundled sample fleet). The plan is computed, not
-    executed.
+    The fleet is a fleet file or snapshot (--fleet; default: the bundled sample fleet) or
+    the hosts of an inventory read live (--hosts: running domains with their real pins,
+    minus other operators' claims). The plan is computed, not executed.
 
     Exit 0 every guest has a move, 1 some cannot move, 2 bad input.
 
@@ -193,19 +196,22 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
       numa-migrate drain cmp-intel-01 --picture            # the cells before and after
       numa-migrate drain cmp-intel-01 --html drain.html    # the same as one HTML page
       numa-migrate drain cmp-intel-01 --solver cp-sat --time-limit 10
+      numa-migrate drain cmp-07 --hosts inventory.toml --json   # the hosts as they run now
     """
     from numa_migrate.adapters.drainstate import fleet_state
-    from numa_migrate.adapters.fleet import load_fleet
     from numa_migrate.adapters.ortools_sat import OrToolsModel
+    from numa_migrate.cli.fleetsource import load_fleet_from
     from numa_migrate.core.drain import FleetState, plan_drain, relocate, solve_drain, suggest
     from numa_migrate.core.errors import UnknownHostError
 
-    fleet = load_fleet(fleet_path)
+    fleet = load_fleet_from(fleet_path, hosts_path, db_url)
     known = [h.name for h in fleet.hosts]
     unknown = [h for h in hosts if h not in known]
     if unknown:
+        unread = [n for n in fleet.notes for h in unknown if n.startswith(f"{h}: not read")]
         raise UnknownHostError(f"host(s) {', '.join(unknown)} not in {fleet.source} "
-                               f"(hosts: {', '.join(known)})")
+                               f"(hosts: {', '.join(known)})"
+                               + (f"; {'; '.join(unread)}" if unread else ""))
     if len(set(hosts)) == len(known):
         raise click.UsageError("every host of the fleet would be drained: nowhere to go")
     drained = tuple(dict.fromkeys(hosts))
@@ -224,11 +230,15 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
     if plan.unplaceable:
         plan = suggest(state, drained, planner(state, plan), planner)
     if as_json:
-        click.echo(json.dumps(plan_json(plan, drained), indent=2))
+        doc = plan_json(plan, drained)
+        doc["fleet_notes"] = list(fleet.notes)
+        click.echo(json.dumps(doc, indent=2))
     else:
         from numa_migrate.cli.main import _stdout
 
-        print_plan(_stdout(), plan, drained)
+        console = _stdout()
+        print_plan(console, plan, drained)
+        print_fleet_notes(console, fleet.notes)
     show_drain_pictures(state, plan, drained, picture=picture, html_path=html_path,
                         source=fleet.source, as_json=as_json)
     sys.exit(EXIT_UNPLACEABLE if plan.unplaceable else 0)
