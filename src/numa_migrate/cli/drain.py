@@ -21,7 +21,7 @@ from numa_migrate.cli.pictureopts import html_option, picture_option, show_drain
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from numa_migrate.core.drain import KeepFree, Plan
+    from numa_migrate.core.drain import FleetState, KeepFree, Plan
 
 EXIT_UNPLACEABLE = 1
 MAX_PARALLEL = 10_000
@@ -77,6 +77,27 @@ def plan_json(plan: Plan, drained: tuple[str, ...]) -> dict[str, object]:
         "suggestion_note": plan.suggestion_note or None,
         "stats": dict(plan.stats),
     }
+
+
+def plan_for(state: FleetState, drained: tuple[str, ...], max_parallel: int,
+             per_host_parallel: int, keep: KeepFree | None = None, *, solver: str = "auto",
+             time_limit_s: float = 30.0) -> Plan:
+    """The drain plan as the command makes it: :func:`solve_drain` (heuristic, then CP-SAT
+    with OR-Tools when asked or small enough); when guests are left behind, the relocation
+    pass, then the smallest change that completes the drain (re-planned greedily)."""
+    from numa_migrate.adapters.ortools_sat import OrToolsModel
+    from numa_migrate.core.drain import plan_drain, relocate, solve_drain, suggest
+
+    def relocated(state: FleetState, plan: Plan | None = None) -> Plan:
+        if plan is None:
+            plan = plan_drain(state, drained, max_parallel, per_host_parallel, keep)
+        return relocate(state, drained, plan, max_parallel, per_host_parallel, keep_free=keep)
+
+    plan = solve_drain(state, drained, max_parallel, per_host_parallel, keep,
+                       solver=solver, time_limit_s=time_limit_s, new_model=OrToolsModel)
+    if plan.unplaceable:
+        plan = suggest(state, drained, relocated(state, plan), relocated)
+    return plan
 
 
 def _quality(plan: Plan) -> str:
@@ -199,9 +220,7 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
       numa-migrate drain cmp-07 --hosts inventory.toml --json   # the hosts as they run now
     """
     from numa_migrate.adapters.drainstate import fleet_state
-    from numa_migrate.adapters.ortools_sat import OrToolsModel
     from numa_migrate.cli.fleetsource import load_fleet_from
-    from numa_migrate.core.drain import FleetState, plan_drain, relocate, solve_drain, suggest
     from numa_migrate.core.errors import UnknownHostError
 
     fleet = load_fleet_from(fleet_path, hosts_path, db_url)
@@ -217,18 +236,9 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
     drained = tuple(dict.fromkeys(hosts))
     keep = _keep_free(keep_free)
 
-    def planner(state: FleetState, plan: Plan | None = None) -> Plan:
-        """The relocation pass over ``plan`` (default: the greedy plan of ``state``); the
-        smallest-change search re-plans with the greedy planner."""
-        if plan is None:
-            plan = plan_drain(state, drained, max_parallel, per_host_parallel, keep)
-        return relocate(state, drained, plan, max_parallel, per_host_parallel, keep_free=keep)
-
     state = fleet_state(fleet)
-    plan = solve_drain(state, drained, max_parallel, per_host_parallel, keep,
-                       solver=solver, time_limit_s=time_limit, new_model=OrToolsModel)
-    if plan.unplaceable:
-        plan = suggest(state, drained, planner(state, plan), planner)
+    plan = plan_for(state, drained, max_parallel, per_host_parallel, keep,
+                    solver=solver, time_limit_s=time_limit)
     if as_json:
         doc = plan_json(plan, drained)
         doc["fleet_notes"] = list(fleet.notes)
