@@ -59,8 +59,9 @@ def plan_json(plan: Plan, drained: tuple[str, ...]) -> dict[str, object]:
         "complete": not plan.unplaceable,
         "waves": [
             {"wave": i, "moves": [
-                {"guest": m.guest, "source": m.source, "destination": m.destination,
-                 **placement_to_json(m.placement), "pci_devices": list(m.pci_devices)}
+                {"guest": m.guest, "kind": m.kind, "source": m.source,
+                 "destination": m.destination, **placement_to_json(m.placement),
+                 "pci_devices": list(m.pci_devices)}
                 for m in w.moves]}
             for i, w in enumerate(plan.waves, 1)
         ],
@@ -68,6 +69,11 @@ def plan_json(plan: Plan, drained: tuple[str, ...]) -> dict[str, object]:
             {"guest": u.guest, "source": u.source, "reason": u.reason, "host": u.host}
             for u in plan.unplaceable
         ],
+        "suggestions": [
+            {"kind": s.kind, "text": s.text, "host": s.host, "guest": s.guest}
+            for s in plan.suggestions
+        ],
+        "suggestion_note": plan.suggestion_note or None,
         "stats": dict(plan.stats),
     }
 
@@ -85,7 +91,9 @@ def _quality(plan: Plan) -> str:
 
 def _summary(plan: Plan, drained: tuple[str, ...]) -> str:
     moves = len(plan.moves)
-    head = (f"drain {', '.join(drained)}: {moves} move{'s' if moves != 1 else ''} in "
+    relocations = sum(1 for m in plan.moves if m.kind == "relocate")
+    extra = f", {relocations} of them relocations" if relocations else ""
+    head = (f"drain {', '.join(drained)}: {moves} move{'s' if moves != 1 else ''}{extra} in "
             f"{len(plan.waves)} wave{'s' if len(plan.waves) != 1 else ''} ({_quality(plan)})")
     if plan.unplaceable:
         return f"{head}; {len(plan.unplaceable)} guest(s) cannot move"
@@ -103,19 +111,23 @@ def print_plan(console: Console, plan: Plan, drained: tuple[str, ...]) -> None:
     if plan.waves:
         table = Table(title="Waves (the moves of a wave run at the same time)",
                       title_justify="left")
-        for col in ("Wave", "Guest", "From", "To", "Guest cell → host cell", "Pins", "VFs"):
+        for col in ("Wave", "Kind", "Guest", "From", "To", "Guest cell → host cell", "Pins", "VFs"):
             table.add_column(col)
         for i, wave in enumerate(plan.waves, 1):
             for m in wave.moves:
                 cells = ", ".join(f"{c.guest_cell}→{c.host_cell}" for c in m.placement.cells)
                 pins = CpuSet.of(frozenset(p for c in m.placement.cells
                                            for _, p in c.pinning or ())).format()
-                table.add_row(str(i), m.guest, m.source, m.destination, cells or "no NUMA",
+                table.add_row(str(i), m.kind, m.guest, m.source, m.destination, cells or "no NUMA",
                               pins or "floating", ", ".join(m.pci_devices) or "")
         console.print(table)
     for u in plan.unplaceable:
         console.print(f"[red]✘[/] {u.guest} (on {u.source}) cannot move: {u.reason}",
                       highlight=False)
+    for s in plan.suggestions:
+        console.print(f"[green]→[/] smallest change: {s.text}", highlight=False)
+    if plan.suggestion_note:
+        console.print(f"  (search: {plan.suggestion_note})", highlight=False)
 
 
 @click.command("drain")
@@ -161,6 +173,13 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
     which solver made the plan, the lower bound on its waves and the optimality gap (0 %:
     proven optimal).
 
+    When a guest fits nowhere, one guest of a staying host may first move to another
+    staying host to make room for it (a "relocate" move, a wave before the guest's own
+    move; at most 400 candidates and 400 fits tried per guest). When guests still cannot
+    move, the smallest change found that lets the drain complete is printed: one more empty
+    host shaped like an existing one (the smallest shape, at most 6 shapes re-planned) and/or
+    one guest of a staying host to free (the smallest, at most 16 re-planned).
+
     The fleet is a fleet file (default: the bundled sample fleet). The plan is computed, not
     executed.
 
@@ -178,7 +197,8 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
     from numa_migrate.adapters.drainstate import fleet_state
     from numa_migrate.adapters.fleet import load_fleet
     from numa_migrate.adapters.ortools_sat import OrToolsModel
-    from numa_migrate.core.drain.solve import solve_drain
+    from numa_migrate.core.drain import FleetState, relocate, suggest
+    from numa_migrate.core.drain.solve import after_relocations, solve_drain
     from numa_migrate.core.errors import UnknownHostError
 
     fleet = load_fleet(fleet_path)
@@ -190,9 +210,18 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
     if len(set(hosts)) == len(known):
         raise click.UsageError("every host of the fleet would be drained: nowhere to go")
     drained = tuple(dict.fromkeys(hosts))
+    keep = _keep_free(keep_free)
+
+    def planner(state: FleetState, solver: str = "heuristic") -> Plan:
+        # the suggestions' re-plans use the heuristic: each is a whole drain again
+        plan = solve_drain(state, drained, max_parallel, per_host_parallel, keep,
+                           solver=solver, time_limit_s=time_limit, new_model=OrToolsModel)
+        after = relocate(state, drained, plan, max_parallel, per_host_parallel,
+                         keep_free=keep)
+        return after_relocations(plan, after, max_parallel, per_host_parallel)
+
     state = fleet_state(fleet)
-    plan = solve_drain(state, drained, max_parallel, per_host_parallel, _keep_free(keep_free),
-                       solver=solver, time_limit_s=time_limit, new_model=OrToolsModel)
+    plan = suggest(state, drained, planner(state, solver), planner)
     if as_json:
         click.echo(json.dumps(plan_json(plan, drained), indent=2))
     else:
