@@ -178,7 +178,8 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
     move; at most 400 candidates and 400 fits tried per guest). When guests still cannot
     move, the smallest change found that lets the drain complete is printed: one more empty
     host shaped like an existing one (the smallest shape, at most 6 shapes re-planned) and/or
-    one guest of a staying host to free (the smallest, at most 16 re-planned).
+    one guest of a staying host to free (the smallest, at most 16 re-planned; these
+    re-plans use the heuristic).
 
     The fleet is a fleet file (default: the bundled sample fleet). The plan is computed, not
     executed.
