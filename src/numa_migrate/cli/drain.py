@@ -87,6 +87,7 @@ def plan_for(state: FleetState, drained: tuple[str, ...], max_parallel: int,
     pass, then the smallest change that completes the drain (re-planned greedily)."""
     from numa_migrate.adapters.ortools_sat import OrToolsModel
     from numa_migrate.core.drain import plan_drain, relocate, solve_drain, suggest
+    from numa_migrate.core.drain.solve import after_relocations
 
     def relocated(state: FleetState, plan: Plan | None = None) -> Plan:
         if plan is None:
@@ -96,7 +97,8 @@ def plan_for(state: FleetState, drained: tuple[str, ...], max_parallel: int,
     plan = solve_drain(state, drained, max_parallel, per_host_parallel, keep,
                        solver=solver, time_limit_s=time_limit_s, new_model=OrToolsModel)
     if plan.unplaceable:
-        plan = suggest(state, drained, relocated(state, plan), relocated)
+        plan = after_relocations(plan, relocated(state, plan), max_parallel, per_host_parallel)
+        plan = suggest(state, drained, plan, relocated)
     return plan
 
 
@@ -196,12 +198,13 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
     which solver made the plan, the lower bound on its waves and the optimality gap (0 %:
     proven optimal).
 
-    When a guest still fits nowhere, one guest of a staying host may first move to another
+    When a guest fits nowhere, one guest of a staying host may first move to another
     staying host to make room for it (a "relocate" move, a wave before the guest's own
     move; at most 400 candidates and 400 fits tried per guest). When guests still cannot
     move, the smallest change found that lets the drain complete is printed: one more empty
     host shaped like an existing one (the smallest shape, at most 6 shapes re-planned) and/or
-    one guest of a staying host to free (the smallest, at most 16 re-planned).
+    one guest of a staying host to free (the smallest, at most 16 re-planned; these
+    re-plans use the heuristic).
 
     The fleet is a fleet file or snapshot (--fleet; default: the bundled sample fleet) or
     the hosts of an inventory read live (--hosts: running domains with their real pins,

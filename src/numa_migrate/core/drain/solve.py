@@ -26,7 +26,7 @@ from numa_migrate.core.drain.satmodel import NewModel
 from numa_migrate.core.drain.schedule import lower_bound, schedule
 from numa_migrate.core.drain.state import FleetState
 
-__all__ = ["AUTO_MAX_FITS", "SOLVERS", "solve_drain"]
+__all__ = ["AUTO_MAX_FITS", "SOLVERS", "after_relocations", "solve_drain"]
 
 SOLVERS = ("auto", "cp-sat", "heuristic")
 AUTO_MAX_FITS = 400_000
@@ -143,3 +143,19 @@ def solve_drain(
         (f"cpsat_{k}", v) for k, v in result.plan.stats if k != "guests")
     return replace(best, solver=name, gap=gap, lower_bound_waves=bound, notes=tuple(notes),
                    stats=stats)
+
+
+def after_relocations(before: Plan, after: Plan, max_parallel: int, per_host: int) -> Plan:
+    """``after`` (``before`` with relocations added by
+    :func:`~numa_migrate.core.drain.relocate.relocate`) with its wave bound and gap
+    recounted: relocation waves come after the plan, so the gap becomes the waves' against
+    the counting bound of all the moves."""
+    added = len(after.moves) - len(before.moves)
+    if added == 0:
+        return after
+    bound = lower_bound([(m.source, m.destination) for m in after.moves], max_parallel,
+                        per_host)
+    note = (f"{added} moves of relocations added after the {before.solver} plan: the gap is "
+            f"now the waves' against the counting bound")
+    return replace(after, lower_bound_waves=bound, gap=_wave_gap(len(after.waves), bound),
+                   notes=(*after.notes, note))
