@@ -33,6 +33,11 @@ def test_drain_plans_on_the_cloud_and_nova_moves_it(stack: Stack) -> None:
     assert cell["cpu_pinning"] == {"0": 0}  # lab-dst dedicates CPU 0
     assert cell["pagesize_kib"] == 2048  # the page size it runs with is kept
 
+    rc, where, err = cli_json(stack, "where", server.id, "--cloud", CLOUD_NAME)
+    assert rc == 0, err
+    assert where["server_id"] == server.id and where["source"]["host"] == "lab-src"
+    assert [d["host"] for d in where["destinations"]] == ["lab-dst"]
+
     api = stack.api
     computes = CloudTarget(CLOUD_NAME, None, None, ()).computes()
     outcome = run_cloud_move(api, computes, server.id, move["source"], move["destination"],
