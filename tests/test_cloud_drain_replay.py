@@ -31,13 +31,16 @@ def replay(name: str) -> ReplayApi:
     return ReplayApi.load(FIXTURES / f"{name}.jsonl", name="numa-migrate-lab")
 
 
-def computes(name: str) -> ComputeMap:
-    """The lab's computes as libvirt showed them when ``name`` was recorded."""
+def computes(name: str, *, without: str | None = None) -> ComputeMap:
+    """The lab's computes as libvirt showed them when ``name`` was recorded (``without`` the
+    domain of that UUID)."""
     state: dict[str, Any] = json.loads((FIXTURES / f"{name}.libvirt.json").read_text())
     hosts = {}
     for host, seen in state.items():
         memory = MemoryHost(host, seen["capabilities"])
         for dom in seen["domains"]:
+            if without is not None and f"<uuid>{without}</uuid>" in dom["xml"]:
+                continue
             memory.add(dom["xml"], persistent=dom["persistent_xml"] is not None,
                        state=DomainState.RUNNING if dom["active"] else DomainState.SHUTOFF)
         hosts[host] = memory
@@ -84,6 +87,26 @@ def test_drain_plan_on_the_cloud_moves_the_server_to_the_other_compute() -> None
     assert (move.guest, move.source, move.destination) == ("rec-drain", "lab-src", "lab-dst")
     (cell,) = move.placement.cells
     assert cell.pinning == ((0, 0),) and cell.pagesize_kib == 2048
+
+
+def test_server_libvirt_does_not_show_is_placed_by_nova_topology_and_counted() -> None:
+    """The drain's recorded answers, Nova's recorded topology of the same server (from the
+    move's recording), and the compute's libvirt without its domain: the placement is
+    Nova's, said in a note, and its dedicated CPU still counts as used on the compute."""
+    sid = server_id("move-done")
+    exchanges = [json.loads(line) for line in (FIXTURES / "drain.jsonl").read_text()
+                 .splitlines()]
+    exchanges.append(next(
+        e for e in map(json.loads, (FIXTURES / "move-done.jsonl").read_text().splitlines())
+        if e["path"] == f"/servers/{sid}/topology"))
+    found = cloud_fleet(ReplayApi(exchanges), computes("drain", without=sid))
+    (guest,) = found.guests
+    assert guest.placement.cells[0].pinning == ((0, 1),)
+    assert any("not found on lab-src" in n and "Nova's server topology" in n
+               for n in found.notes), found.notes
+    assert all(not c.free_pcpus for c in found.host("lab-src").cells)
+    plan = plan_drain(fleet_state(found), ("lab-src",), 4, 2, None)
+    assert [m.destination for m in plan.moves] == ["lab-dst"]
 
 
 def test_blocked_compute_leaves_the_server_unplaceable_with_the_reason() -> None:

@@ -33,7 +33,7 @@ from numa_migrate.cloud import nova
 from numa_migrate.cloud.api import CloudApi, CloudError
 from numa_migrate.cloud.computes import ComputeMap
 from numa_migrate.core.domainplacement import domain_placement
-from numa_migrate.core.drain.hosts import remove_guest
+from numa_migrate.core.drain.hosts import add_guest, remove_guest
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.model.guest import Guest
 from numa_migrate.core.model.host import HostTopology
@@ -83,7 +83,6 @@ def cloud_fleet(api: CloudApi, computes: ComputeMap, *, progress: Progress = _qu
             notes.append(f"{service.host}: libvirt not read, left out of the fleet: {message}")
             continue
         topology = _with_devices(live)
-        hosts.append(topology)
         notes.extend(f"{live.name}: {n}" for n in live.notes)
         for server in nova.servers_on(api, service.host):
             if server.status not in MOVABLE:
@@ -92,7 +91,7 @@ def cloud_fleet(api: CloudApi, computes: ComputeMap, *, progress: Progress = _qu
                              "servers; left out of the guests")
                 continue
             try:
-                placed, how = _placed(api, live, topology, server, images)
+                placed, how, topology = _placed(api, live, topology, server, images)
             except CloudError:
                 raise
             except NumaMigrateError as exc:
@@ -102,6 +101,7 @@ def cloud_fleet(api: CloudApi, computes: ComputeMap, *, progress: Progress = _qu
             if how:
                 notes.append(f"{live.name}: server {server.name}: {how}")
             found.append((server, placed))
+        hosts.append(topology)
     if not hosts:
         raise CloudError(f"cloud {api.name}: no compute's libvirt could be read: "
                          f"{'; '.join(failures)}")
@@ -147,8 +147,11 @@ def _pci_requests(live: LiveHost, dom: LiveDomain, server: nova.Server
 
 
 def _placed(api: CloudApi, live: LiveHost, topology: HostTopology, server: nova.Server,
-            images: dict[str, dict[str, str]]) -> tuple[PlacedGuest, str]:
-    """The server as a placed guest, and where its placement came from when not libvirt."""
+            images: dict[str, dict[str, str]]
+            ) -> tuple[PlacedGuest, str, HostTopology]:
+    """The server as a placed guest, where its placement came from when not libvirt, and
+    the compute's topology with the server's usage (added from Nova's view when libvirt
+    does not show its domain running: Nova's claim holds those resources)."""
     request = _request(api, server, images)
     dom = live.domain(server.id)
     usage = next((u for u in live.usage.domains if u.uuid == server.id), None)
@@ -171,9 +174,11 @@ def _placed(api: CloudApi, live: LiveHost, topology: HostTopology, server: nova.
         placement = _nova_placement(api, server, request)
         how += "; the placement is Nova's server topology"
     guest = Guest(request.vcpus, request.memory_mib, request.numa, server.name, requests)
+    if usage is None:
+        topology = add_guest(topology, guest, placement, held)
     # the compute must show the server as running: releasing it must find its pins pinned
     remove_guest(topology, guest, placement, held)
-    return PlacedGuest(server.name, live.name, guest, placement, held, server.id), how
+    return PlacedGuest(server.name, live.name, guest, placement, held, server.id), how, topology
 
 
 def _nova_placement(api: CloudApi, server: nova.Server, request: Guest) -> Placement:
