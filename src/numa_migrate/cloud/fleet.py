@@ -80,7 +80,8 @@ def cloud_fleet(api: CloudApi, computes: ComputeMap, *, progress: Progress = _qu
         except NumaMigrateError as exc:  # one compute's libvirt must not stop the rest
             message = " ".join(str(exc).split())
             failures.append(message)
-            notes.append(f"{service.host}: libvirt not read, left out of the fleet: {message}")
+            notes.append(f"{service.host}: not read through libvirt, left out of the fleet: "
+                         f"{message}")
             continue
         topology = _with_devices(live)
         notes.extend(f"{live.name}: {n}" for n in live.notes)
