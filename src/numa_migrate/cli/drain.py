@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from numa_migrate.cli.cloud import CloudTarget, cloud_fleet_json, cloud_options
 from numa_migrate.cli.fleetsource import fleet_sources, print_fleet_notes
 from numa_migrate.cli.main import fleet_option, handle_errors, json_option
 from numa_migrate.cli.numbers import Bounded
@@ -175,12 +176,13 @@ def print_plan(console: Console, plan: Plan, drained: tuple[str, ...]) -> None:
               help="Seconds for the whole plan (the heuristic, then CP-SAT with the rest).")
 @picture_option
 @html_option
+@cloud_options
 @json_option
 @handle_errors
 def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path | None,
           db_url: str | None, max_parallel: int, per_host_parallel: int,
           keep_free: str | None, solver: str, time_limit: float, picture: bool,
-          html_path: Path | None, as_json: bool) -> None:
+          html_path: Path | None, target: CloudTarget, as_json: bool) -> None:
     """Plan moving every guest off HOST(s) onto the rest of the fleet, in waves.
 
     Each guest lands only where its NUMA cells, dedicated CPUs, huge pages (its current
@@ -208,9 +210,14 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
 
     The fleet is a fleet file or snapshot (--fleet; default: the bundled sample fleet) or
     the hosts of an inventory read live (--hosts: running domains with their real pins,
-    minus other operators' claims). The plan is computed, not executed.
+    minus other operators' claims), or with --cloud NAME an OpenStack cloud read live: every
+    nova-compute through its libvirt (URIs from --hosts, the default inventory or
+    --uri-template), every ACTIVE or PAUSED server on it with its flavor's request and its
+    domain's actual placement; HOSTs are Nova compute hosts. The plan is computed, not
+    executed.
 
-    Exit 0 every guest has a move, 1 some cannot move, 2 bad input.
+    Exit 0 every guest has a move, 1 some cannot move, 2 bad input; with --cloud also 4
+    the cloud cannot be reached or refuses the credentials.
 
     \b
     Examples:
@@ -221,12 +228,13 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
       numa-migrate drain cmp-intel-01 --html drain.html    # the same as one HTML page
       numa-migrate drain cmp-intel-01 --solver cp-sat --time-limit 10
       numa-migrate drain cmp-07 --hosts inventory.toml --json   # the hosts as they run now
+      numa-migrate drain compute-07 --cloud mycloud --uri-template 'qemu+ssh://root@{host}/system'
     """
     from numa_migrate.adapters.drainstate import fleet_state
-    from numa_migrate.cli.fleetsource import load_fleet_from
+    from numa_migrate.cli.cloud import fleet_of
     from numa_migrate.core.errors import UnknownHostError
 
-    fleet = load_fleet_from(fleet_path, hosts_path, db_url)
+    fleet = fleet_of(target, fleet_path, hosts_path, db_url)
     known = [h.name for h in fleet.hosts]
     unknown = [h for h in hosts if h not in known]
     if unknown:
@@ -245,6 +253,8 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
     if as_json:
         doc = plan_json(plan, drained)
         doc["fleet_notes"] = list(fleet.notes)
+        if target.given:
+            doc |= cloud_fleet_json(fleet)
         click.echo(json.dumps(doc, indent=2))
     else:
         from numa_migrate.cli.main import _stdout
