@@ -165,6 +165,8 @@ def snapshot_doc(fleet: Fleet, *, taken_at: datetime | None = None) -> dict[str,
         "taken_from": fleet.source,
         "numa_migrate": __version__,
         "notes": list(fleet.notes),
+        "left_out": [{"host": o.host, "name": o.name, "reason": o.reason}
+                     for o in fleet.left_out],
         "hosts": [_host(h, tuple(by_host[h.name]), inputs.get(h.name)) for h in fleet.hosts],
     }
 

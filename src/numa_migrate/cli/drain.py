@@ -22,6 +22,7 @@ from numa_migrate.cli.pictureopts import html_option, picture_option, show_drain
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from numa_migrate.adapters.fleet import Fleet
     from numa_migrate.core.drain import FleetState, KeepFree, Plan
 
 EXIT_UNPLACEABLE = 1
@@ -101,6 +102,19 @@ def plan_for(state: FleetState, drained: tuple[str, ...], max_parallel: int,
         plan = after_relocations(plan, relocated(state, plan), max_parallel, per_host_parallel)
         plan = suggest(state, drained, plan, relocated)
     return plan
+
+
+def with_left_out(plan: Plan, fleet: Fleet, drained: tuple[str, ...]) -> Plan:
+    """``plan`` with the guests of the drained hosts that the fleet could not model (a live
+    read's left-out domains or servers) among those that cannot move: no plan moves them, so
+    the drain does not empty their host."""
+    from dataclasses import replace
+
+    from numa_migrate.core.drain import Unplaceable
+
+    stuck = tuple(Unplaceable(o.name, o.host, f"not planned: {o.reason}")
+                  for o in fleet.left_out if o.host in drained)
+    return replace(plan, unplaceable=plan.unplaceable + stuck) if stuck else plan
 
 
 def _quality(plan: Plan) -> str:
@@ -248,8 +262,8 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
     keep = _keep_free(keep_free)
 
     state = fleet_state(fleet)
-    plan = plan_for(state, drained, max_parallel, per_host_parallel, keep,
-                    solver=solver, time_limit_s=time_limit)
+    plan = with_left_out(plan_for(state, drained, max_parallel, per_host_parallel, keep,
+                                  solver=solver, time_limit_s=time_limit), fleet, drained)
     if as_json:
         doc = plan_json(plan, drained)
         doc["fleet_notes"] = list(fleet.notes)

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
-from numa_migrate.adapters.fleet import Fleet, PlacedGuest
+from numa_migrate.adapters.fleet import Fleet, LeftOut, PlacedGuest
 from numa_migrate.adapters.inventory_live import LiveDomain, LiveHost
 from numa_migrate.cloud import nova
 from numa_migrate.cloud.api import CloudApi, CloudError
@@ -68,6 +68,7 @@ def cloud_fleet(api: CloudApi, computes: ComputeMap, *, progress: Progress = _qu
     found: list[tuple[nova.Server, PlacedGuest]] = []
     notes: list[str] = []
     failures: list[str] = []
+    left_out: list[LeftOut] = []
     for service in services:
         if not service.usable:
             notes.append(f"{service.host}: nova-compute is {service.state} and "
@@ -90,6 +91,9 @@ def cloud_fleet(api: CloudApi, computes: ComputeMap, *, progress: Progress = _qu
                 notes.append(f"{live.name}: server {server.name} ({server.id}) is "
                              f"{server.status}: Nova live-migrates only ACTIVE or PAUSED "
                              "servers; left out of the guests")
+                left_out.append(LeftOut(live.name, server.name,
+                                        f"it is {server.status}: Nova live-migrates only "
+                                        "ACTIVE or PAUSED servers"))
                 continue
             try:
                 placed, how, topology = _placed(api, live, topology, server, images)
@@ -98,6 +102,7 @@ def cloud_fleet(api: CloudApi, computes: ComputeMap, *, progress: Progress = _qu
             except NumaMigrateError as exc:
                 notes.append(f"{live.name}: server {server.name} ({server.id}) left out of "
                              f"the guests: {' '.join(str(exc).split())}")
+                left_out.append(LeftOut(live.name, server.name, " ".join(str(exc).split())))
                 continue
             if how:
                 notes.append(f"{live.name}: server {server.name}: {how}")
@@ -109,7 +114,8 @@ def cloud_fleet(api: CloudApi, computes: ComputeMap, *, progress: Progress = _qu
     counts = Counter(s.name for s, _ in found)
     guests = tuple(p if counts[s.name] == 1 else replace(p, name=f"{s.name} ({s.id})")
                    for s, p in found)
-    return Fleet(f"cloud {api.name}", tuple(hosts), guests, tuple(notes))
+    return Fleet(f"cloud {api.name}", tuple(hosts), guests, tuple(notes),
+                 left_out=tuple(left_out))
 
 
 def _with_devices(live: LiveHost) -> HostTopology:
