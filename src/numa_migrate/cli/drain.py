@@ -15,6 +15,7 @@ import click
 
 from numa_migrate.cli.main import fleet_option, handle_errors, json_option
 from numa_migrate.cli.numbers import Bounded
+from numa_migrate.cli.planrun import keep_going_option
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -101,6 +102,34 @@ def print_plan(console: Console, plan: Plan, drained: tuple[str, ...]) -> None:
                       highlight=False)
 
 
+def save_plan(doc: dict[str, object], path: Path | None, *, kind: str,
+              source: str) -> dict[str, object]:
+    """The plan file document for ``doc`` (written to ``path`` when given)."""
+    from datetime import UTC, datetime
+
+    from numa_migrate.core.drain.planfile import plan_document
+    from numa_migrate.core.errors import NumaMigrateError
+
+    document = plan_document(doc, kind=kind, source=source,
+                             planned_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    if path is not None:
+        try:
+            path.write_text(json.dumps(document, indent=2) + "\n")
+        except OSError as exc:
+            raise NumaMigrateError(f"--save {path}: cannot write: {exc.strerror}") from None
+    return document
+
+
+def run_saved(document: dict[str, object], path: Path | None, *, keep_going: bool,
+              as_json: bool) -> None:
+    """Execute a plan document just made (checked by the same reader as a file), exit."""
+    from numa_migrate.cli.planrun import execute
+    from numa_migrate.inputs.drainplans import read_drain_plan
+
+    plan = read_drain_plan(document, source=str(path) if path else "the drain plan")
+    execute(plan, hosts_path=None, db_url=None, keep_going=keep_going, as_json=as_json)
+
+
 @click.command("drain")
 @click.argument("hosts", nargs=-1, required=True)
 @fleet_option
@@ -112,10 +141,18 @@ def print_plan(console: Console, plan: Plan, drained: tuple[str, ...]) -> None:
 @click.option("--keep-free", metavar="SPEC",
               help="Headroom every destination keeps after its moves: cpus=N (dedicated "
               "CPUs) and/or memory=MiB, e.g. cpus=4,memory=8192.")
+@click.option("-o", "--save", "save_path", type=click.Path(path_type=Path, dir_okay=False),
+              metavar="FILE", help="Write the plan to FILE (JSON, with a plan id) for "
+              "`numa-migrate plan run FILE`.")
+@click.option("--execute", is_flag=True,
+              help="Run the plan now (as `numa-migrate plan run` does) on the hosts of the "
+              "inventory (NUMA_MIGRATE_INVENTORY, ./inventory.toml or the lab's).")
+@keep_going_option
 @json_option
 @handle_errors
 def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
-          per_host_parallel: int, keep_free: str | None, as_json: bool) -> None:
+          per_host_parallel: int, keep_free: str | None, save_path: Path | None,
+          execute: bool, keep_going: bool, as_json: bool) -> None:
     """Plan moving every guest off HOST(s) onto the rest of the fleet, in waves.
 
     Each guest lands only where its NUMA cells, dedicated CPUs, huge pages (its current
@@ -126,16 +163,22 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
     then least free memory). A guest no host can take is listed with the binding reason
     ("needs 8 dedicated CPUs on one cell; the largest free is 6, on cmp-07 cell 1").
 
-    The fleet is a fleet file (default: the bundled sample fleet). The plan is computed, not
-    executed.
+    The fleet is a fleet file (default: the bundled sample fleet). The plan is computed;
+    --save FILE writes it for `numa-migrate plan run FILE`, --execute runs it at once
+    (waves in order, the moves of a wave in parallel, each a journalled live migration;
+    see `numa-migrate plan run --help`).
 
-    Exit 0 every guest has a move, 1 some cannot move, 2 bad input.
+    Exit 0 every guest has a move (with --execute: every guest moved), 1 some cannot move
+    (were not moved), 2 bad input; with --execute also 3 a migration failed and was rolled
+    back.
 
     \b
     Examples:
       numa-migrate drain cmp-intel-01
       numa-migrate drain cmp-intel-01 cmp-small-01 --max-parallel 2 --json
       numa-migrate drain cmp-epyc-01 --fleet fleet.json --keep-free cpus=4,memory=8192
+      numa-migrate drain lab-src --fleet lab.json --save drain.json   # then: plan run
+      numa-migrate drain lab-src --fleet lab.json --execute
     """
     from numa_migrate.adapters.drainstate import fleet_state
     from numa_migrate.adapters.fleet import load_fleet
@@ -153,8 +196,15 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
     drained = tuple(dict.fromkeys(hosts))
     plan = plan_drain(fleet_state(fleet), drained, max_parallel, per_host_parallel,
                       _keep_free(keep_free))
+    if keep_going and not execute:
+        raise click.UsageError("--keep-going goes with --execute")
+    doc = plan_json(plan, drained)
+    if save_path is not None or execute:
+        document = save_plan(doc, save_path, kind="fleet", source=fleet.source)
+        if execute:
+            run_saved(document, save_path, keep_going=keep_going, as_json=as_json)
     if as_json:
-        click.echo(json.dumps(plan_json(plan, drained), indent=2))
+        click.echo(json.dumps(doc, indent=2))
     else:
         from numa_migrate.cli.main import _stdout
 
