@@ -240,3 +240,30 @@ def test_an_interrupted_attempt_is_recovered_first(store: ClaimStore) -> None:
     # recovery completed move 1: skipped as done; it rolled move 2 back: run again
     assert states(report) == ["skipped", "done"]
     assert runner.ids == {2: migration_id(the_plan.plan_id, 2, 2)}
+
+
+def test_a_lost_claim_is_planned_and_run_again() -> None:
+    from numa_migrate.migrate.drainrun import MAX_RETRIES
+
+    seen: list[str] = []
+
+    def racing(move: PlannedMove, mid: str) -> MoveReport:
+        seen.append(mid)
+        if move.guest == "g1" and len(seen) < 3:
+            return MoveReport(move, MoveState.FAILED, "claimed first", migration_id=mid,
+                              rolled_back=True, retry=True)
+        return MoveReport(move, MoveState.DONE, migration_id=mid)
+
+    report = run_plan(plan(1), racing)
+    assert states(report) == ["done"]
+    assert seen == [migration_id("drain-0123456789abcdef", 1, a) for a in (1, 2, 3)]
+    assert len(report.moves[0].notes) == 2 and "lost its claim" in report.moves[0].notes[0]
+
+    def always(move: PlannedMove, mid: str) -> MoveReport:
+        seen.append(mid)
+        return MoveReport(move, MoveState.FAILED, "claimed first", migration_id=mid,
+                          rolled_back=True, retry=True)
+
+    seen.clear()
+    report = run_plan(plan(1), always)
+    assert states(report) == ["failed"] and len(seen) == MAX_RETRIES

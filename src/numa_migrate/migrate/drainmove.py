@@ -80,7 +80,12 @@ class EngineMoves:
 
     def __call__(self, move: PlannedMove, migration_id: str) -> MoveReport:
         from numa_migrate.migrate.plan import NoRoom
-        from numa_migrate.migrate.run import Migration, MigrationFailed, connect_libvirt
+        from numa_migrate.migrate.run import (
+            ClaimLost,
+            Migration,
+            MigrationFailed,
+            connect_libvirt,
+        )
 
         started = time.monotonic()
         where = self._where(move)
@@ -93,19 +98,22 @@ class EngineMoves:
                               f"{move.guest} runs neither on {move.source} nor on "
                               f"{move.destination}; nothing was changed",
                               seconds=time.monotonic() - started)
+        progress, phase = self.on_progress, self.on_phase
         job = Migration(
             store=self.store, source=self._ref(move.source),
             destination=self._ref(move.destination), domain=move.guest,
             read_host=self.hosts.read_host, read_devices=self.hosts.read_devices,
             options=self.options, ttl_s=self.ttl_s, migration_id=migration_id,
-            on_progress=None if self.on_progress is None
-            else (lambda p: self.on_progress(move, p) if self.on_progress else None),
-            on_phase=None if self.on_phase is None
-            else (lambda ph, msg: self.on_phase(move, ph, msg) if self.on_phase else None),
+            on_progress=None if progress is None else (lambda p: progress(move, p)),
+            on_phase=None if phase is None else (lambda ph, msg: phase(move, ph, msg)),
             connect=self.connect or connect_libvirt,
         )
         try:
             result = job.run()
+        except ClaimLost as exc:
+            return MoveReport(move, MoveState.FAILED, str(exc), migration_id=migration_id,
+                              rolled_back=True, retry=True,
+                              seconds=time.monotonic() - started)
         except MigrationFailed as exc:
             return MoveReport(move, MoveState.FAILED, str(exc), migration_id=migration_id,
                               rolled_back=True, seconds=time.monotonic() - started)

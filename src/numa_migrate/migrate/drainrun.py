@@ -20,6 +20,7 @@ wave runner here only orders them, so it takes the move itself as a function
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +48,8 @@ __all__ = ["MAX_ATTEMPTS", "MoveReport", "MoveRunner", "MoveState", "RunReport",
 
 MAX_ATTEMPTS = 50
 """Attempts of one move the journal is searched for."""
+MAX_RETRIES = 5
+"""Attempts of one move in one run when each lost its claim to a parallel one."""
 
 
 class MoveState(StrEnum):
@@ -74,6 +77,9 @@ class MoveReport:
     placement_note: str = ""
     """How the engine's placement differs from the planned one ('' when it does not)."""
     notes: tuple[str, ...] = ()
+    retry: bool = False
+    """Failed before anything changed, because another claim took the resources first:
+    the runner plans and runs it again (as the next attempt), a few times."""
 
     def as_dict(self) -> dict[str, object]:
         m = self.move
@@ -146,7 +152,7 @@ class Resume:
     """Where a move stands in the journal: done already, or the attempt to run next."""
 
     done: bool
-    migration_id: str
+    attempt: int
     blocked: str = ""
     """Why the move must not run now (an attempt that needs a person, or still running)."""
     recovered: tuple[str, ...] = ()
@@ -172,7 +178,7 @@ def resume_point(store: ClaimStore, plan_id: str, move: int, *,
         mid = migration_id(plan_id, move, attempt)
         records = journal.entries(mid)
         if not records:
-            return Resume(False, mid, recovered=tuple(notes))
+            return Resume(False, attempt, recovered=tuple(notes))
         last = records[-1].phase
         if not last.final and last is not Phase.ATTENTION:
             for r in recover(store, mid):
@@ -188,15 +194,16 @@ def resume_point(store: ClaimStore, plan_id: str, move: int, *,
         entry = records[-1].entry
         if last is Phase.DONE or (isinstance(entry, RecoveredEntry)
                                   and entry.outcome == "completed"):
-            return Resume(True, mid, recovered=tuple(notes))
+            return Resume(True, attempt, recovered=tuple(notes))
         if last in (Phase.ROLLED_BACK, Phase.RECOVERED):
             continue
         why = ("needs attention (see `numa-migrate recover`)" if last in (
             Phase.ATTENTION, Phase.POST_COPY_FAILED) else
             "is still running in another process, or was interrupted without a claim "
             "recovery can act on (run `numa-migrate recover`)")
-        return Resume(False, mid, blocked=f"migration {mid} {why}", recovered=tuple(notes))
-    return Resume(False, migration_id(plan_id, move, MAX_ATTEMPTS),
+        return Resume(False, attempt, blocked=f"migration {mid} {why}",
+                      recovered=tuple(notes))
+    return Resume(False, MAX_ATTEMPTS,
                   blocked=f"{MAX_ATTEMPTS} attempts already journalled; plan the drain again",
                   recovered=tuple(notes))
 
@@ -224,38 +231,45 @@ class _Run:
     recovered: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def one(self, move: PlannedMove, mid: str) -> MoveReport:
+    def one(self, move: PlannedMove, attempt: int) -> MoveReport:
         if self.watch is not None:
             self.watch.started(move)
         started = time.monotonic()
-        try:
-            report = self.run_move(move, mid)
-        except NumaMigrateError as exc:
-            report = MoveReport(move, MoveState.FAILED, str(exc), migration_id=mid)
-        if report.seconds == 0.0:
-            report = replace(report, seconds=time.monotonic() - started)
+        lost: list[str] = []
+        while True:
+            mid = migration_id(self.plan.plan_id, move.index, attempt)
+            try:
+                report = self.run_move(move, mid)
+            except NumaMigrateError as exc:
+                report = MoveReport(move, MoveState.FAILED, str(exc), migration_id=mid)
+            if not report.retry or len(lost) + 1 >= MAX_RETRIES or attempt >= MAX_ATTEMPTS:
+                break
+            lost.append(f"attempt {attempt} lost its claim to a parallel move; planned again")
+            attempt += 1
+            time.sleep(random.uniform(0.1, 0.5))
+        report = replace(report, seconds=time.monotonic() - started,
+                         notes=tuple(lost) + report.notes)
         if self.watch is not None:
             self.watch.ended(report)
         return report
 
     def wave(self, moves: Sequence[PlannedMove]) -> None:
-        todo: list[tuple[PlannedMove, str]] = []
+        todo: list[tuple[PlannedMove, int]] = []
         for move in moves:
             if self.store is None:
-                todo.append((move, migration_id(self.plan.plan_id, move.index, 1)))
+                todo.append((move, 1))
                 continue
             point = resume_point(self.store, self.plan.plan_id, move.index,
                                  recover=self.recover)
             self.recovered += point.recovered
+            mid = migration_id(self.plan.plan_id, move.index, point.attempt)
             if point.done:
                 self._end(MoveReport(move, MoveState.SKIPPED,
-                                     "done by an earlier run of this plan",
-                                     migration_id=point.migration_id))
+                                     "done by an earlier run of this plan", migration_id=mid))
             elif point.blocked:
-                self._end(MoveReport(move, MoveState.FAILED, point.blocked,
-                                     migration_id=point.migration_id))
+                self._end(MoveReport(move, MoveState.FAILED, point.blocked, migration_id=mid))
             else:
-                todo.append((move, point.migration_id))
+                todo.append((move, point.attempt))
         if not todo:
             return
         workers = min(len(todo), self.max_parallel or len(todo))
