@@ -159,10 +159,12 @@ def test_drain_onto_dst_and_back(world: dict[str, Any]) -> None:
     pins = assert_on(world, DST)
     for move in report["moves"]:
         assert set(move["pins"]["0"]) == pins[move["guest"]]
-    # running the same plan again changes nothing: every move is done already
-    again = cli(world, "plan", "run", str(there), "--json")
-    assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["counts"]["skipped"] == 2
+    # running the same plan again changes nothing: every move is done already (the
+    # human report: a table on stdout, one line per move on stderr)
+    again = cli(world, "plan", "run", str(there))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "2 moves in" in again.stdout and "2 skipped" in again.stdout, again.stdout
+    assert again.stderr.count("done by an earlier run of this plan") == 2, again.stderr
     # back, one move per wave, through drain --execute
     started = time.monotonic()
     back = cli(world, "drain", DST, *fleet_args(world), "--per-host-parallel", "1",
@@ -179,12 +181,14 @@ def test_drain_onto_dst_and_back(world: dict[str, Any]) -> None:
         {k: round(v, 2) for k, v in timings.items()}, indent=2) + "\n")
 
 
-def test_killed_run_resumes(world: dict[str, Any]) -> None:
-    """Killed right after the first wave's move is done: the rerun skips it, runs the rest."""
+@pytest.mark.parametrize("phase", ["done", "claimed"])
+def test_killed_run_resumes(world: dict[str, Any], phase: str) -> None:
+    """Killed right after the first move's ``done`` (the rerun skips it) or ``claimed``
+    (the rerun recovers it first: rolled back, then migrated as its second attempt)."""
     path = save_plan(world, SRC, "serial.json", "--per-host-parallel", "1")
     marker = world["tmp"] / "paused"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.e2e.pause_at", "done", str(marker), "--",
+        [sys.executable, "-m", "tests.e2e.pause_at", phase, str(marker), "--",
          "plan", "run", str(path), "--json"],
         env=world["env"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
@@ -194,12 +198,19 @@ def test_killed_run_resumes(world: dict[str, Any]) -> None:
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
-    first = json.loads(path.read_text())["waves"][0]["moves"][0]["guest"]
-    dom = world["conns"][DST].lookup(first)
+    saved = json.loads(path.read_text())
+    first = saved["waves"][0]["moves"][0]["guest"]
+    dom = world["conns"][DST if phase == "done" else SRC].lookup(first)
     assert dom is not None and dom.is_active()
     done = cli(world, "plan", "run", str(path), "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
-    assert [m["outcome"] for m in report["moves"]] == ["skipped", "done"], report
-    assert report["moves"][0]["reason"] == "done by an earlier run of this plan"
+    if phase == "done":
+        assert [m["outcome"] for m in report["moves"]] == ["skipped", "done"], report
+        assert report["moves"][0]["reason"] == "done by an earlier run of this plan"
+        assert report["recovered"] == []
+    else:
+        assert [m["outcome"] for m in report["moves"]] == ["done", "done"], report
+        assert report["moves"][0]["migration_id"] == f"{saved['plan_id']}.m1.a2"
+        assert len(report["recovered"]) == 1 and "rolled back" in report["recovered"][0]
     assert_on(world, DST)

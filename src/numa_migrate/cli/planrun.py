@@ -104,9 +104,12 @@ class _Display:
                 f"{report.state.value} in {report.seconds:.1f} s")
         if report.reason:
             line += f" — {report.reason}"
-        self.console.print(line, highlight=False, markup=True)
+        self.console.print(line, highlight=False, markup=True, soft_wrap=True)
+        for note in report.notes:
+            self.console.print(f"  [dim]{note}[/]", highlight=False, soft_wrap=True)
         if report.placement_note:
-            self.console.print(f"  [yellow]note[/] {report.placement_note}", highlight=False)
+            self.console.print(f"  [yellow]note[/] {report.placement_note}", highlight=False,
+                               soft_wrap=True)
 
 
 def print_report(console: Console, report: RunReport) -> None:
