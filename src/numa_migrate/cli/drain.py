@@ -15,6 +15,7 @@ import click
 
 from numa_migrate.cli.main import fleet_option, handle_errors, json_option
 from numa_migrate.cli.numbers import Bounded
+from numa_migrate.cli.pictureopts import html_option, picture_option, show_drain_pictures
 from numa_migrate.cli.planrun import keep_going_option
 
 if TYPE_CHECKING:
@@ -148,11 +149,14 @@ def run_saved(document: dict[str, object], path: Path | None, *, keep_going: boo
               help="Run the plan now (as `numa-migrate plan run` does) on the hosts of the "
               "inventory (NUMA_MIGRATE_INVENTORY, ./inventory.toml or the lab's).")
 @keep_going_option
+@picture_option
+@html_option
 @json_option
 @handle_errors
 def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
           per_host_parallel: int, keep_free: str | None, save_path: Path | None,
-          execute: bool, keep_going: bool, as_json: bool) -> None:
+          execute: bool, keep_going: bool, picture: bool, html_path: Path | None,
+          as_json: bool) -> None:
     """Plan moving every guest off HOST(s) onto the rest of the fleet, in waves.
 
     Each guest lands only where its NUMA cells, dedicated CPUs, huge pages (its current
@@ -177,6 +181,8 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
       numa-migrate drain cmp-intel-01
       numa-migrate drain cmp-intel-01 cmp-small-01 --max-parallel 2 --json
       numa-migrate drain cmp-epyc-01 --fleet fleet.json --keep-free cpus=4,memory=8192
+      numa-migrate drain cmp-intel-01 --picture            # the cells before and after
+      numa-migrate drain cmp-intel-01 --html drain.html    # the same as one HTML page
       numa-migrate drain lab-src --fleet lab.json --save drain.json   # then: plan run
       numa-migrate drain lab-src --fleet lab.json --execute
     """
@@ -194,19 +200,22 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
     if len(set(hosts)) == len(known):
         raise click.UsageError("every host of the fleet would be drained: nowhere to go")
     drained = tuple(dict.fromkeys(hosts))
-    plan = plan_drain(fleet_state(fleet), drained, max_parallel, per_host_parallel,
-                      _keep_free(keep_free))
     if keep_going and not execute:
         raise click.UsageError("--keep-going goes with --execute")
+    state = fleet_state(fleet)
+    plan = plan_drain(state, drained, max_parallel, per_host_parallel, _keep_free(keep_free))
     doc = plan_json(plan, drained)
+    document = None
     if save_path is not None or execute:
         document = save_plan(doc, save_path, kind="fleet", source=fleet.source)
-        if execute:
-            run_saved(document, save_path, keep_going=keep_going, as_json=as_json)
-    if as_json:
+    if as_json and not execute:
         click.echo(json.dumps(doc, indent=2))
-    else:
+    elif not as_json:
         from numa_migrate.cli.main import _stdout
 
         print_plan(_stdout(), plan, drained)
+    show_drain_pictures(state, plan, drained, picture=picture, html_path=html_path,
+                        source=fleet.source, as_json=as_json)
+    if execute and document is not None:
+        run_saved(document, save_path, keep_going=keep_going, as_json=as_json)
     sys.exit(EXIT_UNPLACEABLE if plan.unplaceable else 0)

@@ -585,20 +585,38 @@ def explain(
 
 @cli.command()
 @fleet_option
+@click.option("--picture", is_flag=True,
+              help="Draw each cell instead: a letter per CPU for its guest (coloured on a "
+              "terminal), huge pages and memory as bars.")
 @json_option
 @handle_errors
-def fleet(fleet_path: Path | None, as_json: bool) -> None:
+def fleet(fleet_path: Path | None, picture: bool, as_json: bool) -> None:
     """Show a fleet: hosts, NUMA cells, free dedicated CPUs, memory, huge pages, guests.
 
     Without --fleet, the bundled sample fleet (the one `fit` and `explain` use by default).
     Exit 0, or 2 when the fleet file is bad.
+
+    \b
+    Examples:
+      numa-migrate fleet
+      numa-migrate fleet --picture             # who holds each CPU, page and MiB
+      numa-migrate fleet --fleet fleet.json --json
     """
     from numa_migrate.adapters.fleet import load_fleet
     from numa_migrate.cli import render
 
+    if picture and as_json:
+        raise click.UsageError("--picture draws for people: give --picture or --json, not both")
     loaded = load_fleet(fleet_path)
     if as_json:
         click.echo(json.dumps(render.fleet_json(loaded), indent=2))
+    elif picture:
+        from numa_migrate.adapters.drainstate import fleet_state
+        from numa_migrate.cli.pictureopts import show_fleet_picture
+
+        console = _stdout()
+        console.print(f"Fleet: {loaded.source}", highlight=False, markup=False)
+        show_fleet_picture(fleet_state(loaded))
     else:
         render.print_fleet(_stdout(), loaded)
 

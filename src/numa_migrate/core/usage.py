@@ -29,6 +29,27 @@ def _cpus_taken(cell: HostCell, cpus: frozenset[int], whole_cores: bool) -> froz
     return frozenset(out)
 
 
+def cell_pins(
+    cell: HostCell, request: GuestRequest, placed: CellPlacement, emulator: frozenset[int]
+) -> frozenset[int]:
+    """The host CPUs of ``cell`` a guest cell's placement pins: its dedicated vCPUs' CPUs and
+    ``emulator`` (the emulator CPUs, in the placement's first cell), whole cores under the
+    ``isolate`` thread policy; none for a guest that is not pinned."""
+    if not request.pinned:
+        return frozenset()
+    pins = frozenset(p for _, p in placed.pinning or ()) | emulator
+    return _cpus_taken(cell, pins, request.thread_policy is ThreadPolicy.ISOLATE)
+
+
+def cell_pages(cell: HostCell, placed: CellPlacement) -> tuple[int, int] | None:
+    """(page size KiB, pages) a guest cell's memory takes from ``cell``: its page size or,
+    without one, the cell's smallest; None when the cell reports no page pool."""
+    size = placed.pagesize_kib or cell.smallest_page_kib
+    if not size:
+        return None
+    return size, placed.memory_mib * 1024 // size
+
+
 def _apply_cell(
     cell: HostCell,
     request: GuestRequest,
@@ -38,14 +59,10 @@ def _apply_cell(
 ) -> HostCell:
     guest_cell = request.cells[placed.guest_cell]
     pages: tuple[tuple[int, int], ...] = ()
-    size = placed.pagesize_kib or cell.smallest_page_kib
-    if size:
-        pages = ((size, sign * (placed.memory_mib * 1024 // size)),)
-    pins = frozenset(p for _, p in placed.pinning or ()) | emulator
-    if request.pinned:
-        pins = _cpus_taken(cell, pins, request.thread_policy is ThreadPolicy.ISOLATE)
-    else:
-        pins = frozenset()
+    taken = cell_pages(cell, placed)
+    if taken is not None:
+        pages = ((taken[0], sign * taken[1]),)
+    pins = cell_pins(cell, request, placed, emulator)
     if sign > 0 and pins & cell.pinned_cpus:
         raise UsageConflictError(
             f"host cell {cell.id}: CPUs {sorted(pins & cell.pinned_cpus)} are already pinned"
