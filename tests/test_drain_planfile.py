@@ -4,6 +4,7 @@ them with one line naming the field."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,20 @@ def test_plan_run_refuses_bad_files(tmp_path: Path,
                    "--db", f"sqlite:///{tmp_path / 'c.db'}")
     assert done.returncode == 2, done.stderr
     assert "cmp-intel-01" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_drain_execute_input_errors(tmp_path: Path) -> None:
+    done = run_cli("drain", "cmp-intel-01", "--keep-going")
+    assert done.returncode == 2 and "--keep-going goes with --execute" in done.stderr
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text('[hosts.other]\nuri = "qemu:///system"\n')
+    env_run = subprocess.run(
+        [sys.executable, "-m", "numa_migrate", "drain", "cmp-intel-01", "--execute"],
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "NUMA_MIGRATE_INVENTORY": str(inventory),
+             "NUMA_MIGRATE_DB": f"sqlite:///{tmp_path / 'c.db'}",
+             "XDG_STATE_HOME": str(tmp_path / "state")})
+    assert env_run.returncode == 2, env_run.stderr
+    assert "cmp-" in env_run.stderr and "Traceback" not in env_run.stderr
+    kept = list((tmp_path / "state" / "numa-migrate" / "plans").glob("drain-*.json"))
+    assert len(kept) == 1 and load_drain_plan(kept[0]).drained == ("cmp-intel-01",)

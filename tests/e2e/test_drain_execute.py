@@ -63,7 +63,7 @@ def world(lab_env: LabSession, tmp_path: Path) -> Iterator[dict[str, Any]]:
         wait_until_counting(dom)
     db = tmp_path / "claims.db"
     env = {**os.environ, "NUMA_MIGRATE_INVENTORY": str(inventory),
-           "NUMA_MIGRATE_DB": f"sqlite:///{db}"}
+           "NUMA_MIGRATE_DB": f"sqlite:///{db}", "XDG_STATE_HOME": str(tmp_path / "state")}
     yield {"lab": lab, "conns": conns, "inventory": inventory, "db": f"sqlite:///{db}",
            "env": env, "tmp": tmp_path}
     _remove(conns)
@@ -144,7 +144,7 @@ def assert_on(world: dict[str, Any], host: str) -> dict[str, set[int]]:
 
 
 def test_drain_onto_dst_and_back(world: dict[str, Any]) -> None:
-    timings: dict[str, float] = {}
+    timings: dict[str, Any] = {}
     there = save_plan(world, SRC, "there.json")
     plan = json.loads(there.read_text())
     assert [len(w["moves"]) for w in plan["waves"]] == [2], plan["waves"]
@@ -156,6 +156,8 @@ def test_drain_onto_dst_and_back(world: dict[str, Any]) -> None:
     assert report["complete"] and report["counts"]["done"] == 2, report
     assert {m["outcome"] for m in report["moves"]} == {"done"}
     assert all(m["migration_id"].startswith(plan["plan_id"]) for m in report["moves"])
+    timings["there: per move (s)"] = {m["guest"]: m["seconds"] for m in report["moves"]}
+    timings["there: notes"] = {m["guest"]: m["notes"] for m in report["moves"]}
     pins = assert_on(world, DST)
     for move in report["moves"]:
         assert set(move["pins"]["0"]) == pins[move["guest"]]
@@ -175,10 +177,15 @@ def test_drain_onto_dst_and_back(world: dict[str, Any]) -> None:
     report = json.loads(back.stdout)
     assert [m["wave"] for m in report["moves"]] == [1, 2], report
     assert report["complete"]
+    timings["back: per wave (s)"] = report["wave_seconds"]
+    kept = list((world["tmp"] / "state" / "numa-migrate" / "plans").glob("drain-*.json"))
+    assert [p.stem for p in kept] == [report["plan_id"]], "the plan is kept for a resume"
+    assert f"numa-migrate plan run {kept[0]}" in back.stderr
     assert_on(world, SRC)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "e2e-drain.json").write_text(json.dumps(
-        {k: round(v, 2) for k, v in timings.items()}, indent=2) + "\n")
+        {k: round(v, 2) if isinstance(v, float) else v for k, v in timings.items()},
+        indent=2) + "\n")
 
 
 @pytest.mark.parametrize("phase", ["done", "claimed"])

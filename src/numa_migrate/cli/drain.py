@@ -121,6 +121,24 @@ def save_plan(doc: dict[str, object], path: Path | None, *, kind: str,
     return document
 
 
+def keep_for_resume(document: dict[str, object]) -> Path:
+    """Write a plan run by ``--execute`` without ``--save`` where a resumed run finds it:
+    ``<state dir>/plans/<plan_id>.json`` (the state dir holds the default claims store)."""
+    from numa_migrate.claims.engine import state_dir
+    from numa_migrate.core.errors import NumaMigrateError
+
+    path = state_dir() / "plans" / f"{document['plan_id']}.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(document, indent=2) + "\n")
+    except OSError as exc:
+        raise NumaMigrateError(f"cannot keep the plan at {path}: {exc.strerror}; give "
+                               "--save FILE") from None
+    click.echo(f"plan {document['plan_id']} saved: {path} (after an interruption: "
+               f"numa-migrate plan run {path})", err=True)
+    return path
+
+
 def run_saved(document: dict[str, object], path: Path | None, *, keep_going: bool,
               as_json: bool) -> None:
     """Execute a plan document just made (checked by the same reader as a file), exit."""
@@ -147,7 +165,9 @@ def run_saved(document: dict[str, object], path: Path | None, *, keep_going: boo
               "`numa-migrate plan run FILE`.")
 @click.option("--execute", is_flag=True,
               help="Run the plan now (as `numa-migrate plan run` does) on the hosts of the "
-              "inventory (NUMA_MIGRATE_INVENTORY, ./inventory.toml or the lab's).")
+              "inventory (NUMA_MIGRATE_INVENTORY, ./inventory.toml or the lab's). The plan "
+              "is saved first (--save FILE, else in the state directory) so that an "
+              "interrupted run can be resumed with `plan run FILE`.")
 @keep_going_option
 @picture_option
 @html_option
@@ -208,6 +228,8 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
     document = None
     if save_path is not None or execute:
         document = save_plan(doc, save_path, kind="fleet", source=fleet.source)
+        if execute and save_path is None:
+            save_path = keep_for_resume(document)
     if as_json and not execute:
         click.echo(json.dumps(doc, indent=2))
     elif not as_json:
