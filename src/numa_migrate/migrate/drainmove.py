@@ -1,14 +1,17 @@
 """One move of a drain plan on real hosts: a :class:`~numa_migrate.migrate.run.Migration`.
 
 The planned destination is kept; the cells and pins are not taken from the plan: the engine
-fits the guest again against the destination as it is now (live usage, other operators'
-claims subtracted), which is the truth when the move runs. When that placement differs from
+fits the guest again against the destination as it is now (live usage, other claims
+subtracted), which is the truth when the move runs. The moves of one run to one destination
+plan and claim one after the other (a lock held from the plan until the claim is taken),
+then migrate at the same time. When that placement differs from
 the planned one the report says so. A guest that already runs on its destination is
 skipped as done; one that runs on neither host is a failure that changed nothing.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,11 +55,20 @@ class EngineMoves:
     on_phase: Callable[[PlannedMove, str, str], None] | None = None
     connect: Connector | None = None
     _refs: dict[str, HostRef] = field(default_factory=dict)
+    _gates: dict[str, threading.Lock] = field(default_factory=dict)
+    _gates_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check_hosts(self, names: tuple[str, ...]) -> None:
         """Every host the plan names is in the inventory (else an InventoryError)."""
         for name in names:
             self._refs[name] = self.hosts.ref(name)
+
+    def _gate(self, destination: str) -> threading.Lock:
+        """The lock the moves to ``destination`` plan and claim under, one at a time: so
+        that two moves of a wave do not choose the same CPUs (the migrations themselves
+        still run at the same time)."""
+        with self._gates_lock:
+            return self._gates.setdefault(destination, threading.Lock())
 
     def _ref(self, name: str) -> HostRef:
         if name not in self._refs:
@@ -98,19 +110,36 @@ class EngineMoves:
                               f"{move.guest} runs neither on {move.source} nor on "
                               f"{move.destination}; nothing was changed",
                               seconds=time.monotonic() - started)
-        progress, phase = self.on_progress, self.on_phase
+        progress, shown = self.on_progress, self.on_phase
+        gate = self._gate(move.destination)
+        gate.acquire()
+        held = [True]
+
+        def let_go() -> None:
+            if held[0]:
+                held[0] = False
+                gate.release()
+
+        def phase(name: str, message: str) -> None:
+            # the claim is taken (or the guest needs none): the next move may plan
+            if name in ("claimed", "migrating"):
+                let_go()
+            if shown is not None:
+                shown(move, name, message)
+
         job = Migration(
             store=self.store, source=self._ref(move.source),
             destination=self._ref(move.destination), domain=move.guest,
             read_host=self.hosts.read_host, read_devices=self.hosts.read_devices,
             options=self.options, ttl_s=self.ttl_s, migration_id=migration_id,
             on_progress=None if progress is None else (lambda p: progress(move, p)),
-            on_phase=None if phase is None else (lambda ph, msg: phase(move, ph, msg)),
+            on_phase=phase,
             connect=self.connect or connect_libvirt,
         )
         try:
             result = job.run()
         except ClaimLost as exc:
+            # another operator's claim (the moves of this run plan one after the other)
             return MoveReport(move, MoveState.FAILED, str(exc), migration_id=migration_id,
                               rolled_back=True, retry=True,
                               seconds=time.monotonic() - started)
@@ -120,6 +149,8 @@ class EngineMoves:
         except NumaMigrateError as exc:
             return MoveReport(move, MoveState.FAILED, str(exc), migration_id=migration_id,
                               seconds=time.monotonic() - started)
+        finally:
+            let_go()
         if isinstance(result, NoRoom):
             return MoveReport(move, MoveState.FAILED,
                               f"{move.destination} has no room for {move.guest} now: "
