@@ -6,6 +6,12 @@ size and the free memory; per host the free PCI devices. Within a wave every mov
 the ledger as the wave left it so far (the wave's start minus earlier moves of the same wave);
 sources give their guests' resources back only when the wave ends.
 
+Moves have a kind (``drain`` when the attribute is missing): a ``drain`` move takes a drained
+host's guest off it, and every such guest is moved exactly once or listed unplaceable; a
+``relocate`` move takes a staying host's guest (from where it is now: a staying host can be a
+source) to another staying host, at most once per guest, and never onto a drained host. At the
+end no moved guest is on a drained host.
+
 :func:`violations` returns every broken rule as a sentence (empty: the plan is valid).
 """
 
@@ -116,6 +122,10 @@ def violations(
     guests = {g.name: g for g in initial.guests}
     to_move = {g.name for g in initial.guests if g.host in drained}
     moved: dict[str, int] = {}
+    relocated: dict[str, int] = {}
+    # where each guest is now: (host, the guest with its placement and devices there)
+    at: dict[str, tuple[str, Any, Any, tuple[str, ...]]] = {
+        g.name: (g.host, g.guest, g.placement, tuple(g.pci_devices)) for g in initial.guests}
     for u in plan.unplaceable:
         if u.guest not in to_move:
             out.append(f"unplaceable {u.guest} is not a guest of a drained host")
@@ -136,35 +146,65 @@ def violations(
         for h, n in sorted(per_host.items()):
             if n > per_host_parallel:
                 out.append(f"wave {w}: {n} moves touch {h}, more than {per_host_parallel}")
+        names = [m.guest for m in wave.moves]
+        if len(set(names)) != len(names):
+            out.append(f"wave {w} moves a guest twice")
         releases = []
         for m in wave.moves:
-            where = f"wave {w}, {m.guest} -> {m.destination}"
+            kind = getattr(m, "kind", "drain")
+            where = f"wave {w}, {m.guest} -> {m.destination} ({kind})"
             g = guests.get(m.guest)
-            if g is None or m.guest not in to_move:
-                out.append(f"{where}: not a guest of a drained host")
+            if g is None:
+                out.append(f"{where}: not a guest of the fleet")
                 continue
-            moved[m.guest] = moved.get(m.guest, 0) + 1
-            if m.guest in unplaceable:
-                out.append(f"{where}: also listed unplaceable")
-            if m.source != g.host:
-                out.append(f"{where}: source {m.source} is not its host {g.host}")
+            if kind == "drain":
+                if m.guest not in to_move:
+                    out.append(f"{where}: not a guest of a drained host")
+                    continue
+                moved[m.guest] = moved.get(m.guest, 0) + 1
+                if m.guest in unplaceable:
+                    out.append(f"{where}: also listed unplaceable")
+            elif kind == "relocate":
+                if m.guest in to_move:
+                    out.append(f"{where}: a drained host's guest moved as a relocation")
+                    continue
+                relocated[m.guest] = relocated.get(m.guest, 0) + 1
+                if m.source in drained:
+                    out.append(f"{where}: a relocation from drained host {m.source}")
+            else:
+                out.append(f"{where}: unknown kind {kind!r}")
+                continue
+            now = at[m.guest]
+            if m.source != now[0]:
+                out.append(f"{where}: source {m.source} is not its host {now[0]}")
+            if m.destination == m.source:
+                out.append(f"{where}: destination is its source")
             if m.destination in drained or m.destination not in hosts:
                 out.append(f"{where}: destination is drained or unknown")
                 continue
-            out.extend(_take(ledger[m.destination], g, m, where))
-            releases.append(g)
-        for g in releases:  # the wave has ended
-            _give_back(ledger[g.host], g)
+            out.extend(_take(ledger[m.destination], now[1], now[2], m, where))
+            releases.append(now)
+            at[m.guest] = (m.destination, now[1], m.placement, tuple(m.pci_devices))
+        for host, guest, placement, devices in releases:  # the wave has ended
+            _give_back(ledger[host], guest, placement, devices)
     for name in sorted(to_move):
         n = moved.get(name, 0) + unplaceable.count(name)
         if n != 1:
             out.append(f"guest {name} of a drained host is moved/listed {n} times")
+    for name, n in sorted(relocated.items()):
+        if n != 1:
+            out.append(f"guest {name} of a staying host is relocated {n} times")
+    for name, (host, *_rest) in sorted(at.items()):
+        if name in to_move and name not in unplaceable and host in drained:
+            out.append(f"guest {name} ends on drained host {host}")
+        if name not in to_move and host in drained:
+            out.append(f"guest {name} of a staying host ends on drained host {host}")
     return out
 
 
-def _take(dest: HostLedger, g: Any, m: Any, where: str) -> list[str]:
+def _take(dest: HostLedger, guest: Any, held: Any, m: Any, where: str) -> list[str]:
+    """Take the move's usage from ``dest``; ``held``: the placement the guest has now."""
     out: list[str] = []
-    guest = g.guest
     placement = m.placement
     numa = guest.numa
     if numa is None:
@@ -176,9 +216,9 @@ def _take(dest: HostLedger, g: Any, m: Any, where: str) -> list[str]:
         host_cells = [cp.host_cell for cp in placement.cells]
         if len(set(host_cells)) != len(host_cells):
             out.append(f"{where}: two guest cells on one host cell")
-        held = {cp.pagesize_kib for cp in g.placement.cells} - {None}
-        if held and any(cp.pagesize_kib not in held for cp in placement.cells):
-            out.append(f"{where}: page size changed from {sorted(held)} KiB")
+        sizes = {cp.pagesize_kib for cp in held.cells} - {None}
+        if sizes and any(cp.pagesize_kib not in sizes for cp in placement.cells):
+            out.append(f"{where}: page size changed from {sorted(sizes)} KiB")
         for i, cp in enumerate(placement.cells):
             cell = dest.cells.get(cp.host_cell)
             if cell is None:
@@ -242,13 +282,13 @@ def _take(dest: HostLedger, g: Any, m: Any, where: str) -> list[str]:
     return out
 
 
-def _give_back(src: HostLedger, g: Any) -> None:
-    numa = g.guest.numa
-    for i, cp in enumerate(g.placement.cells if numa is not None else ()):
+def _give_back(src: HostLedger, guest: Any, placement: Any, devices: tuple[str, ...]) -> None:
+    numa = guest.numa
+    for i, cp in enumerate(placement.cells if numa is not None else ()):
         cell = src.cells[cp.host_cell]
-        cpus, size, pages, mib = _usage(g.guest, g.placement, cell, cp, i == 0)
+        cpus, size, pages, mib = _usage(guest, placement, cell, cp, i == 0)
         cell.pcpus |= cpus & cell.all_pcpus
         if size is not None:
             cell.pages[size] = cell.pages.get(size, 0) + pages
         cell.memory_mib += mib
-    src.free_devices |= set(g.pci_devices)
+    src.free_devices |= set(devices)

@@ -82,35 +82,13 @@ def cli(world: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300, check=False)
 
 
-def live_fleet_file(world: dict[str, Any]) -> Path:
-    """A fleet file of the lab as it runs now: each host's live capabilities XML and CPU
-    sets, and the guests running on it (1 dedicated vCPU, their memory)."""
-    hosts = []
-    for host, conn in world["conns"].items():
-        caps = world["tmp"] / f"caps-{host}.xml"
-        caps.write_text(conn.conn.getCapabilities())
-        guests = []
-        for name in GUESTS:
-            dom = conn.lookup(name)
-            if dom is not None and dom.is_active():
-                info = domain_from_xml(dom.xml())
-                guests.append({"name": name, "vcpus": info.vcpus,
-                               "memory_mib": info.memory_mib,
-                               "extra_specs": {"hw:cpu_policy": "dedicated",
-                                               "hw:numa_nodes": "1"}})
-        hosts.append({"name": host, "capabilities": caps.name, "cpu_dedicated_set": "0-1",
-                      "guests": guests})
-    path = world["tmp"] / "lab-fleet.json"
-    path.write_text(json.dumps({"description": "the lab, read live", "hosts": hosts}))
-    return path
-
-
 def fleet_args(world: dict[str, Any]) -> list[str]:
-    return ["--fleet", str(live_fleet_file(world))]
+    """The fleet read live from the lab's hosts (their running domains, real pins)."""
+    return ["--hosts", str(world["inventory"])]
 
 
 def save_plan(world: dict[str, Any], host: str, name: str, *extra: str) -> Path:
-    """``drain HOST --save FILE``: the plan from the live hosts."""
+    """``drain HOST --hosts INVENTORY --save FILE``: the plan from the live hosts."""
     path = world["tmp"] / name
     done = cli(world, "drain", host, *fleet_args(world), "--save", str(path), "--json",
                *extra)
@@ -147,6 +125,7 @@ def test_drain_onto_dst_and_back(world: dict[str, Any]) -> None:
     timings: dict[str, Any] = {}
     there = save_plan(world, SRC, "there.json")
     plan = json.loads(there.read_text())
+    assert plan["planned_from"] == {"kind": "inventory", "source": str(world["inventory"])}
     assert [len(w["moves"]) for w in plan["waves"]] == [2], plan["waves"]
     started = time.monotonic()
     done = cli(world, "plan", "run", str(there), "--json")

@@ -30,8 +30,10 @@ MAX_NAME = 255
 MAX_HOST_CPU = 1 << 16
 
 _TOP = ("plan_id", "format", "version", "planned_from", "planned_at", "drain", "solver",
-        "complete", "waves", "unplaceable", "stats")
-_MOVE = ("guest", "source", "destination", "cells", "emulator_pins", "pci_devices")
+        "gap", "lower_bound_waves", "notes", "complete", "waves", "unplaceable",
+        "suggestions", "suggestion_note", "stats", "fleet_notes")
+_MOVE = ("guest", "kind", "source", "destination", "cells", "emulator_pins", "pci_devices")
+MOVE_KINDS = ("drain", "relocate")
 _CELL = ("guest_cell", "host_cell", "vcpus", "memory_mib", "pagesize_kib", "cpu_pinning")
 
 
@@ -81,8 +83,9 @@ def _waves(doc: Obj) -> tuple[tuple[PlannedMove, ...], ...]:
             if source == dest:
                 move.req("destination").fail(f"the same host as the source ({source})")
             pins, cells = _cells(move)
+            kind = move.get("kind", lambda n: n.choice(MOVE_KINDS), "drain")
             seen[guest] = entry.path
-            moves.append(PlannedMove(index, number, guest, source, dest, pins, cells))
+            moves.append(PlannedMove(index, number, guest, source, dest, pins, cells, kind))
         if not moves:
             wave.req("moves").fail("a wave without moves")
         waves.append(tuple(moves))

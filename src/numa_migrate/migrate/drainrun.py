@@ -84,7 +84,8 @@ class MoveReport:
     def as_dict(self) -> dict[str, object]:
         m = self.move
         return {
-            "move": m.index, "wave": m.wave, "guest": m.guest, "source": m.source,
+            "move": m.index, "wave": m.wave, "guest": m.guest, "kind": m.kind,
+            "source": m.source,
             "destination": m.destination, "outcome": self.state.value, "reason": self.reason,
             "seconds": round(self.seconds, 3), "migration_id": self.migration_id,
             "rolled_back": self.rolled_back,

@@ -6,19 +6,28 @@ from dataclasses import dataclass
 
 from numa_migrate.core.model.placement import Placement
 
-__all__ = ["Move", "Plan", "Unplaceable", "Wave"]
+__all__ = ["DRAIN", "RELOCATE", "Move", "Plan", "Suggestion", "Unplaceable", "Wave"]
+
+DRAIN = "drain"
+"""A move of a drained host's guest off it."""
+RELOCATE = "relocate"
+"""A move between two staying hosts that frees room on its source for a drained guest."""
 
 
 @dataclass(frozen=True)
 class Move:
     """Live-migrate ``guest`` from ``source`` to ``destination`` with ``placement``,
-    giving it the destination's PCI devices at ``pci_devices`` (addresses)."""
+    giving it the destination's PCI devices at ``pci_devices`` (addresses).
+
+    ``kind``: :data:`DRAIN` (the guest leaves a drained host) or :data:`RELOCATE` (a guest of
+    a staying host moves to another staying host to make room for a drained guest)."""
 
     guest: str
     source: str
     destination: str
     placement: Placement
     pci_devices: tuple[str, ...] = ()
+    kind: str = DRAIN
 
 
 @dataclass(frozen=True)
@@ -49,13 +58,39 @@ class Unplaceable:
 
 
 @dataclass(frozen=True)
+class Suggestion:
+    """The smallest change found that lets the drain complete: ``kind`` is ``"add-host"``
+    (one more empty host shaped like the existing ``host``) or ``"free-guest"`` (stop
+    ``guest`` on ``host`` or move it off the fleet)."""
+
+    kind: str
+    text: str
+    host: str
+    guest: str | None = None
+
+
+@dataclass(frozen=True)
 class Plan:
     waves: tuple[Wave, ...]
     unplaceable: tuple[Unplaceable, ...]
     solver: str
-    """Which planner made the plan: ``"heuristic"``."""
+    """Which planner made the plan: ``"heuristic"``, ``"cp-sat"``, ``"cp-sat (optimal)"`` or,
+    when CP-SAT saw only some destinations per guest, ``"cp-sat (optimal among its
+    candidates)"``."""
     stats: tuple[tuple[str, int], ...] = ()
     """Counters of the search (fit calls, ...), for benchmarks and reports."""
+    suggestions: tuple[Suggestion, ...] = ()
+    """When guests remain unplaceable: the smallest changes found that make it complete."""
+    suggestion_note: str = ""
+    """How far the search for suggestions went (its bounds), when it ran."""
+    gap: float | None = None
+    """Relative optimality gap, 0 (proven optimal) to 1; None when nothing bounds it. With
+    CP-SAT: the plan's objective against the model's best bound; without: the waves against
+    :attr:`lower_bound_waves`."""
+    lower_bound_waves: int | None = None
+    """No plan moving the same guests from the same hosts needs fewer waves."""
+    notes: tuple[str, ...] = ()
+    """What the solver decided and why (solver chosen, limits hit, fallbacks), in order."""
 
     @property
     def moves(self) -> tuple[Move, ...]:

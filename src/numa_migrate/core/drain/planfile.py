@@ -39,6 +39,8 @@ class PlannedMove:
     """(guest vCPU, host CPU) as planned; () for a guest without dedicated CPUs."""
     host_cells: tuple[int, ...] = ()
     """The destination's NUMA cells the guest's cells were planned on."""
+    kind: str = "drain"
+    """``drain`` (off a drained host) or ``relocate`` (between staying hosts, to make room)."""
 
 
 @dataclass(frozen=True)
