@@ -68,6 +68,8 @@ class _Display:
 
     def __exit__(self, *exc: object) -> None:
         self._live.__exit__(None, None, None)
+        if not self.console.is_terminal:
+            self.console.line()  # the last frame ends without one when not on a terminal
 
     def started(self, move: PlannedMove) -> None:
         with self.lock:
