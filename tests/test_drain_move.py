@@ -53,7 +53,7 @@ def one_wave(*guests: str) -> DrainPlanFile:
     return DrainPlanFile("drain-00000000000000aa", ("src",), (moves,), (), "test", "now")
 
 
-def test_parallel_moves_to_one_host_take_different_cpus(world: dict[str, object]) -> None:
+def test_parallel_moves_to_one_host_plan_in_turn(world: dict[str, object]) -> None:
     engine = moves_of(world)
     phases: list[tuple[str, str]] = []
     engine.on_phase = lambda move, name, _msg: phases.append((move.guest, name))
@@ -70,6 +70,8 @@ def test_parallel_moves_to_one_host_take_different_cpus(world: dict[str, object]
         pinned += [c for _, cs in domain_from_xml(dom.xml()).vcpupin for c in cs]
     assert len(pinned) == 6 and len(set(pinned)) == 6, f"a CPU given twice: {pinned}"
     assert {g for g, p in phases if p == "migrated"} == set(GUESTS)
+    # ... in the plan's order
+    assert [g for g, p in phases if p == "planned"] == list(GUESTS)
     engine.store.close()
 
 

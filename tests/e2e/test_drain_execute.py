@@ -137,8 +137,10 @@ def test_drain_onto_dst_and_back(world: dict[str, Any]) -> None:
     assert all(m["migration_id"].startswith(plan["plan_id"]) for m in report["moves"])
     timings["there: per move (s)"] = {m["guest"]: m["seconds"] for m in report["moves"]}
     timings["there: notes"] = {m["guest"]: m["notes"] for m in report["moves"]}
-    # the two moves planned and claimed one after the other: neither lost its claim
+    # the two moves planned and claimed one after the other, in the plan's order: neither
+    # lost its claim, and each landed on the CPU the plan gave it
     assert not any("lost its claim" in n for m in report["moves"] for n in m["notes"]), report
+    assert [m["placement_note"] for m in report["moves"]] == ["", ""], report
     pins = assert_on(world, DST)
     for move in report["moves"]:
         assert set(move["pins"]["0"]) == pins[move["guest"]]

@@ -3,8 +3,9 @@
 The planned destination is kept; the cells and pins are not taken from the plan: the engine
 fits the guest again against the destination as it is now (live usage, other claims
 subtracted), which is the truth when the move runs. The moves of one run to one destination
-plan and claim one after the other (a lock held from the plan until the claim is taken),
-then migrate at the same time. When that placement differs from
+plan and claim one after the other, in the plan's order (a turn held from the plan until
+the claim is taken), then migrate at the same time: so the engine usually lands each guest
+where the plan put it, and two moves never choose the same CPUs. When that placement differs from
 the planned one the report says so. A guest that already runs on its destination is
 skipped as done; one that runs on neither host is a failure that changed nothing.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,41 @@ if TYPE_CHECKING:
     from numa_migrate.migrate.hosts import Hosts
     from numa_migrate.migrate.run import Connector, HostRef, Outcome
 
-__all__ = ["EngineMoves", "placement_note"]
+__all__ = ["EngineMoves", "Turns", "placement_note"]
+
+
+class Turns:
+    """One destination's moves taking turns to plan and claim: one at a time, the expected
+    ones in the order given (a move not expected, e.g. a retry, waits only for the turn)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._queue: list[int] = []
+        self._busy = False
+
+    def expect(self, index: int) -> None:
+        with self._cond:
+            self._queue.append(index)
+
+    def take(self, index: int) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._busy and (
+                index not in self._queue or self._queue[0] == index))
+            self._busy = True
+            if index in self._queue:
+                self._queue.remove(index)
+
+    def give(self) -> None:
+        with self._cond:
+            self._busy = False
+            self._cond.notify_all()
+
+    def drop(self, index: int) -> None:
+        """The move ended (or never planned): it no longer holds up the ones after it."""
+        with self._cond:
+            if index in self._queue:
+                self._queue.remove(index)
+            self._cond.notify_all()
 
 
 def placement_note(move: PlannedMove, pins: dict[int, list[int]]) -> str:
@@ -55,20 +90,23 @@ class EngineMoves:
     on_phase: Callable[[PlannedMove, str, str], None] | None = None
     connect: Connector | None = None
     _refs: dict[str, HostRef] = field(default_factory=dict)
-    _gates: dict[str, threading.Lock] = field(default_factory=dict)
-    _gates_lock: threading.Lock = field(default_factory=threading.Lock)
+    _turns: dict[str, Turns] = field(default_factory=dict)
+    _turns_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check_hosts(self, names: tuple[str, ...]) -> None:
         """Every host the plan names is in the inventory (else an InventoryError)."""
         for name in names:
             self._refs[name] = self.hosts.ref(name)
 
-    def _gate(self, destination: str) -> threading.Lock:
-        """The lock the moves to ``destination`` plan and claim under, one at a time: so
-        that two moves of a wave do not choose the same CPUs (the migrations themselves
-        still run at the same time)."""
-        with self._gates_lock:
-            return self._gates.setdefault(destination, threading.Lock())
+    def _turn(self, destination: str) -> Turns:
+        with self._turns_lock:
+            return self._turns.setdefault(destination, Turns())
+
+    def wave_starts(self, moves: Sequence[PlannedMove]) -> None:
+        """The moves about to run together: each destination's take their turns to plan
+        and claim in this order."""
+        for move in moves:
+            self._turn(move.destination).expect(move.index)
 
     def _ref(self, name: str) -> HostRef:
         if name not in self._refs:
@@ -91,6 +129,13 @@ class EngineMoves:
         return found
 
     def __call__(self, move: PlannedMove, migration_id: str) -> MoveReport:
+        turn = self._turn(move.destination)
+        try:
+            return self._run(move, migration_id, turn)
+        finally:
+            turn.drop(move.index)
+
+    def _run(self, move: PlannedMove, migration_id: str, turn: Turns) -> MoveReport:
         from numa_migrate.migrate.plan import NoRoom
         from numa_migrate.migrate.run import (
             ClaimLost,
@@ -111,14 +156,13 @@ class EngineMoves:
                               f"{move.destination}; nothing was changed",
                               seconds=time.monotonic() - started)
         progress, shown = self.on_progress, self.on_phase
-        gate = self._gate(move.destination)
-        gate.acquire()
+        turn.take(move.index)
         held = [True]
 
         def let_go() -> None:
             if held[0]:
                 held[0] = False
-                gate.release()
+                turn.give()
 
         def phase(name: str, message: str) -> None:
             # the claim is taken (or the guest needs none): the next move may plan

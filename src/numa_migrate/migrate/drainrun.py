@@ -145,7 +145,8 @@ class Watch(Protocol):
 
 MoveRunner = Callable[[PlannedMove, str], MoveReport]
 """Runs one move under the given migration id and reports it (never raises for a failed
-migration: that is a FAILED report)."""
+migration: that is a FAILED report). A runner with a ``wave_starts(moves)`` method is told
+the moves of each wave before they start (the engine's orders their planning)."""
 
 
 @dataclass(frozen=True)
@@ -273,6 +274,9 @@ class _Run:
                 todo.append((move, point.attempt))
         if not todo:
             return
+        starts = getattr(self.run_move, "wave_starts", None)
+        if starts is not None:
+            starts([m for m, _ in todo])
         workers = min(len(todo), self.max_parallel or len(todo))
         with ThreadPoolExecutor(max_workers=workers,
                                 thread_name_prefix=f"wave{moves[0].wave}") as pool:
