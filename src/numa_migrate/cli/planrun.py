@@ -215,8 +215,10 @@ def run_cmd(plan_file: Path, hosts_path: Path | None, db_url: str | None, keep_g
     live migration through the same engine as `numa-migrate migrate` (claim, migrate,
     confirm; journalled; rolled back on failure). Each move keeps its planned destination;
     the cells and pins are fitted again against the destination as it is when the move
-    runs (other claims subtracted): the report says where that differs from the plan.
-    A failed move stops the run after its wave (--keep-going: run on).
+    runs (other claims subtracted; the moves to one host plan and claim in the plan's
+    order, one at a time): the report says where that differs from the plan. A failed
+    move stops the run after its wave (--keep-going: run on); one that lost its claim to
+    another operator is planned again (at most 5 attempts).
 
     \b
     Resumable: every move journals under a name made of the plan id, so running the same
