@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from numa_migrate.migrate.drainrun import MoveReport, RunReport
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 
 class _Display:
@@ -167,14 +168,20 @@ def execute(plan: DrainPlanFile, *, hosts_path: Path | None, db_url: str | None,
         except NumaMigrateError as exc:
             click.echo(f"error: plan {plan.source}: {exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
-        if as_json:
-            report = run_plan(plan, moves, keep_going=keep_going, store=store)
-        else:
-            with _Display(err, len(plan.moves)) as display:
-                moves.on_progress = display.progress_of
-                moves.on_phase = display.phase
-                report = run_plan(plan, moves, keep_going=keep_going, store=store,
-                                  watch=display)
+        try:
+            if as_json:
+                report = run_plan(plan, moves, keep_going=keep_going, store=store)
+            else:
+                with _Display(err, len(plan.moves)) as display:
+                    moves.on_progress = display.progress_of
+                    moves.on_phase = display.phase
+                    report = run_plan(plan, moves, keep_going=keep_going, store=store,
+                                      watch=display)
+        except KeyboardInterrupt:
+            # the running migrations were let finish (a migration is not cut in half)
+            click.echo(f"interrupted: no further move was started; run `numa-migrate plan "
+                       f"run {plan.source}` to resume", err=True)
+            sys.exit(EXIT_INTERRUPTED)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
