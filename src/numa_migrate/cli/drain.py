@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from numa_migrate.cli.cloud import CloudTarget, cloud_fleet_json, cloud_options
 from numa_migrate.cli.fleetsource import fleet_sources, print_fleet_notes
 from numa_migrate.cli.main import fleet_option, handle_errors, json_option
 from numa_migrate.cli.numbers import Bounded
@@ -233,13 +234,14 @@ def run_saved(document: dict[str, object], path: Path | None, *, hosts_path: Pat
 @keep_going_option
 @picture_option
 @html_option
+@cloud_options
 @json_option
 @handle_errors
 def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path | None,
           db_url: str | None, max_parallel: int, per_host_parallel: int,
           keep_free: str | None, solver: str, time_limit: float, save_path: Path | None,
           execute: bool, keep_going: bool, picture: bool, html_path: Path | None,
-          as_json: bool) -> None:
+          target: CloudTarget, as_json: bool) -> None:
     """Plan moving every guest off HOST(s) onto the rest of the fleet, in waves.
 
     Each guest lands only where its NUMA cells, dedicated CPUs, huge pages (its current
@@ -267,13 +269,19 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
 
     The fleet is a fleet file or snapshot (--fleet; default: the bundled sample fleet) or
     the hosts of an inventory read live (--hosts: running domains with their real pins,
-    minus other operators' claims). The plan is computed; --save FILE writes it for
-    `numa-migrate plan run FILE`, --execute runs it at once (waves in order, the moves of a
-    wave in parallel, each a journalled live migration; see `numa-migrate plan run --help`).
+    minus other operators' claims), or with --cloud NAME an OpenStack cloud read live: every
+    nova-compute through its libvirt (URIs from --hosts, the default inventory or
+    --uri-template), every ACTIVE or PAUSED server on it with its flavor's request and its
+    domain's actual placement; HOSTs are Nova compute hosts.
+
+    The plan is computed; --save FILE writes it for `numa-migrate plan run FILE`, --execute
+    runs it at once (waves in order, the moves of a wave in parallel, each a journalled live
+    migration; see `numa-migrate plan run --help`). Not with --cloud: Nova moves a cloud's
+    servers (`numa-migrate migrate SERVER --cloud NAME --to HOST`, one per move).
 
     Exit 0 every guest has a move (with --execute: every guest moved), 1 some cannot move
     (were not moved), 2 bad input; with --execute also 3 a migration failed and was rolled
-    back.
+    back; with --cloud also 4 the cloud cannot be reached or refuses the credentials.
 
     \b
     Examples:
@@ -286,12 +294,20 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
       numa-migrate drain cmp-07 --hosts inventory.toml --json   # the hosts as they run now
       numa-migrate drain cmp-07 --hosts inventory.toml --save drain.json   # then: plan run
       numa-migrate drain cmp-07 --hosts inventory.toml --execute
+      numa-migrate drain compute-07 --cloud mycloud --uri-template 'qemu+ssh://root@{host}/system'
     """
     from numa_migrate.adapters.drainstate import fleet_state
-    from numa_migrate.cli.fleetsource import load_fleet_from
+    from numa_migrate.cli.cloud import fleet_of
     from numa_migrate.core.errors import UnknownHostError
 
-    fleet = load_fleet_from(fleet_path, hosts_path, db_url)
+    if target.given and (save_path is not None or execute):
+        raise click.UsageError(
+            "--save and --execute go with --fleet or --hosts (libvirt hosts): a cloud's "
+            "servers are moved by Nova, one `numa-migrate migrate SERVER --cloud NAME --to "
+            "HOST` per move of the plan")
+    if keep_going and not execute:
+        raise click.UsageError("--keep-going goes with --execute")
+    fleet = fleet_of(target, fleet_path, hosts_path, db_url)
     known = [h.name for h in fleet.hosts]
     unknown = [h for h in hosts if h not in known]
     if unknown:
@@ -303,13 +319,13 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
         raise click.UsageError("every host of the fleet would be drained: nowhere to go")
     drained = tuple(dict.fromkeys(hosts))
     keep = _keep_free(keep_free)
-    if keep_going and not execute:
-        raise click.UsageError("--keep-going goes with --execute")
     state = fleet_state(fleet)
     plan = plan_for(state, drained, max_parallel, per_host_parallel, keep,
                     solver=solver, time_limit_s=time_limit)
     doc = plan_json(plan, drained)
     doc["fleet_notes"] = list(fleet.notes)
+    if target.given:
+        doc |= cloud_fleet_json(fleet)
     document = None
     if save_path is not None or execute:
         kind, source = ("fleet", fleet.source) if hosts_path is None else \

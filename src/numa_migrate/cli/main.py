@@ -351,7 +351,8 @@ fleet_option = click.option(
     "--fleet",
     "fleet_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Fleet file (JSON); default: the bundled sample fleet.",
+    help="Fleet file or fleet snapshot (`fleet snapshot`), JSON; default: the bundled "
+    "sample fleet.",
 )
 
 host_options = _bundle(
