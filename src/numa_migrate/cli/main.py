@@ -405,6 +405,10 @@ LAZY_COMMANDS = {
         "numa_migrate.cli.migrate:migrate",
         "Live-migrate a running DOMAIN to another host with NUMA-correct pins.",
     ),
+    "plan": LazyCommand(
+        "numa_migrate.cli.planrun:plan_group",
+        "Run a saved drain plan: its waves of live migrations, resumable.",
+    ),
     "preflight": LazyCommand(
         "numa_migrate.cli.preflight:preflight_cmd",
         "Check that Nova (and the nova-compute charm) allow NUMA live migration, and how well.",
