@@ -17,7 +17,7 @@ def run(*args: str) -> Result:
 
 
 def test_drain_json_lists_waves_moves_and_the_guests_that_cannot_move() -> None:
-    result = run("cmp-intel-01", "--json")
+    result = run("cmp-intel-01", "--json", "--solver", "heuristic")
     assert result.exit_code == 1, result.output
     doc = json.loads(result.output)
     assert doc["drain"] == ["cmp-intel-01"] and doc["solver"] == "heuristic"
@@ -28,6 +28,7 @@ def test_drain_json_lists_waves_moves_and_the_guests_that_cannot_move() -> None:
     assert all(m["destination"] != "cmp-intel-01" for w in doc["waves"] for m in w["moves"])
     assert "1 GiB" in stuck["db-1"]
     assert not doc["complete"]
+    assert doc["gap"] == 0.0 and doc["lower_bound_waves"] == len(doc["waves"])
     assert {m["kind"] for w in doc["waves"] for m in w["moves"]} == {"drain"}
     # the 1 GiB pages exist only on cmp-intel-01: one more host of its shape is the answer
     (add,) = doc["suggestions"]
@@ -39,6 +40,16 @@ def test_drain_prints_the_smallest_change() -> None:
     result = run("cmp-intel-01")
     assert "smallest change: add one more host shaped like cmp-intel-01" in result.output
     assert "Kind" in result.output
+
+
+def test_drain_cp_sat_says_which_solver_and_the_gap() -> None:
+    result = run("cmp-intel-01", "--json", "--solver", "cp-sat", "--time-limit", "20")
+    doc = json.loads(result.output)
+    assert doc["solver"] in ("cp-sat", "cp-sat (optimal)", "heuristic")  # 2 hosts: no cap
+    assert 0.0 <= doc["gap"] <= 1.0 and doc["lower_bound_waves"] >= 1
+    assert any(n.startswith("CP-SAT ") for n in doc["notes"])
+    human = run("cmp-intel-01", "--solver", "cp-sat")
+    assert "gap " in human.output and "CP-SAT " in human.output
 
 
 def test_drain_limits_are_kept_and_the_plan_is_valid() -> None:
@@ -68,6 +79,11 @@ def test_bad_input_is_one_clear_line() -> None:
     assert unknown.exit_code == 2 and "nope not in sample fleet" in unknown.output
     everything = run("cmp-intel-01", "cmp-epyc-01", "cmp-small-01")
     assert everything.exit_code == 2 and "nowhere to go" in everything.output
+    limit = run("cmp-intel-01", "--time-limit", "0")
+    assert limit.exit_code == 2 and "--time-limit" in limit.output and "0.1 to 3600" in \
+        limit.output
+    solver = run("cmp-intel-01", "--solver", "gurobi")
+    assert solver.exit_code == 2 and "--solver" in solver.output
     keep = run("cmp-intel-01", "--keep-free", "disk=3")
     assert keep.exit_code == 2 and "use cpus=N and/or memory=MiB" in keep.output
     zero = run("cmp-intel-01", "--max-parallel", "0")

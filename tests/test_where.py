@@ -110,7 +110,7 @@ def test_json_shape_and_ranking() -> None:
     code, doc = where_json("web-2")
     assert code == 0
     assert set(doc) == {"guest", "source", "summary", "score", "destinations", "refused",
-                        "notes"}
+                        "notes", "fleet_notes"}
     assert doc["score"]["parts"] == list(SCORE_PARTS)
     assert doc["source"]["host"] == "cmp-small-01"
     hosts = [d["host"] for d in doc["destinations"]]

@@ -119,6 +119,11 @@ def _host_from_node(node: Node, name: str) -> HostTopology:
     return HostTopology(name=host_name, cells=tuple(ids), pci_devices=devices)
 
 
+def host_from_node(node: Node, name: str) -> HostTopology:
+    """A host (with usage) in the fit-case format, read from a field of a document."""
+    return _host_from_node(node, name)
+
+
 def host_from_json(raw: object, name: str = "host", where: str = "host") -> HostTopology:
     """A host (with usage) in the fit-case format; :class:`InvalidCaseError` names the field."""
     return _host_from_node(root(raw, label=where, error=InvalidCaseError), name)

@@ -12,10 +12,14 @@ A guest's devices are chosen by the fitter with its cells and become allocated.
 The guests are placed in order with the fitter and their usage accounted, so the fleet's
 state is exactly what placing those guests produces. The bundled sample fleet is the
 offline default for ``fit``, ``explain`` and ``demo``.
+
+A fleet *snapshot* (``numa-migrate fleet snapshot``: hosts and guests with their placements
+as recorded, :mod:`numa_migrate.adapters.snapshot`) is read by the same :func:`load_fleet`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -44,6 +48,7 @@ from numa_migrate.core.model.pcidev import PciDevice, PciRequest
 from numa_migrate.core.model.placement import Placement
 from numa_migrate.core.pcidevices import PhysNets, fit_devices
 from numa_migrate.core.request import Flavor, guest_from_flavor
+from numa_migrate.inputs.bounds import MAX_FILE_BYTES, DocBounds
 from numa_migrate.inputs.documents import parse_json
 from numa_migrate.inputs.fields import Node, Obj, root
 from numa_migrate.inputs.files import read_bytes
@@ -53,6 +58,20 @@ MAX_SPEC_CHARS = 4096
 MAX_XML_BYTES = 16 * 1024 * 1024
 MAX_NODEDEV_BYTES = 64 * 1024 * 1024
 """All the node-device XML files of one fleet host together."""
+MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
+"""A fleet snapshot: every host's capabilities XML is inline (about 10-50 KiB each)."""
+SNAPSHOT_BOUNDS = DocBounds(max_bytes=MAX_SNAPSHOT_BYTES, max_string_chars=MAX_XML_BYTES)
+SNAPSHOT_START = re.compile(rb'\s*\{\s*"format"\s*:\s*"numa-migrate fleet snapshot"')
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A guest running on ``host`` that could not be modelled (so no plan can move it):
+    its ``name`` and why."""
+
+    host: str
+    name: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,22 @@ class PlacedGuest:
     placement: Placement
     pci_devices: tuple[str, ...] = ()
     """Addresses of the host's PCI devices the guest holds."""
+    uuid: str | None = None
+    """The libvirt domain's UUID, for a guest read live (None in a fleet file)."""
+
+
+@dataclass(frozen=True)
+class HostInputs:
+    """What a fleet host was built from, kept so that a snapshot can write it out whole."""
+
+    name: str
+    capabilities_xml: str
+    cpu_dedicated_set: frozenset[int] | None = None
+    cpu_shared_set: frozenset[int] | None = None
+    reserved_huge_pages: tuple[tuple[int, int, int], ...] = ()
+    """(host node, page size KiB, count), sorted."""
+    uri: str | None = None
+    """Where the host was read (a live host's libvirt URI)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +105,14 @@ class Fleet:
     source: str
     hosts: tuple[HostTopology, ...]
     guests: tuple[PlacedGuest, ...]
+    notes: tuple[str, ...] = ()
+    """What was left out or approximated (domains that could not be modelled, hosts that
+    could not be read), one line each."""
+    inputs: tuple[HostInputs, ...] = ()
+    """Per host, what it was built from (empty when not known)."""
+    left_out: tuple[LeftOut, ...] = ()
+    """Guests running on a host of the fleet that are not among ``guests`` (they could not
+    be modelled, or cannot be live-migrated): a drain of their host cannot move them."""
 
     def host(self, name: str) -> HostTopology:
         for host in self.hosts:
@@ -213,8 +256,21 @@ def _pci_devices(raw: Obj, read_xml: Callable[[str], bytes]) -> tuple[PciDevice,
     return fit_devices(functions, nets=PhysNets(dict(nets)), busy={})
 
 
+def _is_snapshot(data: bytes) -> bool:
+    """A snapshot as numa-migrate writes it: its ``format`` field first."""
+    return SNAPSHOT_START.match(data[:512]) is not None
+
+
+def _load_snapshot(data: bytes, source: str) -> Fleet:
+    from numa_migrate.adapters.snapshotload import fleet_from_snapshot
+
+    doc = parse_json(data, source=source, bounds=SNAPSHOT_BOUNDS)
+    return fleet_from_snapshot(root(doc, source=source), source=source)
+
+
 def load_fleet(path: Path | None = None) -> Fleet:
-    """Read a fleet file (the bundled sample fleet when ``path`` is None)."""
+    """Read a fleet file or a fleet snapshot (the bundled sample fleet when ``path`` is
+    None)."""
     if path is None:
         base = resources.files("numa_migrate") / "data" / "fleet"
         data: bytes = (base / SAMPLE_FLEET).read_bytes()
@@ -223,18 +279,28 @@ def load_fleet(path: Path | None = None) -> Fleet:
         def read_xml(name: str) -> bytes:
             return (base / name).read_bytes()
     else:
-        data = read_bytes(path, what="fleet file")
         source = str(path)
+        data = read_bytes(path, what="fleet file", max_bytes=MAX_SNAPSHOT_BYTES)
+        if _is_snapshot(data):
+            return _load_snapshot(data, source)
+        if len(data) > MAX_FILE_BYTES:
+            raise ParseError(f"fleet file is {len(data)} bytes, more than the "
+                             f"{MAX_FILE_BYTES // 2**20} MiB allowed (only a fleet snapshot, "
+                             f"written by `numa-migrate fleet snapshot`, may be larger)",
+                             source=source)
 
         def read_xml(name: str) -> bytes:
             return read_bytes(path.parent / name, what="capabilities XML file",
                               max_bytes=MAX_XML_BYTES)
 
     doc = root(parse_json(data, source=source), source=source)
+    if isinstance(doc.value, dict) and "format" in doc.value:
+        return _load_snapshot(data, source)
     if not isinstance(doc.value, dict) or not isinstance(doc.value.get("hosts"), list):
         doc.fail("a fleet file is an object with a 'hosts' list")
     hosts: list[HostTopology] = []
     guests: list[PlacedGuest] = []
+    inputs: list[HostInputs] = []
     for node in doc.obj().req("hosts").items(max_items=MAX_HOSTS):
         if not isinstance(node.value, dict) or not isinstance(node.value.get("name"), str):
             node.fail("needs a 'name'")
@@ -244,16 +310,26 @@ def load_fleet(path: Path | None = None) -> Fleet:
         if not isinstance(caps.value, str):
             node.fail("needs 'capabilities' (an XML file name)")
         caps_name = caps.text(max_chars=4096, non_empty=True)
+        caps_xml = read_xml(caps_name)
+        dedicated = _cpu_set(raw, "cpu_dedicated_set")
+        shared = _cpu_set(raw, "cpu_shared_set")
+        reserved = _reserved_pages(raw)
         host = host_from_capabilities(
-            read_xml(caps_name),
+            caps_xml,
             name=name,
-            cpu_dedicated_set=_cpu_set(raw, "cpu_dedicated_set"),
-            cpu_shared_set=_cpu_set(raw, "cpu_shared_set"),
-            reserved_huge_pages=_reserved_pages(raw),
+            cpu_dedicated_set=dedicated,
+            cpu_shared_set=shared,
+            reserved_huge_pages=reserved,
             source=f"{source}: {caps_name}",
         )
         host = replace(host, pci_devices=_pci_devices(raw, read_xml))
         host, placed = _place_guests(host, raw.opt("guests"))
         hosts.append(host)
         guests.extend(placed)
-    return Fleet(source, tuple(hosts), tuple(guests))
+        try:
+            text = caps_xml.decode("utf-8")
+        except UnicodeDecodeError:  # a snapshot then writes the host as a topology
+            continue
+        inputs.append(HostInputs(name, text, dedicated, shared,
+                                 tuple(sorted((n, s, c) for (n, s), c in reserved.items()))))
+    return Fleet(source, tuple(hosts), tuple(guests), inputs=tuple(inputs))

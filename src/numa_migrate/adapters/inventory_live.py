@@ -74,6 +74,8 @@ class LiveHost:
     free_pages_source: str
     notes: tuple[str, ...]
     unreadable: tuple[tuple[str, str], ...] = ()
+    capabilities_xml: str = ""
+    """The capabilities XML the topology was read from (a fleet snapshot keeps it)."""
 
     @property
     def active_domains(self) -> tuple[LiveDomain, ...]:
@@ -157,6 +159,7 @@ def read_live_host(config: HostConfig, *, conn: Hypervisor | None = None) -> Liv
         free_pages_source=source,
         notes=tuple(notes),
         unreadable=unreadable,
+        capabilities_xml=caps,
     )
 
 

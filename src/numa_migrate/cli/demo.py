@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.rule import Rule
 
-from numa_migrate.adapters.fleet import load_fleet
+from numa_migrate.adapters.fleet import Fleet, load_fleet
 from numa_migrate.cli import render
 from numa_migrate.core.explain import explain_guest
 from numa_migrate.core.fit.fitter import fit_guest
@@ -65,9 +65,30 @@ def run_demo(console: Console) -> None:
             cells = ", ".join(str(c.host_cell) for c in chosen.placement.cells)
             console.print(f"On {chosen.host}: cell {cells} with VFs "
                           f"{', '.join(chosen.pci.taken[0])} (chosen together by the fit)")
+    _drain_step(console, fleet)
     console.print(Rule())
     console.print(
-        "Next: `numa-migrate explain --help` (--pci-request for SR-IOV ports), "
+        "Next: `numa-migrate drain --help` (--hosts to plan on the running hosts, --execute "
+        "to run the waves), `numa-migrate where --help`, "
+        "`numa-migrate explain --help` (--pci-request for SR-IOV ports), "
         "`numa-migrate fit --help`, and "
         "`numa-migrate fit --batch < cases.jsonl` for the fit-case JSON format."
     )
+
+
+DRAIN_HOST = "cmp-epyc-01"
+
+
+def _drain_step(console: Console, fleet: Fleet) -> None:
+    """5. A drain plan for one sample host: waves, the solver and its gap, the picture."""
+    from numa_migrate.adapters.drainstate import fleet_state
+    from numa_migrate.adapters.pictures import drain_picture
+    from numa_migrate.cli.drain import plan_for, print_plan
+    from numa_migrate.cli.picture import print_picture
+
+    console.print(Rule(f"5. Can {DRAIN_HOST} be emptied for maintenance, and in what order?"))
+    state = fleet_state(fleet)
+    drained = (DRAIN_HOST,)
+    plan = plan_for(state, drained, 4, 2, time_limit_s=10)
+    print_plan(console, plan, drained)
+    print_picture(console, drain_picture(state, plan, drained, others=False))

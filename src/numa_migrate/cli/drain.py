@@ -13,14 +13,18 @@ from typing import TYPE_CHECKING
 
 import click
 
+from numa_migrate.cli.cloud import CloudTarget, cloud_fleet_json, cloud_options
+from numa_migrate.cli.fleetsource import fleet_sources, print_fleet_notes
 from numa_migrate.cli.main import fleet_option, handle_errors, json_option
 from numa_migrate.cli.numbers import Bounded
 from numa_migrate.cli.pictureopts import html_option, picture_option, show_drain_pictures
+from numa_migrate.cli.planrun import allow_incomplete_option, keep_going_option
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from numa_migrate.core.drain import KeepFree, Plan
+    from numa_migrate.adapters.fleet import Fleet
+    from numa_migrate.core.drain import FleetState, KeepFree, Plan
 
 EXIT_UNPLACEABLE = 1
 MAX_PARALLEL = 10_000
@@ -53,6 +57,9 @@ def plan_json(plan: Plan, drained: tuple[str, ...]) -> dict[str, object]:
     return {
         "drain": list(drained),
         "solver": plan.solver,
+        "gap": plan.gap,
+        "lower_bound_waves": plan.lower_bound_waves,
+        "notes": list(plan.notes),
         "complete": not plan.unplaceable,
         "waves": [
             {"wave": i, "moves": [
@@ -75,12 +82,59 @@ def plan_json(plan: Plan, drained: tuple[str, ...]) -> dict[str, object]:
     }
 
 
+def plan_for(state: FleetState, drained: tuple[str, ...], max_parallel: int,
+             per_host_parallel: int, keep: KeepFree | None = None, *, solver: str = "auto",
+             time_limit_s: float = 30.0) -> Plan:
+    """The drain plan as the command makes it: :func:`solve_drain` (heuristic, then CP-SAT
+    with OR-Tools when asked or small enough); when guests are left behind, the relocation
+    pass, then the smallest change that completes the drain (re-planned greedily)."""
+    from numa_migrate.adapters.ortools_sat import OrToolsModel
+    from numa_migrate.core.drain import plan_drain, relocate, solve_drain, suggest
+    from numa_migrate.core.drain.solve import after_relocations
+
+    def relocated(state: FleetState, plan: Plan | None = None) -> Plan:
+        if plan is None:
+            plan = plan_drain(state, drained, max_parallel, per_host_parallel, keep)
+        return relocate(state, drained, plan, max_parallel, per_host_parallel, keep_free=keep)
+
+    plan = solve_drain(state, drained, max_parallel, per_host_parallel, keep,
+                       solver=solver, time_limit_s=time_limit_s, new_model=OrToolsModel)
+    if plan.unplaceable:
+        plan = after_relocations(plan, relocated(state, plan), max_parallel, per_host_parallel)
+        plan = suggest(state, drained, plan, relocated)
+    return plan
+
+
+def with_left_out(plan: Plan, fleet: Fleet, drained: tuple[str, ...]) -> Plan:
+    """``plan`` with the guests of the drained hosts that the fleet could not model (a live
+    read's left-out domains or servers) among those that cannot move: no plan moves them, so
+    the drain does not empty their host."""
+    from dataclasses import replace
+
+    from numa_migrate.core.drain import Unplaceable
+
+    stuck = tuple(Unplaceable(o.name, o.host, f"not planned: {o.reason}")
+                  for o in fleet.left_out if o.host in drained)
+    return replace(plan, unplaceable=plan.unplaceable + stuck) if stuck else plan
+
+
+def _quality(plan: Plan) -> str:
+    """``cp-sat, gap 0.0 %, at least 10 waves``."""
+    parts = [plan.solver]
+    if plan.gap is not None:
+        parts.append(f"gap {plan.gap * 100:.1f} %")
+    if plan.lower_bound_waves is not None:
+        parts.append(f"at least {plan.lower_bound_waves} "
+                     f"wave{'s' if plan.lower_bound_waves != 1 else ''}")
+    return ", ".join(parts)
+
+
 def _summary(plan: Plan, drained: tuple[str, ...]) -> str:
     moves = len(plan.moves)
     relocations = sum(1 for m in plan.moves if m.kind == "relocate")
     extra = f", {relocations} of them relocations" if relocations else ""
     head = (f"drain {', '.join(drained)}: {moves} move{'s' if moves != 1 else ''}{extra} in "
-            f"{len(plan.waves)} wave{'s' if len(plan.waves) != 1 else ''} ({plan.solver})")
+            f"{len(plan.waves)} wave{'s' if len(plan.waves) != 1 else ''} ({_quality(plan)})")
     if plan.unplaceable:
         return f"{head}; {len(plan.unplaceable)} guest(s) cannot move"
     return head + "; every guest has a destination"
@@ -92,6 +146,8 @@ def print_plan(console: Console, plan: Plan, drained: tuple[str, ...]) -> None:
     from numa_migrate.core.cpuset import CpuSet
 
     console.print(_summary(plan, drained), highlight=False)
+    for note in plan.notes:
+        console.print(f"  [dim]{note}[/]", highlight=False)
     if plan.waves:
         table = Table(title="Waves (the moves of a wave run at the same time)",
                       title_justify="left")
@@ -114,9 +170,57 @@ def print_plan(console: Console, plan: Plan, drained: tuple[str, ...]) -> None:
         console.print(f"  (search: {plan.suggestion_note})", highlight=False)
 
 
+def save_plan(doc: dict[str, object], path: Path | None, *, kind: str,
+              source: str) -> dict[str, object]:
+    """The plan file document for ``doc`` (written to ``path`` when given)."""
+    from datetime import UTC, datetime
+
+    from numa_migrate.core.drain.planfile import plan_document
+    from numa_migrate.core.errors import NumaMigrateError
+
+    document = plan_document(doc, kind=kind, source=source,
+                             planned_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    if path is not None:
+        try:
+            path.write_text(json.dumps(document, indent=2) + "\n")
+        except OSError as exc:
+            raise NumaMigrateError(f"--save {path}: cannot write: {exc.strerror}") from None
+    return document
+
+
+def keep_for_resume(document: dict[str, object]) -> Path:
+    """Write a plan run by ``--execute`` without ``--save`` where a resumed run finds it:
+    ``<state dir>/plans/<plan_id>.json`` (the state dir holds the default claims store)."""
+    from numa_migrate.claims.engine import state_dir
+    from numa_migrate.core.errors import NumaMigrateError
+
+    path = state_dir() / "plans" / f"{document['plan_id']}.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(document, indent=2) + "\n")
+    except OSError as exc:
+        raise NumaMigrateError(f"cannot keep the plan at {path}: {exc.strerror}; give "
+                               "--save FILE") from None
+    click.echo(f"plan {document['plan_id']} saved: {path} (after an interruption: "
+               f"numa-migrate plan run {path})", err=True)
+    return path
+
+
+def run_saved(document: dict[str, object], path: Path | None, *, hosts_path: Path | None,
+              db_url: str | None, keep_going: bool, as_json: bool,
+              allow_incomplete: bool) -> None:
+    """Execute a plan document just made (checked by the same reader as a file), exit."""
+    from numa_migrate.cli.planrun import execute
+    from numa_migrate.inputs.drainplans import read_drain_plan
+
+    plan = read_drain_plan(document, source=str(path) if path else "the drain plan")
+    execute(plan, hosts_path=hosts_path, db_url=db_url, keep_going=keep_going,
+            as_json=as_json, allow_incomplete=allow_incomplete)
+
+
 @click.command("drain")
 @click.argument("hosts", nargs=-1, required=True)
-@fleet_option
+@fleet_sources(fleet_option)
 @click.option("--max-parallel", type=Bounded(1, MAX_PARALLEL), default=4, show_default=True,
               metavar="N", help="Moves that run at the same time (one wave).")
 @click.option("--per-host-parallel", type=Bounded(1, MAX_PARALLEL), default=2,
@@ -125,13 +229,36 @@ def print_plan(console: Console, plan: Plan, drained: tuple[str, ...]) -> None:
 @click.option("--keep-free", metavar="SPEC",
               help="Headroom every destination keeps after its moves: cpus=N (dedicated "
               "CPUs) and/or memory=MiB, e.g. cpus=4,memory=8192.")
+@click.option("--solver", type=click.Choice(["auto", "cp-sat", "heuristic"]), default="auto",
+              show_default=True,
+              help="heuristic: the greedy alone (fast); cp-sat: also the exact CP-SAT model, "
+              "the better plan kept; auto: CP-SAT when the fleet is small enough to model "
+              "within the time limit.")
+@click.option("--time-limit", type=Bounded(0.1, 3600, integer=False), default=30,
+              show_default=True, metavar="S",
+              help="Seconds for the whole plan (the heuristic, then CP-SAT with the rest).")
+@click.option("-o", "--save", "save_path", type=click.Path(path_type=Path, dir_okay=False),
+              metavar="FILE", help="Write the plan to FILE (JSON, with a plan id) for "
+              "`numa-migrate plan run FILE`.")
+@click.option("--execute", is_flag=True,
+              help="Run the plan now (as `numa-migrate plan run` does) on the hosts of "
+              "--hosts (else the inventory of NUMA_MIGRATE_INVENTORY, ./inventory.toml or the "
+              "lab's), claims in --db. The plan is saved first (--save FILE, else in the "
+              "state directory) so that an interrupted run can be resumed with `plan run "
+              "FILE`.")
+@keep_going_option
+@allow_incomplete_option
 @picture_option
 @html_option
+@cloud_options
 @json_option
 @handle_errors
-def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
-          per_host_parallel: int, keep_free: str | None, picture: bool,
-          html_path: Path | None, as_json: bool) -> None:
+def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path | None,
+          db_url: str | None, max_parallel: int, per_host_parallel: int,
+          keep_free: str | None, solver: str, time_limit: float, save_path: Path | None,
+          execute: bool, keep_going: bool, allow_incomplete: bool, picture: bool,
+          html_path: Path | None,
+          target: CloudTarget, as_json: bool) -> None:
     """Plan moving every guest off HOST(s) onto the rest of the fleet, in waves.
 
     Each guest lands only where its NUMA cells, dedicated CPUs, huge pages (its current
@@ -142,18 +269,37 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
     then least free memory). A guest no host can take is listed with the binding reason
     ("needs 8 dedicated CPUs on one cell; the largest free is 6, on cmp-07 cell 1").
 
+    Objective: every guest moved, in the fewest waves, then the least fragmentation (host
+    cells touched, cores left split). The greedy plan always comes first (it is CP-SAT's
+    hint and the fallback); its moves are re-packed into the fewest waves the limits allow.
+    CP-SAT (--solver) then searches for a better plan until --time-limit; the output says
+    which solver made the plan, the lower bound on its waves and the optimality gap (0 %:
+    proven optimal).
+
     When a guest fits nowhere, one guest of a staying host may first move to another
     staying host to make room for it (a "relocate" move, a wave before the guest's own
     move; at most 400 candidates and 400 fits tried per guest, 2,000 fits in all). When
     guests still cannot move (at most 8 of them), the smallest change found that lets the
     drain complete is printed: one more empty host shaped like an existing one (the smallest
     shape, at most 6 shapes re-planned) and/or one guest of a staying host to free (the
-    smallest, at most 16 re-planned).
+    smallest, at most 16 re-planned; these re-plans use the heuristic).
 
-    The fleet is a fleet file (default: the bundled sample fleet). The plan is computed, not
-    executed.
+    The fleet is a fleet file or snapshot (--fleet; default: the bundled sample fleet) or
+    the hosts of an inventory read live (--hosts: running domains with their real pins,
+    minus other operators' claims), or with --cloud NAME an OpenStack cloud read live: every
+    nova-compute through its libvirt (URIs from --hosts, the default inventory or
+    --uri-template), every ACTIVE or PAUSED server on it with its flavor's request and its
+    domain's actual placement; HOSTs are Nova compute hosts.
 
-    Exit 0 every guest has a move, 1 some cannot move, 2 bad input.
+    The plan is computed; --save FILE writes it for `numa-migrate plan run FILE`, --execute
+    runs it at once (waves in order, the moves of a wave in parallel, each a journalled live
+    migration; see `numa-migrate plan run --help`). Not with --cloud: Nova moves a cloud's
+    servers (`numa-migrate migrate SERVER --cloud NAME --to HOST`, one per move). A plan
+    that leaves guests on the drained hosts is not started unless --allow-incomplete.
+
+    Exit 0 every guest has a move (with --execute: every guest moved), 1 some cannot move
+    (were not moved), 2 bad input; with --execute also 3 a migration failed and was rolled
+    back; with --cloud also 4 the cloud cannot be reached or refuses the credentials.
 
     \b
     Examples:
@@ -162,35 +308,62 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, max_parallel: int,
       numa-migrate drain cmp-epyc-01 --fleet fleet.json --keep-free cpus=4,memory=8192
       numa-migrate drain cmp-intel-01 --picture            # the cells before and after
       numa-migrate drain cmp-intel-01 --html drain.html    # the same as one HTML page
+      numa-migrate drain cmp-intel-01 --solver cp-sat --time-limit 10
+      numa-migrate drain cmp-07 --hosts inventory.toml --json   # the hosts as they run now
+      numa-migrate drain cmp-07 --hosts inventory.toml --save drain.json   # then: plan run
+      numa-migrate drain cmp-07 --hosts inventory.toml --execute
+      numa-migrate drain compute-07 --cloud mycloud --uri-template 'qemu+ssh://root@{host}/system'
     """
     from numa_migrate.adapters.drainstate import fleet_state
-    from numa_migrate.adapters.fleet import load_fleet
-    from numa_migrate.core.drain import FleetState, plan_drain, relocate, suggest
+    from numa_migrate.cli.cloud import fleet_of
     from numa_migrate.core.errors import UnknownHostError
 
-    fleet = load_fleet(fleet_path)
+    if target.given and (save_path is not None or execute):
+        raise click.UsageError(
+            "--save and --execute go with --fleet or --hosts (libvirt hosts): a cloud's "
+            "servers are moved by Nova, one `numa-migrate migrate SERVER --cloud NAME --to "
+            "HOST` per move of the plan")
+    if keep_going and not execute:
+        raise click.UsageError("--keep-going goes with --execute")
+    if allow_incomplete and not execute:
+        raise click.UsageError("--allow-incomplete goes with --execute")
+    fleet = fleet_of(target, fleet_path, hosts_path, db_url)
     known = [h.name for h in fleet.hosts]
     unknown = [h for h in hosts if h not in known]
     if unknown:
+        unread = [n for n in fleet.notes for h in unknown if n.startswith(f"{h}: not read")]
         raise UnknownHostError(f"host(s) {', '.join(unknown)} not in {fleet.source} "
-                               f"(hosts: {', '.join(known)})")
+                               f"(hosts: {', '.join(known)})"
+                               + (f"; {'; '.join(unread)}" if unread else ""))
     if len(set(hosts)) == len(known):
         raise click.UsageError("every host of the fleet would be drained: nowhere to go")
     drained = tuple(dict.fromkeys(hosts))
     keep = _keep_free(keep_free)
-
-    def planner(state: FleetState) -> Plan:
-        plan = plan_drain(state, drained, max_parallel, per_host_parallel, keep)
-        return relocate(state, drained, plan, max_parallel, per_host_parallel, keep_free=keep)
-
     state = fleet_state(fleet)
-    plan = suggest(state, drained, planner(state), planner)
-    if as_json:
-        click.echo(json.dumps(plan_json(plan, drained), indent=2))
-    else:
+    plan = with_left_out(plan_for(state, drained, max_parallel, per_host_parallel, keep,
+                                  solver=solver, time_limit_s=time_limit), fleet, drained)
+    doc = plan_json(plan, drained)
+    doc["fleet_notes"] = list(fleet.notes)
+    if target.given:
+        doc |= cloud_fleet_json(fleet)
+    document = None
+    if save_path is not None or execute:
+        kind, source = ("fleet", fleet.source) if hosts_path is None else \
+            ("inventory", str(hosts_path))
+        document = save_plan(doc, save_path, kind=kind, source=source)
+        if execute and save_path is None:
+            save_path = keep_for_resume(document)
+    if as_json and not execute:
+        click.echo(json.dumps(doc, indent=2))
+    elif not as_json:
         from numa_migrate.cli.main import _stdout
 
-        print_plan(_stdout(), plan, drained)
+        console = _stdout()
+        print_plan(console, plan, drained)
+        print_fleet_notes(console, fleet.notes)
     show_drain_pictures(state, plan, drained, picture=picture, html_path=html_path,
                         source=fleet.source, as_json=as_json)
+    if execute and document is not None:
+        run_saved(document, save_path, hosts_path=hosts_path, db_url=db_url,
+                  keep_going=keep_going, as_json=as_json, allow_incomplete=allow_incomplete)
     sys.exit(EXIT_UNPLACEABLE if plan.unplaceable else 0)

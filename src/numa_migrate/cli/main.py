@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from numa_migrate import __version__
+from numa_migrate.cli.fleetsource import fleet_sources
 from numa_migrate.cli.lazy import LazyCommand, LazyGroup
 from numa_migrate.cli.numbers import Bounded
 from numa_migrate.core.errors import InvalidRequestError, NumaMigrateError
@@ -350,7 +351,8 @@ fleet_option = click.option(
     "--fleet",
     "fleet_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Fleet file (JSON); default: the bundled sample fleet.",
+    help="Fleet file or fleet snapshot (`fleet snapshot`), JSON; default: the bundled "
+    "sample fleet.",
 )
 
 host_options = _bundle(
@@ -402,6 +404,10 @@ LAZY_COMMANDS = {
     "migrate": LazyCommand(
         "numa_migrate.cli.migrate:migrate",
         "Live-migrate a running DOMAIN to another host with NUMA-correct pins.",
+    ),
+    "plan": LazyCommand(
+        "numa_migrate.cli.planrun:plan_group",
+        "Run a saved drain plan: its waves of live migrations, resumable.",
     ),
     "preflight": LazyCommand(
         "numa_migrate.cli.preflight:preflight_cmd",
@@ -579,31 +585,46 @@ def explain(
     sys.exit(0 if exp.fitting_hosts else EXIT_NO_FIT)
 
 
-@cli.command()
-@fleet_option
+FLEET_EXAMPLES = """
+\b
+Examples:
+  numa-migrate fleet                            # the bundled sample fleet
+  numa-migrate fleet --picture                  # who holds each CPU, page and MiB
+  numa-migrate fleet --hosts inventory.toml     # the hosts as they run now (libvirt)
+  numa-migrate fleet --fleet snapshot.json --json
+  numa-migrate fleet snapshot --hosts inventory.toml -o snapshot.json
+"""
+
+
+@cli.group(invoke_without_command=True)
+@fleet_sources(fleet_option)
 @click.option("--picture", is_flag=True,
               help="Draw each cell instead: a letter per CPU for its guest (coloured on a "
               "terminal), huge pages and memory as bars.")
 @json_option
+@click.pass_context
 @handle_errors
-def fleet(fleet_path: Path | None, picture: bool, as_json: bool) -> None:
+def fleet(ctx: click.Context, *, fleet_path: Path | None, hosts_path: Path | None,
+          db_url: str | None, picture: bool, as_json: bool) -> None:
     """Show a fleet: hosts, NUMA cells, free dedicated CPUs, memory, huge pages, guests.
 
-    Without --fleet, the bundled sample fleet (the one `fit` and `explain` use by default).
-    Exit 0, or 2 when the fleet file is bad.
-
-    \b
-    Examples:
-      numa-migrate fleet
-      numa-migrate fleet --picture             # who holds each CPU, page and MiB
-      numa-migrate fleet --fleet fleet.json --json
+    Without --fleet or --hosts, the bundled sample fleet (the one `fit` and `explain` use
+    by default). --fleet takes a fleet file or a snapshot (`fleet snapshot`); --hosts reads
+    the hosts of an inventory live: each running domain with its real pins, cells, page
+    size and VFs; domains that cannot be modelled are listed as notes.
+    Exit 0, or 2 when the fleet file is bad or no host can be read.
     """
-    from numa_migrate.adapters.fleet import load_fleet
+    if ctx.invoked_subcommand is not None:
+        if fleet_path or hosts_path or as_json or picture:
+            raise click.UsageError(
+                f"give --fleet/--hosts/--json after `fleet {ctx.invoked_subcommand}`")
+        return
     from numa_migrate.cli import render
+    from numa_migrate.cli.fleetsource import load_fleet_from
 
     if picture and as_json:
         raise click.UsageError("--picture draws for people: give --picture or --json, not both")
-    loaded = load_fleet(fleet_path)
+    loaded = load_fleet_from(fleet_path, hosts_path, db_url)
     if as_json:
         click.echo(json.dumps(render.fleet_json(loaded), indent=2))
     elif picture:
@@ -613,8 +634,62 @@ def fleet(fleet_path: Path | None, picture: bool, as_json: bool) -> None:
         console = _stdout()
         console.print(f"Fleet: {loaded.source}", highlight=False, markup=False)
         show_fleet_picture(fleet_state(loaded))
+        from numa_migrate.cli.fleetsource import print_fleet_notes
+
+        print_fleet_notes(console, loaded.notes)
     else:
         render.print_fleet(_stdout(), loaded)
+
+
+fleet.help = inspect.cleandoc(fleet.help or "") + "\n" + FLEET_EXAMPLES
+
+
+@fleet.command("snapshot")
+@fleet_sources(fleet_option)
+@click.option("-o", "--output", required=True, metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The snapshot file to write (JSON; replaced atomically if it exists).")
+@json_option
+@handle_errors
+def fleet_snapshot(fleet_path: Path | None, hosts_path: Path | None, db_url: str | None,
+                   output: Path, as_json: bool) -> None:
+    """Save a fleet to ONE self-contained JSON file that every --fleet option reads.
+
+    The snapshot holds each host's capabilities XML inline with its Nova CPU sets,
+    reserved huge pages and PCI devices, what else uses it (domains that could not be
+    modelled, other operators' claims, pages the kernel says are used), and each guest
+    with its request AND its actual placement (cells, pins, page size, emulator CPUs) and
+    the VFs it holds; the notes, when and from where it was taken, a format version.
+    Read back with --fleet FILE by fit, explain, where, drain and fleet, the guests keep
+    their recorded placements (one that no longer fits its host is an error, never
+    re-fitted): for planning away from production and for bug reports.
+
+    \b
+    Examples:
+      numa-migrate fleet snapshot --hosts inventory.toml -o prod-2026-12-04.json
+      numa-migrate where vm-7 --fleet prod-2026-12-04.json
+      numa-migrate drain cmp-07 --fleet prod-2026-12-04.json --json
+      numa-migrate fleet snapshot -o sample.json          # the bundled sample fleet
+
+    Exit 0 written, 2 bad input (or no host could be read, or the file cannot be written).
+    """
+    from numa_migrate.adapters.snapshot import write_snapshot
+    from numa_migrate.cli.fleetsource import load_fleet_from
+
+    loaded = load_fleet_from(fleet_path, hosts_path, db_url)
+    size = write_snapshot(loaded, output)
+    summary = {"snapshot": str(output), "bytes": size, "taken_from": loaded.source,
+               "hosts": len(loaded.hosts), "guests": len(loaded.guests),
+               "notes": list(loaded.notes)}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    console = _stdout()
+    console.print(f"wrote {output} ({size} bytes): {len(loaded.hosts)} hosts, "
+                  f"{len(loaded.guests)} guests from {loaded.source}", highlight=False)
+    from numa_migrate.cli.fleetsource import print_fleet_notes
+
+    print_fleet_notes(console, loaded.notes)
 
 
 @cli.command()

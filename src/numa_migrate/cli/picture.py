@@ -171,7 +171,7 @@ def _legend(pic: HostPicture, width: int) -> list[Text]:
             wave, src = pic.arrivals[g]
             entry.append(f" ← {clean(src)} (wave {wave})")
         elif pic.role == "drained":
-            entry.append(" (stays)")
+            entry.append(" (cannot move: stays)")
         entries.append(entry)
     lines: list[Text] = []
     line = Text("  ")

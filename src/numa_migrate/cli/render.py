@@ -225,12 +225,15 @@ def fleet_json(fleet: Fleet) -> dict[str, object]:
                         "name": g.name,
                         **placement_to_json(g.placement),
                         "description": g.guest.numa.describe() if g.guest.numa else "no NUMA",
+                        "pci_devices": list(g.pci_devices),
+                        "uuid": g.uuid,
                     }
                     for g in fleet.guests_on(h.name)
                 ],
             }
             for h in fleet.hosts
         ],
+        "notes": list(fleet.notes),
     }
 
 
@@ -272,3 +275,6 @@ def print_fleet(console: Console, fleet: Fleet) -> None:
                 for g in guests
             )
         console.print(table)
+    from numa_migrate.cli.fleetsource import print_fleet_notes
+
+    print_fleet_notes(console, fleet.notes)

@@ -1,11 +1,11 @@
 """The fleet after a drain plan: every move applied, as if all its waves had run.
 
 Each moved guest leaves its source (its NUMA usage and VFs released) and lands on its
-destination with the plan's placement and VFs; unplaceable guests stay where they are. The
-order of the moves does not change the end state of a valid plan (only drained hosts release
-and they never receive). A plan that does not fit the state (a guest not on its move's
-source, a destination that is not in the fleet, a guest moved twice) is refused with
-``ValueError``; CPUs a move pins that are already pinned raise
+destination with the plan's placement and VFs; unplaceable guests stay where they are. Moves
+are applied in the plan's order, wave by wave, each releasing its source before the next:
+a relocation frees room on a staying host for a later move onto it. A plan that does not
+fit the state (a guest not on its move's source, a destination that is not in the fleet, a
+guest moved twice) is refused with ``ValueError``; CPUs a move pins that are already pinned raise
 :class:`~numa_migrate.core.usage.UsageConflictError`.
 """
 

@@ -74,13 +74,23 @@ class Plan:
     waves: tuple[Wave, ...]
     unplaceable: tuple[Unplaceable, ...]
     solver: str
-    """Which planner made the plan: ``"heuristic"``."""
+    """Which planner made the plan: ``"heuristic"``, ``"cp-sat"``, ``"cp-sat (optimal)"`` or,
+    when CP-SAT saw only some destinations per guest, ``"cp-sat (optimal among its
+    candidates)"``."""
     stats: tuple[tuple[str, int], ...] = ()
     """Counters of the search (fit calls, ...), for benchmarks and reports."""
     suggestions: tuple[Suggestion, ...] = ()
     """When guests remain unplaceable: the smallest changes found that make it complete."""
     suggestion_note: str = ""
     """How far the search for suggestions went (its bounds), when it ran."""
+    gap: float | None = None
+    """Relative optimality gap, 0 (proven optimal) to 1; None when nothing bounds it. With
+    CP-SAT: the plan's objective against the model's best bound; without: the waves against
+    :attr:`lower_bound_waves`."""
+    lower_bound_waves: int | None = None
+    """No plan moving the same guests from the same hosts needs fewer waves."""
+    notes: tuple[str, ...] = ()
+    """What the solver decided and why (solver chosen, limits hit, fallbacks), in order."""
 
     @property
     def moves(self) -> tuple[Move, ...]:
