@@ -278,11 +278,11 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
 
     When a guest fits nowhere, one guest of a staying host may first move to another
     staying host to make room for it (a "relocate" move, a wave before the guest's own
-    move; at most 400 candidates and 400 fits tried per guest). When guests still cannot
-    move, the smallest change found that lets the drain complete is printed: one more empty
-    host shaped like an existing one (the smallest shape, at most 6 shapes re-planned) and/or
-    one guest of a staying host to free (the smallest, at most 16 re-planned; these
-    re-plans use the heuristic).
+    move; at most 400 candidates and 400 fits tried per guest, 2,000 fits in all). When
+    guests still cannot move (at most 8 of them), the smallest change found that lets the
+    drain complete is printed: one more empty host shaped like an existing one (the smallest
+    shape, at most 6 shapes re-planned) and/or one guest of a staying host to free (the
+    smallest, at most 16 re-planned; these re-plans use the heuristic).
 
     The fleet is a fleet file or snapshot (--fleet; default: the bundled sample fleet) or
     the hosts of an inventory read live (--hosts: running domains with their real pins,
