@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from numa_migrate.hypervisor.libvirt import connection
 from tests.e2e.conftest import LabSession
 
 pytestmark = pytest.mark.lab
 
 
-def test_demo_migrates_a_pinned_guest_there_and_back(lab_env: LabSession,
+def test_demo_migrates_a_pinned_guest_there_and_back_then_drains(lab_env: LabSession,
                                                      tmp_path: Path) -> None:
     env = {**os.environ, "NUMA_MIGRATE_LAB_DIR": str(lab_env.lab.lab_dir),
            "NUMA_MIGRATE_DB": f"sqlite:///{tmp_path / 'claims.db'}", "COLUMNS": "160"}
@@ -26,6 +27,22 @@ def test_demo_migrates_a_pinned_guest_there_and_back(lab_env: LabSession,
     assert "1. The sample fleet" in out and "4. A real live migration" in out
     # lab-src pins on its upper half of the CPUs, lab-dst on its lower half: pins change
     assert "nm-demo: lab-src → lab-dst" in out and "nm-demo: lab-dst → lab-src" in out
-    assert "validate on lab-dst: passed" in out and "validate on lab-src: passed" in out
-    assert out.count("keeps running") == 2
+    assert "validate nm-demo on lab-dst: passed" in out
+    assert "validate nm-demo on lab-src: passed" in out
+    # the drain of lab-src: a second guest (floating on the two-CPU lab: lab-src's one
+    # dedicated CPU holds nm-demo) next to nm-demo, planned from the live hosts, both moved
+    # to lab-dst in one wave and validated there
+    drain = out[out.index("Drain lab-src"):]
+    assert "nm-demo-2 started on lab-src" in drain
+    assert "drain lab-src: 2 moves in 1 wave" in drain, drain[:3000]
+    assert "every guest has a destination" in drain
+    assert "2 moves in" in drain and "2 done" in drain, drain[:3000]
+    assert "validate nm-demo on lab-dst: passed" in drain
+    assert "validate nm-demo-2 on lab-dst: passed" in drain
+    assert "lab-src is empty: 2 guests drained onto lab-dst" in drain
+    assert out.count("keeps running") == 4 and "STOPPED" not in out
+    for name in ("nm-demo", "nm-demo-2"):
+        for host in ("lab-src", "lab-dst"):
+            with connection(lab_env.lab.uri(host), host) as conn:
+                assert conn.lookup(name) is None, f"the demo left {name} on {host}"
     assert lab_env.lab.status().up, "the demo leaves a lab it found up"
