@@ -26,7 +26,7 @@ from numa_migrate.adapters.inventory import load_inventory
 from numa_migrate.adapters.inventory_live import read_live_host
 from numa_migrate.claims import ClaimStore, default_url
 from numa_migrate.cli.common import pin_table
-from numa_migrate.cli.demo_drain import SECOND, drain_step, validate_moved
+from numa_migrate.cli.demo_drain import SECOND, drain_step, start_second, validate_moved
 from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.request import Flavor
@@ -156,14 +156,16 @@ def _tour(console: Console, lab: _DemoLab, make_flavor: Callable[[bool], Flavor]
         dom.start()
         wait_until_counting(dom)
         console.print(f"{GUEST} is running on {SRC} ({lab.domain_type()}); its counter "
-                      "advances\n")
+                      "advances")
+    start_second(console, lab, hosts, GUEST)
+    console.print()
     with ClaimStore.open(os.environ.get("NUMA_MIGRATE_DB") or default_url()) as store:
         console.print(f"[dim]claims store: {store.safe_url}[/]")
         for source, dest in ((SRC, DST), (DST, SRC)):
             outcome = _migrate(console, hosts, store, source, dest)
             validate_moved(console, hosts, dest, GUEST, outcome.plan.dest_plan)
             console.print()
-        drain_step(console, lab, hosts, store, GUEST)
+        drain_step(console, lab, hosts, store)
 
 
 def _migrate(console: Console, hosts: Hosts, store: ClaimStore, source: str,
