@@ -261,6 +261,9 @@ def test_demo_multi_node(mn: MultiNodeSession, tmp_path: Path) -> None:
     done = _cli("demo", "--multi-node", tmp_path=tmp_path, timeout=1200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "A two-cell guest across two NUMA nodes" in done.stdout
-    assert done.stdout.count("validate on lab-dst: passed") == 2
+    # the tour's guest on both labs (there, then drained), the drain's second guest on both
+    assert done.stdout.count("validate nm-demo on lab-dst: passed") == 4
+    assert done.stdout.count("validate nm-demo-2 on lab-dst: passed") == 2
+    assert done.stdout.count("lab-src is empty: 2 guests drained onto lab-dst") == 2
     assert "STOPPED" not in done.stdout
     assert mn.lab.status().up  # the session's lab was up before: the demo leaves it so

@@ -4,7 +4,10 @@ Brings the lab up when it is down (root; packages installed with apt when missin
 a counter guest made from a Nova-style flavor and pinned by the fitter on lab-src, migrates
 it to lab-dst with numa-migrate (claims in the default SQLite store, rewritten live and
 persistent XML, progress), validates it there, migrates it back and validates again; then
-removes the guest, and takes the lab down if the demo brought it up (unless ``keep_lab``).
+drains lab-src onto lab-dst (:mod:`numa_migrate.cli.demo_drain`: a second guest started
+next to the first, the drain planned from the live hosts, its waves run through the
+migration engine, each guest validated on lab-dst); then removes the guests, and takes the
+lab down if the demo brought it up (unless ``keep_lab``).
 Returns "done", "skipped" (the machine cannot run the lab: it says why) or "failed".
 """
 
@@ -21,9 +24,9 @@ from rich.rule import Rule
 
 from numa_migrate.adapters.inventory import load_inventory
 from numa_migrate.adapters.inventory_live import read_live_host
-from numa_migrate.adapters.validate_live import validate_on_host
 from numa_migrate.claims import ClaimStore, default_url
 from numa_migrate.cli.common import pin_table
+from numa_migrate.cli.demo_drain import SECOND, drain_step, start_second, validate_moved
 from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.request import Flavor
@@ -31,7 +34,7 @@ from numa_migrate.hypervisor.base import HypervisorError
 from numa_migrate.hypervisor.libvirt import connection
 from numa_migrate.lab import DST, SRC, LabUnavailableError
 from numa_migrate.lab.flavored import FlavoredGuest, flavored_guest
-from numa_migrate.lab.guest import counter_advances, remove_guest, wait_until_counting
+from numa_migrate.lab.guest import remove_guest, wait_until_counting
 from numa_migrate.lab.state import default_lab
 from numa_migrate.migrate.hosts import Hosts
 from numa_migrate.migrate.plan import NoRoom
@@ -153,28 +156,16 @@ def _tour(console: Console, lab: _DemoLab, make_flavor: Callable[[bool], Flavor]
         dom.start()
         wait_until_counting(dom)
         console.print(f"{GUEST} is running on {SRC} ({lab.domain_type()}); its counter "
-                      "advances\n")
+                      "advances")
+    start_second(console, lab, hosts, GUEST)
+    console.print()
     with ClaimStore.open(os.environ.get("NUMA_MIGRATE_DB") or default_url()) as store:
         console.print(f"[dim]claims store: {store.safe_url}[/]")
         for source, dest in ((SRC, DST), (DST, SRC)):
             outcome = _migrate(console, hosts, store, source, dest)
-            checked = validate_on_host(hosts.inventory.host(dest), GUEST,
-                                       outcome.plan.dest_plan)
-            report = checked.report
-            passed = sum(1 for c in report.checks if c.passed)
-            skipped = sum(1 for c in report.checks if c.skipped)
-            verdict = "[green]passed[/]" if report.passed else "[bold red]FAILED[/]"
-            console.print(f"validate on {dest}: {verdict} ({passed} checks passed, "
-                          f"{skipped} skipped; thread affinity from "
-                          f"{checked.affinity_source.split(' (')[0]})")
-            for c in report.failed:
-                console.print(f"  [red]{c.title}[/]: {c.detail or c.actual}")
-            if not report.passed:
-                raise NumaMigrateError(f"validate failed on {dest}")
-            with connection(hosts.inventory.host(dest).uri, dest) as conn:
-                moved = conn.lookup(GUEST)
-                alive = moved is not None and counter_advances(moved)
-            console.print(f"the guest {'keeps running' if alive else 'STOPPED'} on {dest}\n")
+            validate_moved(console, hosts, dest, GUEST, outcome.plan.dest_plan)
+            console.print()
+        drain_step(console, lab, hosts, store)
 
 
 def _migrate(console: Console, hosts: Hosts, store: ClaimStore, source: str,
@@ -214,7 +205,8 @@ def _remove_guest(lab: _DemoLab) -> None:
     for host in (SRC, DST):
         try:
             with connection(lab.uri(host), host) as conn:
-                remove_guest(conn, GUEST)
+                for name in (GUEST, SECOND):
+                    remove_guest(conn, name)
         except HypervisorError:
             continue
 

@@ -708,7 +708,9 @@ def fleet_snapshot(fleet_path: Path | None, hosts_path: Path | None, db_url: str
 def demo(no_lab: bool, keep_lab: bool, openstack: bool, multi_node: bool) -> None:
     """A guided tour: the bundled sample fleet (a placement, a refusal explained per NUMA
     cell), then a real pinned guest live-migrated on the two-daemon lab and back, with its
-    pins before and after and `validate` after each move; with --openstack, then Nova
+    pins before and after and `validate` after each move, then lab-src drained (a second
+    guest started next to it, the drain planned from the live hosts, its waves run, both
+    guests validated on lab-dst); with --openstack, then Nova
     moving a pinned huge-page server that numa-migrate explains, drives and validates;
     with --multi-node, a two-cell guest across two NUMA nodes on the multi-node lab.
 

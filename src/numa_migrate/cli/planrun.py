@@ -34,7 +34,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
-class _Display:
+class Display:
     """Rich progress on stderr: an overall bar (moves ended / total) and one bar per
     running migration (bytes copied), plus one line per move that ends."""
 
@@ -59,7 +59,7 @@ class _Display:
         self.tasks: dict[int, TaskID] = {}
         self.lock = threading.Lock()
 
-    def __enter__(self) -> _Display:
+    def __enter__(self) -> Display:
         from rich.console import Group
         from rich.live import Live
 
@@ -183,7 +183,7 @@ def execute(plan: DrainPlanFile, *, hosts_path: Path | None, db_url: str | None,
             if as_json:
                 report = run_plan(plan, moves, keep_going=keep_going, store=store)
             else:
-                with _Display(err, len(plan.moves)) as display:
+                with Display(err, len(plan.moves)) as display:
                     moves.on_progress = display.progress_of
                     moves.on_phase = display.phase
                     report = run_plan(plan, moves, keep_going=keep_going, store=store,
