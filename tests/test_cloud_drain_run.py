@@ -14,12 +14,18 @@ from typing import Any
 
 import pytest
 
+from numa_migrate.adapters.inventory_live import read_live_host
+from numa_migrate.cloud.computes import ComputeMap
 from numa_migrate.cloud.drainmoves import CloudMoveOutcome
 from numa_migrate.cloud.drainrunner import NovaMoves, move_report
+from numa_migrate.cloud.record import ReplayApi
 from numa_migrate.core.drain.planfile import DrainPlanFile, PlannedMove, plan_document
+from numa_migrate.hypervisor.base import DomainState
+from numa_migrate.hypervisor.memory import MemoryHost
 from numa_migrate.inputs.drainplans import DrainPlanError, read_drain_plan
 from numa_migrate.migrate.drainrun import MoveState, run_plan
-from tests.test_cloud_drain_replay import computes, replay, server_id
+from tests.test_cloud_drain_replay import FIXTURES, computes, replay, server_id
+from tests.test_cloud_replay import lab_inventory
 
 SERVER = "rec-drain"
 
@@ -31,6 +37,64 @@ def plan_of(*waves: tuple[PlannedMove, ...], servers: dict[str, str]) -> DrainPl
 
 def move(index: int, wave: int, guest: str = SERVER) -> PlannedMove:
     return PlannedMove(index, wave, guest, "lab-src", "lab-dst", ((0, 0),), (0,))
+
+
+def computes_around_the_move(api: ReplayApi) -> ComputeMap:
+    """The lab's libvirt as recorded before Nova's move (the drain's state) until the
+    live-migration request was sent, then as recorded after it."""
+    before = hosts_of("drain")
+    after = hosts_of("move-done")
+
+    def read(cfg: Any) -> Any:
+        moved = any(k[1] == "POST" for k, _ in api.sent)
+        return read_live_host(cfg, conn=(after if moved else before)[cfg.name])
+
+    return ComputeMap(lab_inventory(), reader=read)
+
+
+def hosts_of(name: str) -> dict[str, MemoryHost]:
+    """Both lab hosts' libvirt as ``name``'s recording saved it."""
+    state: dict[str, Any] = json.loads((FIXTURES / f"{name}.libvirt.json").read_text())
+    hosts = {}
+    for host, seen in state.items():
+        memory = MemoryHost(host, seen["capabilities"])
+        for dom in seen["domains"]:
+            memory.add(dom["xml"], persistent=dom["persistent_xml"] is not None,
+                       state=DomainState.RUNNING if dom["active"] else DomainState.SHUTOFF)
+        hosts[host] = memory
+    return hosts
+
+
+def test_a_planned_move_runs_through_nova_and_passes_the_validation(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole move on the recorded answers: our checks on the lab as it was before,
+    Nova's migration as it answered, and the validation on lab-dst's libvirt as recorded
+    after Nova's move (the domain's live and persistent XML)."""
+    import contextlib
+
+    from numa_migrate.adapters import validate_live
+
+    after = hosts_of("move-done")
+
+    @contextlib.contextmanager
+    def recorded(config: Any) -> Any:
+        yield after[config.name]
+
+    monkeypatch.setattr(validate_live, "open_connection", recorded)
+    api = replay("move-done")
+    sid = server_id("move-done")
+    moves = NovaMoves(api, computes_around_the_move(api), {SERVER: sid}, poll_s=0.0)
+    report = run_plan(plan_of((move(1, 1),), servers={}), moves)
+    (only,) = report.moves
+    assert only.state is MoveState.DONE, only
+    assert only.pins == ((0, (0,)),) and not only.placement_note  # the planned CPU 0
+    assert report.exit_code == 0 and report.all_moved
+    (post,) = [b for k, b in api.sent if k[1] == "POST"]
+    assert post == {"os-migrateLive": {"host": "lab-dst", "block_migration": "auto"}}
+    outcome = moves.outcomes[1]
+    assert outcome.nova_outcome == "completed" and not outcome.failed_checks
+    assert set(outcome.timings) == {"check", "nova", "validate"}
+    assert any(n.startswith(f"server {sid}: check") for n in only.notes)
 
 
 def test_a_server_already_on_its_planned_host_is_skipped_and_nothing_is_journalled() -> None:
