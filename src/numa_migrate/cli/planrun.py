@@ -38,7 +38,7 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
 
-class _Display:
+class Display:
     """Rich progress on stderr: an overall bar (moves ended / total) and one bar per
     running migration (bytes copied), plus one line per move that ends."""
 
@@ -63,7 +63,7 @@ class _Display:
         self.tasks: dict[int, TaskID] = {}
         self.lock = threading.Lock()
 
-    def __enter__(self) -> _Display:
+    def __enter__(self) -> Display:
         from rich.console import Group
         from rich.live import Live
 
@@ -180,7 +180,7 @@ def execute(plan: DrainPlanFile, *, hosts_path: Path | None, db_url: str | None,
             sys.exit(EXIT_BAD_INPUT)
         _refuse_incomplete(plan, allow_incomplete)
 
-        def watched(display: _Display) -> None:
+        def watched(display: Display) -> None:
             moves.on_progress = display.progress_of
             moves.on_phase = display.phase
 
@@ -228,7 +228,7 @@ def execute_cloud(plan: DrainPlanFile, target: CloudTarget, *, keep_going: bool,
 
     moves: NovaMoves = cloud_errors(connect)()
 
-    def watched(display: _Display) -> None:
+    def watched(display: Display) -> None:
         moves.on_phase = display.phase
 
     report = _run(plan, moves, None, keep_going=keep_going, as_json=as_json, watched=watched)
@@ -250,7 +250,7 @@ def _refuse_incomplete(plan: DrainPlanFile, allow_incomplete: bool) -> None:
 
 
 def _run(plan: DrainPlanFile, moves: MoveRunner, store: ClaimStore | None, *,
-         keep_going: bool, as_json: bool, watched: Callable[[_Display], None]) -> RunReport:
+         keep_going: bool, as_json: bool, watched: Callable[[Display], None]) -> RunReport:
     from rich.console import Console
 
     from numa_migrate.migrate.drainrun import run_plan
@@ -259,7 +259,7 @@ def _run(plan: DrainPlanFile, moves: MoveRunner, store: ClaimStore | None, *,
     try:
         if as_json:
             return run_plan(plan, moves, keep_going=keep_going, store=store)
-        with _Display(err, len(plan.moves)) as display:
+        with Display(err, len(plan.moves)) as display:
             watched(display)
             return run_plan(plan, moves, keep_going=keep_going, store=store, watch=display)
     except KeyboardInterrupt:
