@@ -220,3 +220,35 @@ def test_plan_run_of_a_cloud_that_cannot_be_reached_is_exit_4(tmp_path: Path) ->
     assert done.returncode == 4, done.stderr
     assert "cloud nowhere" in done.stderr and "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+CASES = {"skipped": ("move-again", "drain", 0), "failed": ("move-refused", "drain-blocked", 3)}
+
+
+@pytest.mark.parametrize("outcome", sorted(CASES))
+@pytest.mark.parametrize("as_json", [True, False])
+def test_plan_run_of_a_cloud_plan_on_recorded_answers(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, outcome: str, as_json: bool) -> None:
+    """`plan run FILE` of a cloud's plan, in process, the cloud being the recorded one:
+    the report (JSON or the progress display and table) and the exit code."""
+    from click.testing import CliRunner
+
+    from numa_migrate.cli.cloud import CloudTarget
+    from numa_migrate.cli.main import cli
+
+    recording, lab, code = CASES[outcome]
+    monkeypatch.setattr(CloudTarget, "api", lambda self: replay(recording))
+    monkeypatch.setattr(CloudTarget, "computes", lambda self: computes(lab))
+    plan = tmp_path / "cloud.json"
+    plan.write_text(json.dumps(cloud_document({SERVER: server_id(recording)})))
+    args = ["plan", "run", str(plan), "--cloud", "numa-migrate-lab"]
+    result = CliRunner().invoke(cli, args + (["--json"] if as_json else []))
+    assert result.exit_code == code, result.output
+    if as_json:
+        report = json.loads(result.stdout)
+        (only,) = report["moves"]
+        assert only["outcome"] == outcome and only["rolled_back"] is (code == 3)
+        assert report["complete"] is (code == 0) and report["recovered"] == []
+    else:
+        assert f"{SERVER}: lab-src → lab-dst {outcome}" in result.output  # progress line
+        assert "1 moves in" in result.stdout and f": 1 {outcome}" in result.stdout
