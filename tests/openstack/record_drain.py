@@ -76,6 +76,7 @@ def main(out: Path) -> None:
         time.sleep(15)  # the lab's computes free a deleted server's pins within 10 s
         run("drain", "drain", "lab-src", "--cloud", CLOUD_NAME)
         move("move-done", server)
+        libvirt_state(stack, out / "move-done.libvirt.json")  # after Nova's move
         move("move-again", server)
     finally:
         nova.delete_made(api, made)

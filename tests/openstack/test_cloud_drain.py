@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -57,3 +58,44 @@ def test_drain_plans_on_the_cloud_and_nova_moves_it(stack: Stack) -> None:
         {"plan_s": round(plan_s, 2), "move_s": round(outcome.seconds, 2),
          "timings": {k: round(v, 2) for k, v in outcome.timings.items()},
          "up_s": round(stack.up_seconds, 1)}, indent=2))
+
+
+def test_drain_execute_moves_the_server_through_nova_and_a_rerun_skips_it(
+        stack: Stack, tmp_path: Path) -> None:
+    """`drain --cloud --execute` runs the plan's wave: Nova live-migrates the server to the
+    planned compute and our validation passes; `plan run` of the same file skips it."""
+    server = boot(stack, "lab-src", PINNED_HUGE, prefix="nm-e2e-exec")
+    time.sleep(15)  # the lab's computes free a deleted server's pins within 10 s
+    plan = tmp_path / "drain.json"
+    started = time.monotonic()
+    rc, report, err = cli_json(stack, "drain", "lab-src", "--cloud", CLOUD_NAME, "--execute",
+                               "--save", str(plan))
+    execute_s = time.monotonic() - started
+    assert rc == 0, err
+    assert report["complete"] is True and report["counts"]["done"] >= 1, report
+    (move,) = [m for m in report["moves"] if m["outcome"] == "done"]
+    assert (move["source"], move["destination"]) == ("lab-src", "lab-dst")
+    assert move["pins"] == {"0": [0]} and not move["rolled_back"]
+    assert any(n.startswith(f"server {server.id}: check") for n in move["notes"]), move
+    saved = json.loads(plan.read_text())
+    assert saved["planned_from"] == {"kind": "cloud", "source": CLOUD_NAME}
+    assert saved["servers"][move["guest"]] == server.id
+    moved = nova.get_server(stack.api, server.id)
+    assert (moved.status, moved.host) == ("ACTIVE", "lab-dst")
+    assert _pins(stack, "lab-dst", server.instance_name) == ({0: {0}}, {0: {0}})
+    rc, checked, err = cli_json(stack, "validate", server.id, "--cloud", CLOUD_NAME)
+    assert rc == 0, (checked, err)
+
+    started = time.monotonic()
+    rc, again, err = cli_json(stack, "plan", "run", str(plan))
+    rerun_s = time.monotonic() - started
+    assert rc == 0, err
+    (same,) = [m for m in again["moves"] if m["guest"] == move["guest"]]
+    assert same["outcome"] == "skipped" and "already runs on lab-dst" in same["reason"]
+    rc, _, err = cli_json(stack, "plan", "run", str(plan), "--cloud", "another")
+    assert rc == 2 and f"made on cloud {CLOUD_NAME!r}" in err
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "openstack-drain-execute.json").write_text(json.dumps(
+        {"execute_s": round(execute_s, 2), "move_s": move["seconds"],
+         "rerun_s": round(rerun_s, 2), "notes": move["notes"]}, indent=2))

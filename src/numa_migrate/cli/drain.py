@@ -208,14 +208,14 @@ def keep_for_resume(document: dict[str, object]) -> Path:
 
 def run_saved(document: dict[str, object], path: Path | None, *, hosts_path: Path | None,
               db_url: str | None, keep_going: bool, as_json: bool,
-              allow_incomplete: bool) -> None:
+              allow_incomplete: bool, target: CloudTarget | None = None) -> None:
     """Execute a plan document just made (checked by the same reader as a file), exit."""
     from numa_migrate.cli.planrun import execute
     from numa_migrate.inputs.drainplans import read_drain_plan
 
     plan = read_drain_plan(document, source=str(path) if path else "the drain plan")
     execute(plan, hosts_path=hosts_path, db_url=db_url, keep_going=keep_going,
-            as_json=as_json, allow_incomplete=allow_incomplete)
+            as_json=as_json, allow_incomplete=allow_incomplete, target=target)
 
 
 @click.command("drain")
@@ -243,9 +243,9 @@ def run_saved(document: dict[str, object], path: Path | None, *, hosts_path: Pat
 @click.option("--execute", is_flag=True,
               help="Run the plan now (as `numa-migrate plan run` does) on the hosts of "
               "--hosts (else the inventory of NUMA_MIGRATE_INVENTORY, ./inventory.toml or the "
-              "lab's), claims in --db. The plan is saved first (--save FILE, else in the "
-              "state directory) so that an interrupted run can be resumed with `plan run "
-              "FILE`.")
+              "lab's), claims in --db; with --cloud through Nova. The plan is saved first "
+              "(--save FILE, else in the state directory) so that an interrupted run can be "
+              "resumed with `plan run FILE`.")
 @keep_going_option
 @allow_incomplete_option
 @picture_option
@@ -293,9 +293,11 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
 
     The plan is computed; --save FILE writes it for `numa-migrate plan run FILE`, --execute
     runs it at once (waves in order, the moves of a wave in parallel, each a journalled live
-    migration; see `numa-migrate plan run --help`). Not with --cloud: Nova moves a cloud's
-    servers (`numa-migrate migrate SERVER --cloud NAME --to HOST`, one per move). A plan
-    that leaves guests on the drained hosts is not started unless --allow-incomplete.
+    migration; see `numa-migrate plan run --help`). With --cloud each move is Nova's live
+    migration of the server to its planned compute, then our validation of the result; the
+    plan file keeps the cloud's name and each guest's Nova server id, and a rerun skips the
+    servers already on their planned host (Nova keeps the record; nothing is journalled). A
+    plan that leaves guests on the drained hosts is not started unless --allow-incomplete.
 
     Exit 0 every guest has a move (with --execute: every guest moved), 1 some cannot move
     (were not moved), 2 bad input; with --execute also 3 a migration failed and was rolled
@@ -313,16 +315,13 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
       numa-migrate drain cmp-07 --hosts inventory.toml --save drain.json   # then: plan run
       numa-migrate drain cmp-07 --hosts inventory.toml --execute
       numa-migrate drain compute-07 --cloud mycloud --uri-template 'qemu+ssh://root@{host}/system'
+      numa-migrate drain compute-07 --cloud mycloud --save drain.json   # then: plan run
+      numa-migrate drain compute-07 --cloud mycloud --execute --json
     """
     from numa_migrate.adapters.drainstate import fleet_state
     from numa_migrate.cli.cloud import fleet_of
     from numa_migrate.core.errors import UnknownHostError
 
-    if target.given and (save_path is not None or execute):
-        raise click.UsageError(
-            "--save and --execute go with --fleet or --hosts (libvirt hosts): a cloud's "
-            "servers are moved by Nova, one `numa-migrate migrate SERVER --cloud NAME --to "
-            "HOST` per move of the plan")
     if keep_going and not execute:
         raise click.UsageError("--keep-going goes with --execute")
     if allow_incomplete and not execute:
@@ -348,8 +347,8 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
         doc |= cloud_fleet_json(fleet)
     document = None
     if save_path is not None or execute:
-        kind, source = ("fleet", fleet.source) if hosts_path is None else \
-            ("inventory", str(hosts_path))
+        kind, source = ("cloud", target.cloud or "") if target.given else \
+            ("fleet", fleet.source) if hosts_path is None else ("inventory", str(hosts_path))
         document = save_plan(doc, save_path, kind=kind, source=source)
         if execute and save_path is None:
             save_path = keep_for_resume(document)
@@ -365,5 +364,6 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
                         source=fleet.source, as_json=as_json)
     if execute and document is not None:
         run_saved(document, save_path, hosts_path=hosts_path, db_url=db_url,
-                  keep_going=keep_going, as_json=as_json, allow_incomplete=allow_incomplete)
+                  keep_going=keep_going, as_json=as_json, allow_incomplete=allow_incomplete,
+                  target=target)
     sys.exit(EXIT_UNPLACEABLE if plan.unplaceable else 0)

@@ -4,7 +4,7 @@ Exit codes: 0 every guest of the plan moved (or already was where the plan puts 
 1 something was not moved (a wave stopped after a failure, no room left at run time, the
 plan itself could not place a guest); 2 bad input (the plan file, the inventory, the
 claims store); 3 a migration failed and was rolled back (its guest still runs on its
-source).
+source); 4 (a cloud's plan) the cloud cannot be reached or refuses the credentials.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
+from numa_migrate.cli.cloud import cloud_options
 from numa_migrate.cli.common import db_option
 from numa_migrate.cli.hosts import hosts_option
 from numa_migrate.core.errors import NumaMigrateError
@@ -25,9 +27,11 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress, TaskID
 
+    from numa_migrate.claims import ClaimStore
+    from numa_migrate.cli.cloud import CloudTarget
     from numa_migrate.core.drain.planfile import DrainPlanFile, PlannedMove
     from numa_migrate.hypervisor.base import JobProgress
-    from numa_migrate.migrate.drainrun import MoveReport, RunReport
+    from numa_migrate.migrate.drainrun import MoveReport, MoveRunner, RunReport
 
 EXIT_INCOMPLETE = 1
 EXIT_BAD_INPUT = 2
@@ -144,22 +148,23 @@ def print_report(console: Console, report: RunReport) -> None:
 
 
 def execute(plan: DrainPlanFile, *, hosts_path: Path | None, db_url: str | None,
-            keep_going: bool, as_json: bool, allow_incomplete: bool = False) -> None:
-    """Run ``plan`` on the inventory's hosts, print the report, exit with its code.
+            keep_going: bool, as_json: bool, allow_incomplete: bool = False,
+            target: CloudTarget | None = None) -> None:
+    """Run ``plan`` on the inventory's hosts (a cloud's plan: through Nova, see
+    :func:`execute_cloud`), print the report, exit with its code.
 
     A plan that leaves guests on the drained hosts is not started (exit 1: its drain
     cannot empty them, and moving the others would only half-drain) unless
     ``allow_incomplete``."""
-    from rich.console import Console
-
     from numa_migrate.cli.common import open_store
-    from numa_migrate.cli.main import _stdout
     from numa_migrate.hypervisor.base import MigrateOptions
     from numa_migrate.migrate.drainmove import EngineMoves
-    from numa_migrate.migrate.drainrun import run_plan
     from numa_migrate.migrate.hosts import load_hosts
 
-    err = Console(stderr=True, highlight=False)
+    cloud = cloud_of(plan, target, hosts_path)
+    if cloud is not None:
+        execute_cloud(plan, cloud, keep_going=keep_going, as_json=as_json,
+                      allow_incomplete=allow_incomplete)
     try:
         hosts = load_hosts(hosts_path)
         store = open_store(db_url)
@@ -173,26 +178,100 @@ def execute(plan: DrainPlanFile, *, hosts_path: Path | None, db_url: str | None,
         except NumaMigrateError as exc:
             click.echo(f"error: plan {plan.source}: {exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
-        if plan.unplaceable and not allow_incomplete:
-            stuck = ", ".join(g for g, _ in plan.unplaceable)
-            click.echo(f"error: the plan leaves {len(plan.unplaceable)} guest(s) on the drained "
-                       f"host(s) ({stuck}): nothing was moved; --allow-incomplete moves the "
-                       "others anyway", err=True)
-            sys.exit(EXIT_INCOMPLETE)
-        try:
-            if as_json:
-                report = run_plan(plan, moves, keep_going=keep_going, store=store)
-            else:
-                with Display(err, len(plan.moves)) as display:
-                    moves.on_progress = display.progress_of
-                    moves.on_phase = display.phase
-                    report = run_plan(plan, moves, keep_going=keep_going, store=store,
-                                      watch=display)
-        except KeyboardInterrupt:
-            # the running migrations were let finish (a migration is not cut in half)
-            click.echo(f"interrupted: no further move was started; run `numa-migrate plan "
-                       f"run {plan.source}` to resume", err=True)
-            sys.exit(EXIT_INTERRUPTED)
+        _refuse_incomplete(plan, allow_incomplete)
+
+        def watched(display: Display) -> None:
+            moves.on_progress = display.progress_of
+            moves.on_phase = display.phase
+
+        report = _run(plan, moves, store, keep_going=keep_going, as_json=as_json,
+                      watched=watched)
+    _print_and_exit(report, as_json)
+
+
+def cloud_of(plan: DrainPlanFile, target: CloudTarget | None,
+             hosts_path: Path | None) -> CloudTarget | None:
+    """The cloud a plan runs on: the plan's own (--cloud may name it again; another name is
+    refused, exit 2), or None for a plan of libvirt hosts (then --cloud is refused)."""
+    from numa_migrate.cli.cloud import CloudTarget
+
+    given = target is not None and target.given
+    if plan.cloud is None:
+        if given:
+            _bad(f"plan {plan.source} was made on libvirt hosts ({plan.planned_kind} "
+                 f"{plan.planned_from}), not on a cloud: give no --cloud")
+        if target is not None and (target.uri_template or target.nova_confs):
+            _bad("--uri-template and --nova-conf go with a cloud's plan (drain --cloud NAME "
+                 "--save FILE)")
+        return None
+    if given and target is not None and target.cloud != plan.cloud:
+        _bad(f"--cloud {target.cloud!r}: plan {plan.source} was made on cloud "
+             f"{plan.cloud!r}; run it with --cloud {plan.cloud!r} or without --cloud")
+    if target is None:
+        return CloudTarget(plan.cloud, hosts_path, None, ())
+    return CloudTarget(plan.cloud, target.hosts_path, target.uri_template, target.nova_confs)
+
+
+def execute_cloud(plan: DrainPlanFile, target: CloudTarget, *, keep_going: bool,
+                  as_json: bool, allow_incomplete: bool) -> None:
+    """Run a cloud's plan: each move is Nova's live migration of the server to its planned
+    compute, then our validation (:class:`numa_migrate.cloud.drainrunner.NovaMoves`). No
+    claims store and no journal: Nova keeps the record, and a rerun skips every server that
+    already runs on its planned host. Exit 4 when the cloud cannot be reached."""
+    from numa_migrate.cli.cloud import cloud_errors
+    from numa_migrate.cloud.drainrunner import NovaMoves
+
+    _refuse_incomplete(plan, allow_incomplete)
+
+    def connect() -> NovaMoves:
+        return NovaMoves(target.api(), target.computes(), dict(plan.servers))
+
+    moves: NovaMoves = cloud_errors(connect)()
+
+    def watched(display: Display) -> None:
+        moves.on_phase = display.phase
+
+    report = _run(plan, moves, None, keep_going=keep_going, as_json=as_json, watched=watched)
+    _print_and_exit(report, as_json)
+
+
+def _bad(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _refuse_incomplete(plan: DrainPlanFile, allow_incomplete: bool) -> None:
+    if plan.unplaceable and not allow_incomplete:
+        stuck = ", ".join(g for g, _ in plan.unplaceable)
+        click.echo(f"error: the plan leaves {len(plan.unplaceable)} guest(s) on the drained "
+                   f"host(s) ({stuck}): nothing was moved; --allow-incomplete moves the "
+                   "others anyway", err=True)
+        sys.exit(EXIT_INCOMPLETE)
+
+
+def _run(plan: DrainPlanFile, moves: MoveRunner, store: ClaimStore | None, *,
+         keep_going: bool, as_json: bool, watched: Callable[[Display], None]) -> RunReport:
+    from rich.console import Console
+
+    from numa_migrate.migrate.drainrun import run_plan
+
+    err = Console(stderr=True, highlight=False)
+    try:
+        if as_json:
+            return run_plan(plan, moves, keep_going=keep_going, store=store)
+        with Display(err, len(plan.moves)) as display:
+            watched(display)
+            return run_plan(plan, moves, keep_going=keep_going, store=store, watch=display)
+    except KeyboardInterrupt:
+        # the running migrations were let finish (a migration is not cut in half)
+        click.echo(f"interrupted: no further move was started; run `numa-migrate plan "
+                   f"run {plan.source}` to resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _print_and_exit(report: RunReport, as_json: bool) -> NoReturn:
+    from numa_migrate.cli.main import _stdout
+
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
     else:
@@ -228,10 +307,12 @@ def plan_group() -> None:
 @db_option
 @keep_going_option
 @allow_incomplete_option
+@cloud_options
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON document (the run report) on stdout; no progress display.")
 def run_cmd(plan_file: Path, *, hosts_path: Path | None, db_url: str | None,
-            keep_going: bool, allow_incomplete: bool, as_json: bool) -> None:
+            keep_going: bool, allow_incomplete: bool, target: CloudTarget,
+            as_json: bool) -> None:
     """Execute a drain plan FILE (written by `numa-migrate drain HOST --save FILE`).
 
     \b
@@ -250,14 +331,25 @@ def run_cmd(plan_file: Path, *, hosts_path: Path | None, db_url: str | None,
     recovers the interrupted ones first (as `numa-migrate recover` does) and runs the rest.
     A guest that already runs on its planned destination is skipped as done.
 
+    A plan made on an OpenStack cloud (`drain HOST --cloud NAME --save FILE`) runs on that
+    cloud (the file names it; --cloud may repeat it, another name is refused): each move is
+    Nova's live migration of the server to its planned compute host (never forced: Nova's
+    scheduler and the destination's claim still decide, Nova chooses the pins), then our
+    validation of Nova's result; a completed migration that fails the validation is a
+    failed move. No claims store and no journal: Nova keeps the record, so a rerun skips
+    every server that already runs on its planned host. --hosts, --uri-template and
+    --nova-conf say how to reach the computes' libvirt, as for `drain --cloud`.
+
     \b
     Examples:
       numa-migrate plan run drain.json
       numa-migrate plan run drain.json --hosts inventory.toml --keep-going
       numa-migrate plan run drain.json --json > report.json
+      numa-migrate plan run cloud-drain.json --uri-template 'qemu+ssh://root@{host}/system'
 
     Exit 0 every guest moved, 1 something was not moved, 2 bad input, 3 a migration failed
-    and was rolled back (its guest still runs on its source).
+    and was rolled back (its guest still runs on its source); with a cloud's plan also 4
+    the cloud cannot be reached or refuses the credentials.
     """
     from numa_migrate.inputs.drainplans import load_drain_plan
 
@@ -267,4 +359,4 @@ def run_cmd(plan_file: Path, *, hosts_path: Path | None, db_url: str | None,
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
     execute(plan, hosts_path=hosts_path, db_url=db_url, keep_going=keep_going,
-            as_json=as_json, allow_incomplete=allow_incomplete)
+            as_json=as_json, allow_incomplete=allow_incomplete, target=target)

@@ -31,7 +31,8 @@ MAX_HOST_CPU = 1 << 16
 
 _TOP = ("plan_id", "format", "version", "planned_from", "planned_at", "drain", "solver",
         "gap", "lower_bound_waves", "notes", "complete", "waves", "unplaceable",
-        "suggestions", "suggestion_note", "stats", "fleet_notes")
+        "suggestions", "suggestion_note", "stats", "fleet_notes", "fleet", "servers")
+KINDS = ("fleet", "inventory", "cloud")
 _MOVE = ("guest", "kind", "source", "destination", "cells", "emulator_pins", "pci_devices")
 MOVE_KINDS = ("drain", "relocate")
 _CELL = ("guest_cell", "host_cell", "vcpus", "memory_mib", "pagesize_kib", "cpu_pinning")
@@ -111,17 +112,40 @@ def read_drain_plan(raw: object, *, source: str = "plan") -> DrainPlanFile:
         doc.req("plan_id").fail("does not match the plan's content (the file was edited); "
                                 "plan the drain again")
     origin = doc.req("planned_from").obj(known=("kind", "source"))
-    origin.req("kind").choice(("fleet", "inventory"))
+    kind = origin.req("kind").choice(KINDS)
     drained = tuple(_name(n) for n in doc.list("drain", max_items=MAX_MOVES))
     unplaceable = []
     for item in doc.list("unplaceable", max_items=MAX_MOVES):
         entry = item.obj(known=("guest", "source", "reason", "host"))
         unplaceable.append((_name(entry.req("guest")),
                             entry.req("reason").text(max_chars=4096)))
+    waves = _waves(doc)
     return DrainPlanFile(
-        plan_id=given, drained=drained, waves=_waves(doc), unplaceable=tuple(unplaceable),
+        plan_id=given, drained=drained, waves=waves, unplaceable=tuple(unplaceable),
         planned_from=origin.req("source").text(max_chars=4096),
-        planned_at=doc.req("planned_at").text(max_chars=64), source=source)
+        planned_at=doc.req("planned_at").text(max_chars=64), source=source,
+        planned_kind=kind, servers=_servers(doc, kind, waves))
+
+
+def _servers(doc: Obj, kind: str, waves: tuple[tuple[PlannedMove, ...], ...],
+             ) -> tuple[tuple[str, str], ...]:
+    """A cloud's plan: the Nova server id of every guest it moves."""
+    if kind != "cloud":
+        extra = doc.opt("servers")
+        if extra is not None:
+            extra.fail('goes with planned_from.kind "cloud"')
+        return ()
+    node = doc.req("servers")
+    obj = node.obj()
+    servers: dict[str, str] = {}
+    for guest, item in obj.items():
+        if len(servers) >= MAX_MOVES:
+            item.fail(f"more than {MAX_MOVES} servers")
+        servers[guest] = item.text(max_chars=MAX_NAME, non_empty=True)
+    for move in (m for wave in waves for m in wave):
+        if move.guest not in servers:
+            node.fail(f"no Nova server id for {move.guest}, which the plan moves")
+    return tuple(servers.items())
 
 
 def load_drain_plan(path: Path | str) -> DrainPlanFile:

@@ -3,7 +3,7 @@
 The document is the drain plan JSON (``drain --json``) plus::
 
     "format": "numa-migrate drain plan", "version": 1,
-    "planned_from": {"kind": "fleet" | "inventory", "source": "<path or name>"},
+    "planned_from": {"kind": "fleet" | "inventory" | "cloud", "source": "<path or name>"},
     "planned_at": "<UTC time>",
     "plan_id": "drain-<16 hex digits>"
 
@@ -11,6 +11,11 @@ The plan id is a hash of everything else in the document (so the time of plannin
 fleet it came from are part of it): two plannings never share one, and an edited file is
 refused. Running the plan names each migration after it (``<plan_id>.m<move>.a<attempt>``),
 which is how a resumed run finds its own migrations in the journal.
+
+A plan made on an OpenStack cloud (``drain --cloud NAME``) has ``"kind": "cloud"`` with the
+cloud's name as its source, and ``"servers": {"<guest>": "<Nova server id>"}``: its moves
+are Nova's live migrations of those servers (Nova keeps their record; nothing is
+journalled).
 """
 
 from __future__ import annotations
@@ -54,6 +59,15 @@ class DrainPlanFile:
     planned_at: str
     source: str = ""
     """Where the plan was read from (a file name), for messages."""
+    planned_kind: str = "fleet"
+    """``fleet``, ``inventory`` or ``cloud`` (then ``planned_from`` is the cloud's name)."""
+    servers: tuple[tuple[str, str], ...] = ()
+    """(guest, Nova server id) of a cloud's plan."""
+
+    @property
+    def cloud(self) -> str | None:
+        """The cloud a cloud's plan runs on (its clouds.yaml name), else None."""
+        return self.planned_from if self.planned_kind == "cloud" else None
 
     @property
     def moves(self) -> tuple[PlannedMove, ...]:
