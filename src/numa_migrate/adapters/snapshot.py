@@ -40,6 +40,7 @@ from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.model.guest import GuestRequest, PageSizeKind
 from numa_migrate.core.model.host import HostCell, HostTopology
 from numa_migrate.core.model.pcidev import PciDevice, PciRequest
+from numa_migrate.inputs.fields import one_line
 
 __all__ = ["SNAPSHOT_FORMAT", "SNAPSHOT_VERSION", "snapshot_doc", "write_snapshot"]
 
@@ -162,9 +163,9 @@ def snapshot_doc(fleet: Fleet, *, taken_at: datetime | None = None) -> dict[str,
         "format": SNAPSHOT_FORMAT,
         "version": SNAPSHOT_VERSION,
         "taken_at": when.isoformat().replace("+00:00", "Z"),
-        "taken_from": fleet.source,
+        "taken_from": one_line(fleet.source),
         "numa_migrate": __version__,
-        "notes": list(fleet.notes),
+        "notes": [one_line(n) for n in fleet.notes],
         "hosts": [_host(h, tuple(by_host[h.name]), inputs.get(h.name)) for h in fleet.hosts],
     }
 
