@@ -1,13 +1,13 @@
 """Random and hostile documents for every reader: only our ParseError family escapes, every
 call returns within a time bound, and a small input costs a few MiB at most.
 
-The readers: a fit-case line (``fit --batch``), a fleet file, an inventory, a plan file, a
-matrix report, a nova.conf, a charm configuration, and the capabilities, domain and
-node-device XML readers. Each one is fed random bytes, random JSON/TOML/YAML-ish values and
-valid documents with one field replaced by a hostile value; the named attacks (alias bomb,
-deep nesting, huge integers, NaN/Infinity, non-UTF-8, a FIFO and /dev/zero as the path) are
-checked by name, and a few of them through the command line in a subprocess.
-"""
+The readers: a fit-case line (``fit --batch``), a fleet file, a fleet snapshot, an
+inventory, a plan file, a matrix report, a nova.conf, a charm configuration, and the
+capabilities, domain and node-device XML readers. Each one is fed random bytes, random
+JSON/TOML/YAML-ish values and valid documents with one field replaced by a hostile value;
+the named attacks (alias bomb, deep nesting, huge integers, NaN/Infinity, non-UTF-8, a FIFO
+and /dev/zero as the path) are checked by name, and a few of them through the command line
+in a subprocess, with the fleet snapshot's names and the drain options."""
 
 from __future__ import annotations
 
@@ -138,6 +138,15 @@ def _report() -> dict[str, Any]:
 REPORT = _report()
 
 
+def _snapshot() -> dict[str, Any]:
+    from numa_migrate.adapters.snapshot import snapshot_doc
+
+    return snapshot_doc(load_fleet())
+
+
+SNAPSHOT = _snapshot()
+
+
 @pytest.fixture(scope="module")
 def folder() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="nm-hostile-"))
@@ -163,6 +172,10 @@ def _file(folder: Path, name: str, data: bytes) -> Path:
 
 def read_fleet(data: bytes, folder: Path) -> None:
     load_fleet(_file(folder, "fleet.json", data))
+
+
+def read_snapshot(data: bytes, folder: Path) -> None:
+    load_fleet(_file(folder, "snapshot.json", data))
 
 
 def read_inventory(data: bytes, folder: Path) -> None:
@@ -250,6 +263,7 @@ XML_BASES = {
 READERS: list[tuple[Reader, st.SearchStrategy[bytes]]] = [
     (read_case_line, random_documents(CASE)),
     (read_fleet, random_documents(FLEET)),
+    (read_snapshot, random_documents(SNAPSHOT)),
     (read_plan, random_documents(PLAN)),
     (read_report, random_documents(REPORT)),
     (read_inventory, random_bytes | _text_mutation(_toml_base())),
@@ -400,3 +414,104 @@ def test_cli_batch_answers_every_hostile_line() -> None:
     assert "error" not in answers[0] and answers[0] == answers[-1]
     assert all(a["error"]["type"] == "InvalidCase" for a in answers[1:-1])
     assert "flavor.vcpus: 100000 is more than 4096" in answers[6]["error"]["message"]
+
+
+# --------------------------------------------------------------------------- fleet snapshots
+
+
+def _write(path: Path, doc: Any) -> Path:
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _snapshot_with(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    doc = json.loads(json.dumps(SNAPSHOT))
+    change(doc)
+    return doc
+
+
+def _guest(doc: dict[str, Any], host: int, guest: int) -> dict[str, Any]:
+    return doc["hosts"][host]["guests"][guest]  # type: ignore[no-any-return]
+
+
+UNPRINTABLE = [
+    ("a line break in a host name", lambda d: d["hosts"][2].update(name="cmp\nsmall"),
+     "hosts[2].name: character U+000A at position 3 is not allowed"),
+    ("an escape in a guest name", lambda d: _guest(d, 0, 3).update(name="web\x1b[2J"),
+     "hosts[0].guests[3].name: character U+001B at position 3 is not allowed"),
+    ("a bidi override in a note", lambda d: d.update(notes=["ok \u202e evil"]),
+     "notes[0]: character U+202E at position 3 is not allowed"),
+    ("a terminal title in taken_from", lambda d: d.update(taken_from="\x1b]0;x\x07"),
+     "taken_from: character U+001B at position 0 is not allowed"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), [(c, m) for _, c, m in UNPRINTABLE],
+                         ids=[n for n, _, _ in UNPRINTABLE])
+def test_snapshot_text_that_would_reach_the_terminal_is_one_printable_line(
+        tmp_path: Path, change: Callable[[dict[str, Any]], None], message: str) -> None:
+    path = _write(tmp_path / "snap.json", _snapshot_with(change))
+    with pytest.raises(ParseError) as info:
+        load_fleet(path)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_snapshot_of_a_fleet_whose_notes_have_line_breaks_reads_back(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from numa_migrate.adapters.snapshot import write_snapshot
+
+    fleet = replace(load_fleet(), notes=("cmp-9: not read: libvirt said\nno route\x1b",))
+    write_snapshot(fleet, tmp_path / "snap.json")
+    assert load_fleet(tmp_path / "snap.json").notes == ("cmp-9: not read: libvirt said no "
+                                                        "route\ufffd",)
+
+
+def test_cli_names_that_look_like_markup_are_shown_as_they_are(tmp_path: Path) -> None:
+    """A guest named ``[/]`` or ``[bold]x`` (rich markup) is printed literally, never a
+    traceback or a restyled line."""
+    def names(d: dict[str, Any]) -> None:
+        _guest(d, 0, 3).update(name="web[/]")
+        _guest(d, 0, 1).update(name="[bold]nfv")
+        d["hosts"][2]["name"] = "small[/]"
+        d["notes"] = ["[red]note[/]"]
+
+    path = str(_write(tmp_path / "snap.json", _snapshot_with(names)))
+    for args in (["fleet"], ["fleet", "--picture"], ["drain", "cmp-intel-01"],
+                 ["drain", "cmp-intel-01", "--picture"], ["where", "web[/]"],
+                 ["where", "db-1"]):
+        done = cli(*args, "--fleet", path)
+        out = done.stdout.decode() + done.stderr.decode()
+        assert done.returncode in (0, 1), (args, out)
+        assert "Traceback" not in out and "[red]note[/]" in out, (args, out)
+    drain = cli("drain", "cmp-intel-01", "--fleet", path).stdout.decode()
+    assert "web[/]" in drain and "[bold]nfv" in drain
+
+
+def test_cli_guest_names_used_twice_are_one_line_for_drain_and_the_picture(
+        tmp_path: Path) -> None:
+    doc = _snapshot_with(lambda d: _guest(d, 1, 0).update(name="db-1"))
+    path = str(_write(tmp_path / "snap.json", doc))
+    for args in (["drain", "cmp-intel-01"], ["drain", "cmp-small-01", "--json"],
+                 ["fleet", "--picture"]):
+        line = one_line_exit_2(cli(*args, "--fleet", path))
+        assert "guest name 'db-1' is used by 2 guests" in line
+        assert "(on cmp-intel-01, cmp-epyc-01)" in line and "distinct guest names" in line
+
+
+def test_cli_drain_options_are_one_line_exit_2() -> None:
+    cases = {
+        ("--keep-free", "cpus=\u00b2"): "--keep-free: cpus='\u00b2': a whole number from 0",
+        ("--keep-free", "cpus=-1"): "--keep-free: cpus='-1': a whole number from 0",
+        ("--keep-free", "cpus=" + "9" * 13): "a whole number from 0 to 999999999999",
+        ("--keep-free", "cpus=4,cpus=5"): "--keep-free: cpus is given twice",
+        ("--keep-free", " , "): "--keep-free: empty; use cpus=N and/or memory=MiB",
+        ("--keep-free", "disk=3"): "'disk=3': use cpus=N and/or memory=MiB",
+        ("--time-limit", "nan"): "--time-limit: nan is not a finite number",
+        ("--time-limit", "1e400"): "--time-limit: 1e400 is not a finite number",
+        ("cmp-intel-01",): "host(s) cmp-intel-01 given twice",
+        ("cmp-epyc-01", "cmp-small-01"): "would be drained (3 of 3): nowhere to go",
+        ("cmp-nope",): "host(s) cmp-nope not in sample fleet",
+    }
+    for args, message in cases.items():
+        assert message in one_line_exit_2(cli("drain", "cmp-intel-01", *args)), args
