@@ -456,6 +456,14 @@ def test_snapshot_text_that_would_reach_the_terminal_is_one_printable_line(
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+def test_snapshot_other_usage_gives_each_cell_once(tmp_path: Path) -> None:
+    doc = _snapshot_with(lambda d: d["hosts"][2]["other_usage"].extend(
+        [{"cell": 0, "pinned_cpus": "1"}, {"cell": 0, "pinned_cpus": "1"}]))
+    with pytest.raises(ParseError, match=r"hosts\[2\]\.other_usage\[1\]\.cell: cell 0 is "
+                       r"given twice \(one entry per cell\)"):
+        load_fleet(_write(tmp_path / "snap.json", doc))
+
+
 def test_a_snapshot_of_a_fleet_whose_notes_have_line_breaks_reads_back(tmp_path: Path) -> None:
     from dataclasses import replace
 

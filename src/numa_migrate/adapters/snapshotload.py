@@ -159,7 +159,12 @@ def _host(node: Node) -> tuple[HostTopology, list[PlacedGuest], HostInputs | Non
     devices = raw.opt("pci_devices")
     if devices is not None:
         host = replace(host, pci_devices=pci_devices_from_node(devices))
+    cells: set[object] = set()
     for item in raw.list("other_usage", max_items=MAX_NUMA_NODES):
+        cell = item.value.get("cell") if isinstance(item.value, dict) else None
+        if cell in cells:
+            item.child(cell, "cell").fail(f"cell {cell} is given twice (one entry per cell)")
+        cells.add(cell)
         host = _other_usage(host, item)
     placed: list[PlacedGuest] = []
     for item in raw.list("guests", max_items=MAX_GUESTS_PER_HOST):
