@@ -7,7 +7,7 @@ every pair is a question the planner asks: can this running guest go to that hos
 
 - **numa-migrate, planner path**: per guest, its :class:`CapacityBound` once (as the planner
   and ``where`` build it), then per host the cheap bound and, when it does not refuse, the full
-  ``fit_guest`` (keeping the page size the guest runs with). Wall time of the whole loop.
+  ``fit_guest`` (keeping the page size the guest runs with).
 - **numa-migrate, fit only**: per pair ``guest_from_flavor`` + ``fit_guest`` with no bound,
   the figure ``bench/fit_vs_nova.py`` reports (flavor parsing per pair, as Nova's side has).
 - **Nova 34**: per pair ``numa_get_constraints`` + ``numa_fit_instance_to_host`` (with the
@@ -15,19 +15,24 @@ every pair is a question the planner asks: can this running guest go to that hos
   page-size rule) in the oracle venv (``tests/oracle/nova_driver.py``): the sum of the per-pair
   times of Nova's calls only, its objects' construction excluded (in Nova's favour).
 
-Each figure is the best of ``--repeat`` runs (Nova: the median per pair of ``--repeat``). The
+Each side is timed in small pieces, each the median of ``--repeat`` runs, summed (ours: one
+guest's row of hosts; Nova: one pair), and the two sides run interleaved in ``--chunks``
+chunks of guests (ours, then Nova's on the same pairs), so both see the same load of the
+machine; the mean load average is printed. The
 decisions are compared pair by pair (Nova refuses some valid fits: bug 1978372, and the page
 sizes it would change on a move, which we keep).
 
     PYTHONPATH=src .venv/bin/python bench/drain_pairs.py [--pair-guests 60] [--pair-hosts 100]
-        [--hosts 200] [--guests 4000] [--seed 1] [--repeat 3] [--json]
+        [--hosts 200] [--guests 4000] [--seed 1] [--repeat 5] [--chunks 10] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -89,33 +94,57 @@ def case_json(i: int, g: FleetGuest, host: dict[str, Any]) -> dict[str, Any]:
     return case
 
 
-def planner_path(pairs: list[tuple[FleetGuest, list[HostTopology]]]
-                 ) -> tuple[float, list[bool], int]:
-    """(seconds, decisions, pairs refused by the bound alone)."""
+def _row(g: FleetGuest, hosts: list[HostTopology]) -> tuple[list[bool], int]:
+    """One guest against its hosts, as the planner asks: the bound, then the fit."""
+    bound = CapacityBound(g.guest, g.pagesize_kib)
+    options = FitOptions(current_pagesize_kib=g.pagesize_kib)
     decisions: list[bool] = []
     refused = 0
-    start = time.perf_counter()
-    for g, hosts in pairs:
-        bound = CapacityBound(g.guest, g.pagesize_kib)
-        options = FitOptions(current_pagesize_kib=g.pagesize_kib)
-        for h in hosts:
-            if bound.check(h):
-                refused += 1
-                decisions.append(False)
-            else:
-                decisions.append(fit_guest(h, g.guest, options).fits)
-    return time.perf_counter() - start, decisions, refused
+    for h in hosts:
+        if bound.check(h):
+            refused += 1
+            decisions.append(False)
+        else:
+            decisions.append(fit_guest(h, g.guest, options).fits)
+    return decisions, refused
 
 
-def fit_only(pairs: list[tuple[FleetGuest, list[HostTopology]]]) -> float:
-    start = time.perf_counter()
+def _row_fit_only(g: FleetGuest, hosts: list[HostTopology]) -> None:
+    flavor = flavor_of(g)
+    options = FitOptions(current_pagesize_kib=g.pagesize_kib)
+    for h in hosts:
+        fit_guest(h, guest_from_flavor(flavor, None, g.guest.pci_requests), options)
+
+
+def planner_path(pairs: list[tuple[FleetGuest, list[HostTopology]]], repeat: int
+                 ) -> tuple[float, list[bool], int]:
+    """(seconds: the sum over guests of the median time of its row, decisions, pairs refused
+    by the bound alone)."""
+    total = 0.0
+    decisions: list[bool] = []
+    refused = 0
     for g, hosts in pairs:
-        flavor = flavor_of(g)
-        options = FitOptions(current_pagesize_kib=g.pagesize_kib)
-        for h in hosts:
-            guest = guest_from_flavor(flavor, None, g.guest.pci_requests)
-            fit_guest(h, guest, options)
-    return time.perf_counter() - start
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            row, cut = _row(g, hosts)
+            times.append(time.perf_counter() - start)
+        total += statistics.median(times)
+        decisions.extend(row)
+        refused += cut
+    return total, decisions, refused
+
+
+def fit_only(pairs: list[tuple[FleetGuest, list[HostTopology]]], repeat: int) -> float:
+    total = 0.0
+    for g, hosts in pairs:
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            _row_fit_only(g, hosts)
+            times.append(time.perf_counter() - start)
+        total += statistics.median(times)
+    return total
 
 
 def main() -> int:
@@ -126,7 +155,9 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--pair-guests", type=int, default=60)
     p.add_argument("--pair-hosts", type=int, default=100)
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--chunks", type=int, default=10,
+                   help="interleave the two sides in this many chunks of guests")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
@@ -146,11 +177,26 @@ def main() -> int:
         opts = FitOptions(current_pagesize_kib=g.pagesize_kib)
         assert fit_guest(parsed, g.guest, opts).fits == fit_guest(h, g.guest, opts).fits
 
-    ours = [planner_path(pairs) for _ in range(args.repeat)]
-    ours_s = min(t for t, _, _ in ours)
-    _, decisions, refused = ours[0]
-    plain_s = min(fit_only(pairs) for _ in range(args.repeat))
-    nova = run_oracle(cases, timeout_s=30.0, repeat=args.repeat)
+    # interleaved in chunks of guests (ours, then Nova's on the same pairs), so that both
+    # sides run under the same load of the machine
+    ours_s = plain_s = 0.0
+    decisions: list[bool] = []
+    refused = 0
+    nova: list[dict[str, Any]] = []
+    loads: list[float] = []
+    per = max(1, -(-len(pairs) // max(1, args.chunks)))
+    first = 0
+    for c in range(0, len(pairs), per):
+        chunk = pairs[c:c + per]
+        size = sum(len(hosts) for _, hosts in chunk)
+        loads.append(os.getloadavg()[0])
+        t, row, cut = planner_path(chunk, args.repeat)
+        ours_s += t
+        decisions.extend(row)
+        refused += cut
+        plain_s += fit_only(chunk, args.repeat)
+        nova.extend(run_oracle(cases[first:first + size], timeout_s=30.0, repeat=args.repeat))
+        first += size
     nova_s = sum(r["seconds"] for r in nova if not r.get("timed_out"))
     timeouts = sum(1 for r in nova if r.get("timed_out"))
     same = sum(1 for d, r in zip(decisions, nova, strict=True) if r.get("fits") == d)
@@ -170,6 +216,7 @@ def main() -> int:
         "we_fit_nova_refuses": we_only,
         "nova_fits_we_refuse": nova_only,
         "nova_timeouts": timeouts,
+        "load_average": round(statistics.mean(loads), 1),
     }
     if args.json:
         print(json.dumps(out))
@@ -185,6 +232,8 @@ def main() -> int:
     print(f"ratio (fit only)          : {out['ratio_fit_only']}× Nova")
     print(f"decisions                 : {same} same; we fit, Nova refuses {we_only}; "
           f"Nova fits, we refuse {nova_only}; Nova timeouts {timeouts}")
+    print(f"machine load average      : {out['load_average']} (both sides interleaved in "
+          f"{len(loads)} chunks)")
     return 0
 
 

@@ -9,6 +9,7 @@ unplaceable::
 
     PYTHONPATH=src .venv/bin/python bench/drain_plan.py [--hosts 200] [--guests 4000]
         [--drain 5] [--max-parallel 10] [--per-host 2] [--seed 1] [--load 0.7] [--suggest]
+        [--max-stuck 8]
         [--json]
 """
 
@@ -43,6 +44,8 @@ def main() -> int:
     p.add_argument("--load", type=float, default=0.7)
     p.add_argument("--suggest", action="store_true",
                    help="also search the smallest change when guests remain unplaceable")
+    p.add_argument("--max-stuck", type=int, default=8,
+                   help="search one change only when at most this many guests are stuck")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 
@@ -53,6 +56,7 @@ def main() -> int:
     plan = plan_drain(state, drained, args.max_parallel, args.per_host)
     t2 = time.perf_counter()
     unplaceable_before = len(plan.unplaceable)
+    waves_before = len(plan.waves)
     plan = relocate(state, drained, plan, args.max_parallel, args.per_host)
     t_reloc = time.perf_counter()
     bad = violations(state, drained, plan, args.max_parallel, args.per_host)
@@ -63,7 +67,7 @@ def main() -> int:
             return relocate(s, drained, plan_drain(s, drained, args.max_parallel,
                                                    args.per_host),
                             args.max_parallel, args.per_host)
-        plan = suggest(state, drained, plan, planner)
+        plan = suggest(state, drained, plan, planner, max_stuck=args.max_stuck)
         suggest_s = round(time.perf_counter() - t3, 3)
     out = {
         "hosts": len(state.hosts),
@@ -77,6 +81,7 @@ def main() -> int:
         "relocate_s": round(t_reloc - t2, 3),
         "check_s": round(t3 - t_reloc, 3),
         "waves": len(plan.waves),
+        "waves_before_relocations": waves_before,
         "moves": len(plan.moves),
         "unplaceable_before_relocations": unplaceable_before,
         "relocations": plan.stat("relocations"),
@@ -86,6 +91,7 @@ def main() -> int:
         "relocation_search_cut": plan.stat("relocation_search_cut"),
         "suggest_s": suggest_s,
         "suggestions": [s.text for s in plan.suggestions],
+        "suggestion_note": plan.suggestion_note,
         "valid": not bad,
     }
     if args.json:

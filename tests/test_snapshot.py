@@ -34,6 +34,7 @@ def same(a: Fleet, b: Fleet) -> None:
     assert [(g.name, g.host, g.guest, g.placement, g.pci_devices, g.uuid) for g in a.guests] \
         == [(g.name, g.host, g.guest, g.placement, g.pci_devices, g.uuid) for g in b.guests]
     assert a.notes == b.notes
+    assert a.left_out == b.left_out
 
 
 def round_trip(fleet: Fleet, tmp_path: Path) -> Fleet:
@@ -77,6 +78,7 @@ def test_a_live_fleet_round_trips_with_what_was_left_out(tmp_path: Path) -> None
     # nfv-sriov-1 is left out (a whole PCI device): what it uses is other usage (it has no
     # NUMA placement, so nothing per cell), and its note is kept
     assert any("nfv-sriov-1" in n for n in doc["notes"])
+    assert [(o["host"], o["name"]) for o in doc["left_out"]] == [("cmp-a", "nfv-sriov-1")]
     db = next(g for g in a["guests"] if g["name"] == "db-pinned-1")
     assert db["uuid"] == "3b1d6e2a-9f47-4c58-8e0d-71a2c4b5d6e9"
     assert db["numa"]["cells"] == [
@@ -244,3 +246,29 @@ def test_snapshot_command_errors(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "after `fleet snapshot`" in result.output
     result = run("fleet", "snapshot")
     assert result.exit_code == 2 and "-o" in result.output
+
+
+def test_a_drain_lists_the_guests_the_live_read_left_out(tmp_path: Path) -> None:
+    """A domain that could not be modelled is on its host all the same: a drain of that
+    host cannot empty it, and says so (exit 1), from a snapshot as from the live read."""
+    fleet = live(tmp_path)
+    path = tmp_path / "snap.json"
+    write_snapshot(fleet, path, taken_at=WHEN)
+    result = run("drain", "cmp-a", "--fleet", str(path), "--json", "--solver", "heuristic")
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.output)
+    stuck = {u["guest"]: u["reason"] for u in doc["unplaceable"]}
+    assert stuck["nfv-sriov-1"].startswith("not planned: ")
+    assert not doc["complete"]
+    moved = {m["guest"] for w in doc["waves"] for m in w["moves"]}
+    assert "nfv-sriov-1" not in moved
+
+
+def test_a_left_out_guest_on_an_unknown_host_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "snap.json"
+    write_snapshot(live(tmp_path), path, taken_at=WHEN)
+    doc = json.loads(path.read_text())
+    doc["left_out"][0]["host"] = "cmp-zz"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ParseError, match=r"left_out.*cmp-zz.*not one of the snapshot's hosts"):
+        load_fleet(path)

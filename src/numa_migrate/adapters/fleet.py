@@ -65,6 +65,16 @@ SNAPSHOT_START = re.compile(rb'\s*\{\s*"format"\s*:\s*"numa-migrate fleet snapsh
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """A guest running on ``host`` that could not be modelled (so no plan can move it):
+    its ``name`` and why."""
+
+    host: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class PlacedGuest:
     name: str
     host: str
@@ -100,6 +110,9 @@ class Fleet:
     could not be read), one line each."""
     inputs: tuple[HostInputs, ...] = ()
     """Per host, what it was built from (empty when not known)."""
+    left_out: tuple[LeftOut, ...] = ()
+    """Guests running on a host of the fleet that are not among ``guests`` (they could not
+    be modelled, or cannot be live-migrated): a drain of their host cannot move them."""
 
     def host(self, name: str) -> HostTopology:
         for host in self.hosts:

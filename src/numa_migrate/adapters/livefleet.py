@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from numa_migrate.adapters.fleet import Fleet, HostInputs, PlacedGuest
+from numa_migrate.adapters.fleet import Fleet, HostInputs, LeftOut, PlacedGuest
 from numa_migrate.adapters.inventory import HostConfig, InventoryError
 from numa_migrate.adapters.inventory_live import (
     LiveDomain,
@@ -91,11 +91,13 @@ def read_fleet(configs: Iterable[HostConfig], *, source: str, connect: Connect,
     notes: list[str] = []
     inputs: list[HostInputs] = []
     failures: list[str] = []
+    left_out: list[LeftOut] = []
     for config in configs:
         try:
             with connect(config) as conn:
                 live = read_live_host(config, conn=conn)
-            topology, placed, host_notes = live_host_guests(live, store=store)
+            topology, placed, host_notes = live_host_guests(live, store=store,
+                                                            left_out=left_out)
         except (LiveHostError, InventoryError) as exc:
             failures.append(str(exc))
             notes.append(f"{config.name}: not read, left out of the fleet: {exc}")
@@ -106,16 +108,21 @@ def read_fleet(configs: Iterable[HostConfig], *, source: str, connect: Connect,
         inputs.append(_inputs(live))
     if failures and not topologies:
         raise LiveHostError(f"no host of the {source} could be read: {'; '.join(failures)}")
-    return Fleet(source, tuple(topologies), tuple(guests), tuple(notes), tuple(inputs))
+    return Fleet(source, tuple(topologies), tuple(guests), tuple(notes), tuple(inputs),
+                 tuple(left_out))
 
 
 def live_host_guests(
-    live: LiveHost, *, store: ClaimStore | None = None
+    live: LiveHost, *, store: ClaimStore | None = None, left_out: list[LeftOut] | None = None
 ) -> tuple[HostTopology, list[PlacedGuest], list[str]]:
     """One host read live: its topology (real usage, other claims subtracted, PCI devices
-    with those in use allocated), its running domains as placed guests, and notes."""
+    with those in use allocated), its running domains as placed guests, and notes; the
+    domains that cannot be modelled are appended to ``left_out``."""
     name = live.name
     notes = [f"{name}: {n}" for n in live.notes]
+    if left_out is not None:
+        left_out.extend(LeftOut(name, d, "its XML is not understood: " + " ".join(r.split()))
+                        for d, r in live.unreadable)
     topology = live.topology
     claimed: frozenset[str] = frozenset()
     if store is not None:
@@ -146,6 +153,8 @@ def live_host_guests(
         except (NumaMigrateError, UsageConflictError) as exc:
             notes.append(f"{name}: domain {dom.name} left out of the guests (its usage is "
                          f"still counted): {_one_line(exc)}")
+            if left_out is not None:
+                left_out.append(LeftOut(name, dom.name, _one_line(exc)))
             continue
         placed.append(guest)
     return topology, placed, notes

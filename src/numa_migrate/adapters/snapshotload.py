@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from numa_migrate.adapters.capabilities import host_from_capabilities
 from numa_migrate.adapters.casefmt import host_from_node
-from numa_migrate.adapters.fleet import Fleet, HostInputs, PlacedGuest
+from numa_migrate.adapters.fleet import Fleet, HostInputs, LeftOut, PlacedGuest
 from numa_migrate.adapters.pcicase import pci_devices_from_node, pci_requests_from_node
 from numa_migrate.adapters.snapshot import SNAPSHOT_FORMAT, SNAPSHOT_VERSION
 from numa_migrate.core.cpuset import CpuSet
@@ -51,7 +51,8 @@ __all__ = ["fleet_from_snapshot"]
 
 MAX_TEXT = 4096
 MAX_NOTES = 1_000_000
-TOP_KEYS = ("format", "version", "taken_at", "taken_from", "numa_migrate", "notes", "hosts")
+TOP_KEYS = ("format", "version", "taken_at", "taken_from", "numa_migrate", "notes", "left_out",
+            "hosts")
 HOST_KEYS = ("name", "uri", "capabilities_xml", "cpu_dedicated_set", "cpu_shared_set",
              "reserved_huge_pages", "topology", "pci_devices", "other_usage", "guests")
 GUEST_KEYS = ("name", "request_name", "uuid", "vcpus", "memory_mib", "numa", "pci_requests",
@@ -104,8 +105,18 @@ def fleet_from_snapshot(doc: Node, *, source: str) -> Fleet:
         guests.extend(placed)
         if host_inputs is not None:
             inputs.append(host_inputs)
+    left_out = tuple(_left_out(n, names) for n in top.list("left_out", max_items=MAX_NOTES))
     label = f"snapshot {source} (taken {taken_at} from {taken_from})"
-    return Fleet(label, tuple(hosts), tuple(guests), notes, tuple(inputs))
+    return Fleet(label, tuple(hosts), tuple(guests), notes, tuple(inputs), left_out)
+
+
+def _left_out(node: Node, hosts: set[str]) -> LeftOut:
+    """A guest the live read could not model: ``{"host", "name", "reason"}``."""
+    raw = node.obj(known=("host", "name", "reason"))
+    host = _text(raw.req("host"))
+    if host not in hosts:
+        raw.req("host").fail(f"{host!r} is not one of the snapshot's hosts")
+    return LeftOut(host, _text(raw.req("name")), _text(raw.req("reason")))
 
 
 def _reserved(raw: Obj) -> tuple[tuple[int, int, int], ...]:

@@ -120,6 +120,33 @@ class CloudTarget:
         return ComputeMap(inventory, template, confs)
 
 
+def fleet_of(target: CloudTarget, fleet_path: Path | None, hosts_path: Path | None,
+             db_url: str | None) -> Any:
+    """The fleet a planning command works on: with --cloud the cloud's, read live (--hosts
+    then maps its computes to libvirt URIs; errors exit with the --cloud codes), else that
+    of --fleet / --hosts (:func:`numa_migrate.cli.fleetsource.load_fleet_from`)."""
+    if not target.given:
+        if target.uri_template or target.nova_confs:
+            raise click.UsageError("--uri-template and --nova-conf go with --cloud")
+        from numa_migrate.cli.fleetsource import load_fleet_from
+
+        return load_fleet_from(fleet_path, hosts_path, db_url)
+    if fleet_path is not None:
+        raise click.UsageError("--cloud reads the fleet from the cloud: give no --fleet")
+    from numa_migrate.cloud.fleet import cloud_fleet
+
+    def read() -> Any:
+        return cloud_fleet(target.api(), target.computes(), progress=_progress)
+
+    return cloud_errors(read)()
+
+
+def cloud_fleet_json(fleet: Any) -> dict[str, Any]:
+    """What a plan on a cloud's fleet adds to its JSON: where it was read and each guest's
+    Nova server id (what a move hands to Nova)."""
+    return {"fleet": fleet.source, "servers": {g.name: g.uuid for g in fleet.guests}}
+
+
 def cloud_options(func: F) -> F:
     """--cloud, --uri-template, --nova-conf and the command's --hosts, handed to the command
     as one ``target`` (:class:`CloudTarget`)."""
@@ -128,7 +155,8 @@ def cloud_options(func: F) -> F:
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        hosts = kwargs.get("hosts_path") if keep_hosts else kwargs.pop("hosts_path")
+        # a command without its own --hosts takes the default inventory (or --uri-template)
+        hosts = kwargs.get("hosts_path") if keep_hosts else kwargs.pop("hosts_path", None)
         kwargs["target"] = CloudTarget(kwargs.pop("cloud"), hosts,
                                        kwargs.pop("uri_template"), kwargs.pop("nova_confs"))
         return func(*args, **kwargs)

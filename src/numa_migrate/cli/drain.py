@@ -14,15 +14,18 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from numa_migrate.cli.cloud import CloudTarget, cloud_fleet_json, cloud_options
 from numa_migrate.cli.fleetsource import fleet_sources, print_fleet_notes
 from numa_migrate.cli.main import fleet_option, handle_errors, json_option
 from numa_migrate.cli.numbers import EXIT_BAD_INPUT, Bounded
 from numa_migrate.cli.pictureopts import html_option, picture_option, show_drain_pictures
+from numa_migrate.cli.planrun import allow_incomplete_option, keep_going_option
 from numa_migrate.core.errors import NumaMigrateError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from numa_migrate.adapters.fleet import Fleet
     from numa_migrate.core.drain import FleetState, KeepFree, Plan
 
 EXIT_UNPLACEABLE = 1
@@ -131,6 +134,19 @@ def plan_for(state: FleetState, drained: tuple[str, ...], max_parallel: int,
     return plan
 
 
+def with_left_out(plan: Plan, fleet: Fleet, drained: tuple[str, ...]) -> Plan:
+    """``plan`` with the guests of the drained hosts that the fleet could not model (a live
+    read's left-out domains or servers) among those that cannot move: no plan moves them, so
+    the drain does not empty their host."""
+    from dataclasses import replace
+
+    from numa_migrate.core.drain import Unplaceable
+
+    stuck = tuple(Unplaceable(o.name, o.host, f"not planned: {o.reason}")
+                  for o in fleet.left_out if o.host in drained)
+    return replace(plan, unplaceable=plan.unplaceable + stuck) if stuck else plan
+
+
 def _quality(plan: Plan) -> str:
     """``cp-sat, gap 0.0 %, at least 10 waves``."""
     parts = [plan.solver]
@@ -188,6 +204,54 @@ def print_plan(console: Console, plan: Plan, drained: tuple[str, ...]) -> None:
                       markup=False)
 
 
+def save_plan(doc: dict[str, object], path: Path | None, *, kind: str,
+              source: str) -> dict[str, object]:
+    """The plan file document for ``doc`` (written to ``path`` when given)."""
+    from datetime import UTC, datetime
+
+    from numa_migrate.core.drain.planfile import plan_document
+    from numa_migrate.core.errors import NumaMigrateError
+
+    document = plan_document(doc, kind=kind, source=source,
+                             planned_at=datetime.now(UTC).isoformat(timespec="seconds"))
+    if path is not None:
+        try:
+            path.write_text(json.dumps(document, indent=2) + "\n")
+        except OSError as exc:
+            raise NumaMigrateError(f"--save {path}: cannot write: {exc.strerror}") from None
+    return document
+
+
+def keep_for_resume(document: dict[str, object]) -> Path:
+    """Write a plan run by ``--execute`` without ``--save`` where a resumed run finds it:
+    ``<state dir>/plans/<plan_id>.json`` (the state dir holds the default claims store)."""
+    from numa_migrate.claims.engine import state_dir
+    from numa_migrate.core.errors import NumaMigrateError
+
+    path = state_dir() / "plans" / f"{document['plan_id']}.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(document, indent=2) + "\n")
+    except OSError as exc:
+        raise NumaMigrateError(f"cannot keep the plan at {path}: {exc.strerror}; give "
+                               "--save FILE") from None
+    click.echo(f"plan {document['plan_id']} saved: {path} (after an interruption: "
+               f"numa-migrate plan run {path})", err=True)
+    return path
+
+
+def run_saved(document: dict[str, object], path: Path | None, *, hosts_path: Path | None,
+              db_url: str | None, keep_going: bool, as_json: bool,
+              allow_incomplete: bool) -> None:
+    """Execute a plan document just made (checked by the same reader as a file), exit."""
+    from numa_migrate.cli.planrun import execute
+    from numa_migrate.inputs.drainplans import read_drain_plan
+
+    plan = read_drain_plan(document, source=str(path) if path else "the drain plan")
+    execute(plan, hosts_path=hosts_path, db_url=db_url, keep_going=keep_going,
+            as_json=as_json, allow_incomplete=allow_incomplete)
+
+
 @click.command("drain")
 @click.argument("hosts", nargs=-1, required=True)
 @fleet_sources(fleet_option)
@@ -207,14 +271,28 @@ def print_plan(console: Console, plan: Plan, drained: tuple[str, ...]) -> None:
 @click.option("--time-limit", type=Bounded(0.1, 3600, integer=False), default=30,
               show_default=True, metavar="S",
               help="Seconds for the whole plan (the heuristic, then CP-SAT with the rest).")
+@click.option("-o", "--save", "save_path", type=click.Path(path_type=Path, dir_okay=False),
+              metavar="FILE", help="Write the plan to FILE (JSON, with a plan id) for "
+              "`numa-migrate plan run FILE`.")
+@click.option("--execute", is_flag=True,
+              help="Run the plan now (as `numa-migrate plan run` does) on the hosts of "
+              "--hosts (else the inventory of NUMA_MIGRATE_INVENTORY, ./inventory.toml or the "
+              "lab's), claims in --db. The plan is saved first (--save FILE, else in the "
+              "state directory) so that an interrupted run can be resumed with `plan run "
+              "FILE`.")
+@keep_going_option
+@allow_incomplete_option
 @picture_option
 @html_option
+@cloud_options
 @json_option
 @handle_errors
 def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path | None,
           db_url: str | None, max_parallel: int, per_host_parallel: int,
-          keep: KeepFree | None, solver: str, time_limit: float, picture: bool,
-          html_path: Path | None, as_json: bool) -> None:
+          keep: KeepFree | None, solver: str, time_limit: float, save_path: Path | None,
+          execute: bool, keep_going: bool, allow_incomplete: bool, picture: bool,
+          html_path: Path | None,
+          target: CloudTarget, as_json: bool) -> None:
     """Plan moving every guest off HOST(s) onto the rest of the fleet, in waves.
 
     Each guest lands only where its NUMA cells, dedicated CPUs, huge pages (its current
@@ -234,17 +312,28 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
 
     When a guest fits nowhere, one guest of a staying host may first move to another
     staying host to make room for it (a "relocate" move, a wave before the guest's own
-    move; at most 400 candidates and 400 fits tried per guest). When guests still cannot
-    move, the smallest change found that lets the drain complete is printed: one more empty
-    host shaped like an existing one (the smallest shape, at most 6 shapes re-planned) and/or
-    one guest of a staying host to free (the smallest, at most 16 re-planned; these
-    re-plans use the heuristic).
+    move; at most 400 candidates and 400 fits tried per guest, 2,000 fits in all). When
+    guests still cannot move (at most 8 of them), the smallest change found that lets the
+    drain complete is printed: one more empty host shaped like an existing one (the smallest
+    shape, at most 6 shapes re-planned) and/or one guest of a staying host to free (the
+    smallest, at most 16 re-planned; these re-plans use the heuristic).
 
     The fleet is a fleet file or snapshot (--fleet; default: the bundled sample fleet) or
     the hosts of an inventory read live (--hosts: running domains with their real pins,
-    minus other operators' claims). The plan is computed, not executed.
+    minus other operators' claims), or with --cloud NAME an OpenStack cloud read live: every
+    nova-compute through its libvirt (URIs from --hosts, the default inventory or
+    --uri-template), every ACTIVE or PAUSED server on it with its flavor's request and its
+    domain's actual placement; HOSTs are Nova compute hosts.
 
-    Exit 0 every guest has a move, 1 some cannot move, 2 bad input.
+    The plan is computed; --save FILE writes it for `numa-migrate plan run FILE`, --execute
+    runs it at once (waves in order, the moves of a wave in parallel, each a journalled live
+    migration; see `numa-migrate plan run --help`). Not with --cloud: Nova moves a cloud's
+    servers (`numa-migrate migrate SERVER --cloud NAME --to HOST`, one per move). A plan
+    that leaves guests on the drained hosts is not started unless --allow-incomplete.
+
+    Exit 0 every guest has a move (with --execute: every guest moved), 1 some cannot move
+    (were not moved), 2 bad input; with --execute also 3 a migration failed and was rolled
+    back; with --cloud also 4 the cloud cannot be reached or refuses the credentials.
 
     \b
     Examples:
@@ -255,12 +344,24 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
       numa-migrate drain cmp-intel-01 --html drain.html    # the same as one HTML page
       numa-migrate drain cmp-intel-01 --solver cp-sat --time-limit 10
       numa-migrate drain cmp-07 --hosts inventory.toml --json   # the hosts as they run now
+      numa-migrate drain cmp-07 --hosts inventory.toml --save drain.json   # then: plan run
+      numa-migrate drain cmp-07 --hosts inventory.toml --execute
+      numa-migrate drain compute-07 --cloud mycloud --uri-template 'qemu+ssh://root@{host}/system'
     """
     from numa_migrate.adapters.drainstate import fleet_state
-    from numa_migrate.cli.fleetsource import load_fleet_from
+    from numa_migrate.cli.cloud import fleet_of
     from numa_migrate.core.errors import UnknownHostError
 
-    fleet = load_fleet_from(fleet_path, hosts_path, db_url)
+    if target.given and (save_path is not None or execute):
+        raise click.UsageError(
+            "--save and --execute go with --fleet or --hosts (libvirt hosts): a cloud's "
+            "servers are moved by Nova, one `numa-migrate migrate SERVER --cloud NAME --to "
+            "HOST` per move of the plan")
+    if keep_going and not execute:
+        raise click.UsageError("--keep-going goes with --execute")
+    if allow_incomplete and not execute:
+        raise click.UsageError("--allow-incomplete goes with --execute")
+    fleet = fleet_of(target, fleet_path, hosts_path, db_url)
     known = [h.name for h in fleet.hosts]
     unknown = [h for h in hosts if h not in known]
     if unknown:
@@ -277,15 +378,23 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
                               f"({len(known)} of {len(known)}): nowhere to go; leave at "
                               "least one host out")
     drained = tuple(hosts)
-
     state = fleet_state(fleet)
-    plan = plan_for(state, drained, max_parallel, per_host_parallel, keep,
-                    solver=solver, time_limit_s=time_limit)
-    if as_json:
-        doc = plan_json(plan, drained)
-        doc["fleet_notes"] = list(fleet.notes)
+    plan = with_left_out(plan_for(state, drained, max_parallel, per_host_parallel, keep,
+                                  solver=solver, time_limit_s=time_limit), fleet, drained)
+    doc = plan_json(plan, drained)
+    doc["fleet_notes"] = list(fleet.notes)
+    if target.given:
+        doc |= cloud_fleet_json(fleet)
+    document = None
+    if save_path is not None or execute:
+        kind, source = ("fleet", fleet.source) if hosts_path is None else \
+            ("inventory", str(hosts_path))
+        document = save_plan(doc, save_path, kind=kind, source=source)
+        if execute and save_path is None:
+            save_path = keep_for_resume(document)
+    if as_json and not execute:
         click.echo(json.dumps(doc, indent=2))
-    else:
+    elif not as_json:
         from numa_migrate.cli.main import _stdout
 
         console = _stdout()
@@ -293,4 +402,7 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
         print_fleet_notes(console, fleet.notes)
     show_drain_pictures(state, plan, drained, picture=picture, html_path=html_path,
                         source=fleet.source, as_json=as_json)
+    if execute and document is not None:
+        run_saved(document, save_path, hosts_path=hosts_path, db_url=db_url,
+                  keep_going=keep_going, as_json=as_json, allow_incomplete=allow_incomplete)
     sys.exit(EXIT_UNPLACEABLE if plan.unplaceable else 0)

@@ -351,7 +351,8 @@ fleet_option = click.option(
     "--fleet",
     "fleet_path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Fleet file (JSON); default: the bundled sample fleet.",
+    help="Fleet file or fleet snapshot (`fleet snapshot`), JSON; default: the bundled "
+    "sample fleet.",
 )
 
 host_options = _bundle(
@@ -403,6 +404,10 @@ LAZY_COMMANDS = {
     "migrate": LazyCommand(
         "numa_migrate.cli.migrate:migrate",
         "Live-migrate a running DOMAIN to another host with NUMA-correct pins.",
+    ),
+    "plan": LazyCommand(
+        "numa_migrate.cli.planrun:plan_group",
+        "Run a saved drain plan: its waves of live migrations, resumable.",
     ),
     "preflight": LazyCommand(
         "numa_migrate.cli.preflight:preflight_cmd",

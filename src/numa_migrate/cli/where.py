@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from numa_migrate.cli.cloud import CloudTarget, cloud_options
 from numa_migrate.cli.fleetsource import fleet_sources, print_fleet_notes
 from numa_migrate.cli.main import EXIT_NO_FIT, _stdout, fleet_option, handle_errors, json_option
 from numa_migrate.core.errors import NumaMigrateError
@@ -28,7 +29,9 @@ class UnknownGuestError(NumaMigrateError):
 
 
 def find_guest(fleet: Fleet, name: str) -> PlacedGuest:
-    found = [g for g in fleet.guests if g.name == name]
+    """The guest of this name (or, for a cloud's fleet, this server id)."""
+    found = [g for g in fleet.guests if g.name == name] or \
+        [g for g in fleet.guests if g.uuid is not None and g.uuid == name]
     if len(found) == 1:
         return found[0]
     if found:
@@ -48,10 +51,11 @@ def find_guest(fleet: Fleet, name: str) -> PlacedGuest:
 @fleet_sources(fleet_option)
 @click.option("--pack", is_flag=True,
               help="Fit with Nova's packing host-cell order (the default spreads).")
+@cloud_options
 @json_option
 @handle_errors
 def where_cmd(guest_name: str, *, fleet_path: Path | None, hosts_path: Path | None,
-              db_url: str | None, pack: bool, as_json: bool) -> None:
+              db_url: str | None, pack: bool, target: CloudTarget, as_json: bool) -> None:
     """Where can a guest of the fleet go: every other host, ranked, or why not.
 
     GUEST is the name of a guest already placed in the fleet (default: the bundled
@@ -64,12 +68,15 @@ def where_cmd(guest_name: str, *, fleet_path: Path | None, hosts_path: Path | No
     reasons per host cell: from the fit (a grid of host cells x guest cells, as
     explain prints), or, when cheap capacity bounds already rule the host out before
     the fit, the capacity each host cell lacks.
+
+    With --cloud NAME the fleet is the OpenStack cloud read live (as `drain --cloud`):
+    GUEST is a server name or id, the hosts are Nova's computes.
     """
-    from numa_migrate.cli.fleetsource import load_fleet_from
+    from numa_migrate.cli.cloud import fleet_of
     from numa_migrate.core.fit.fitter import FitOptions
     from numa_migrate.core.where import where_guest
 
-    fleet = load_fleet_from(fleet_path, hosts_path, db_url)
+    fleet = fleet_of(target, fleet_path, hosts_path, db_url)
     # the fleet lives until the process ends: keep the collector from walking it again
     # and again while the fit makes short-lived objects (bench/where_speed.py)
     gc.collect()
@@ -78,8 +85,10 @@ def where_cmd(guest_name: str, *, fleet_path: Path | None, hosts_path: Path | No
     answer = where_guest(fleet.hosts, placed.host, placed.guest, placed.placement,
                          FitOptions(packing=pack))
     if as_json:
-        click.echo(json.dumps(where_json(answer) | {"fleet_notes": list(fleet.notes)},
-                              indent=2))
+        doc = where_json(answer) | {"fleet_notes": list(fleet.notes)}
+        if target.given:
+            doc |= {"fleet": fleet.source, "server_id": placed.uuid}
+        click.echo(json.dumps(doc, indent=2))
     else:
         console = _stdout()
         print_where(console, answer)
@@ -99,9 +108,11 @@ Examples:
   numa-migrate where web-1 --fleet fleet.json --json
   numa-migrate where vm-7 --hosts inventory.toml      # running domains, read live
   numa-migrate where vm-7 --fleet snapshot.json       # the same, from a fleet snapshot
+  numa-migrate where web-7 --cloud mycloud --uri-template 'qemu+ssh://root@{host}/system'
 
 Exit 0 when at least one other host can take the guest, 1 when none can, 2 bad input
-(an unknown guest: the message lists the fleet's guests).
+(an unknown guest: the message lists the fleet's guests); with --cloud also 4 the cloud
+cannot be reached or refuses the credentials.
 """
 
 

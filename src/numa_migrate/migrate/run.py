@@ -72,6 +72,11 @@ class MigrationFailed(NumaMigrateError):
     """The migration did not happen; the guest still runs on the source."""
 
 
+class ClaimLost(MigrationFailed):
+    """Another claim took the planned resources between the plan and the claim: nothing
+    was changed, and planning again (against the destination as it is now) may fit."""
+
+
 @dataclass(frozen=True)
 class HostRef:
     name: str
@@ -256,7 +261,7 @@ class Migration:
                 )
             except ClaimConflict as exc:
                 self._record(RolledBackEntry(str(exc)))
-                raise MigrationFailed(
+                raise ClaimLost(
                     f"another operator claimed the same resources on {self.destination.name} "
                     f"first: {exc}. Nothing was changed; run the command again to re-plan."
                 ) from None

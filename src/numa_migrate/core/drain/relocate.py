@@ -8,16 +8,21 @@ semantics are the planner's: a destination gives what it has free when its wave 
 earlier moves of the same wave) and a source frees its guest when its wave ends, so G lands in
 the wave after Y left.
 
-Several relocations share a pair of waves when they touch different staying hosts (each H and
-Z in at most one pair of the two waves) and the parallel limits allow; otherwise a new pair of
-waves starts. Only guests that have not moved yet are relocated (a drained guest moves once;
-a staying guest is relocated at most once), and never onto a drained host.
+Several relocations share a pair of waves when the parallel limits allow, unless a relocation
+lands on a host another relocation of the pair leaves (that room is free only once the wave
+has ended): then it comes in a later pair of waves. Only guests that have not moved yet are
+relocated (a drained guest moves once; a staying guest is relocated at most once), and never
+onto a drained host.
 
 The search is bounded per unplaceable guest: at most ``max_candidates`` (H, Y) candidates are
 examined (cheap capacity bounds first, :class:`~numa_migrate.core.rank.CapacityBound`) and at
-most ``max_fit_calls`` fitter calls are made; the plan's stats say how many guests hit a bound.
+most ``max_fit_calls`` fitter calls are made; the whole pass makes at most
+``max_total_fit_calls``. A guest whose request (NUMA, PCI, page size) equals one already
+searched in vain is not searched again (the hosts have only filled up since). The plan's stats
+say how many guests hit a bound and how many were skipped.
 Candidates: staying hosts with the most free dedicated CPUs first, and on each the smallest
-guests first; for Y the tightest destination Z that fits (fewest free dedicated CPUs first).
+guests first; for Y the tightest destination Z that fits (fewest free dedicated CPUs first);
+hosts an earlier relocation touches come last, so that relocations can share waves.
 """
 
 from __future__ import annotations
@@ -34,12 +39,14 @@ from numa_migrate.core.fit.fitter import FitOptions, FitResult, fit_guest
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.rank import CapacityBound
 
-__all__ = ["MAX_CANDIDATES", "MAX_FIT_CALLS", "relocate"]
+__all__ = ["MAX_CANDIDATES", "MAX_FIT_CALLS", "MAX_TOTAL_FIT_CALLS", "relocate"]
 
 MAX_CANDIDATES = 400
 """(host, guest) candidates examined per unplaceable guest."""
 MAX_FIT_CALLS = 400
 """Fitter calls per unplaceable guest."""
+MAX_TOTAL_FIT_CALLS = 2000
+"""Fitter calls of the whole pass."""
 
 
 def _free_cpus(host: HostTopology) -> int:
@@ -81,6 +88,7 @@ def _search(
     staying: list[str],
     movable: dict[str, list[FleetGuest]],
     *,
+    used: set[str],
     keep: KeepFree | None,
     max_candidates: int,
     budget: _Budget,
@@ -88,7 +96,7 @@ def _search(
     """One relocation that lets ``g`` move, with H and Z after it; None: none found."""
     bound_g = CapacityBound(g.guest, g.pagesize_kib)
     examined = 0
-    for h in sorted(staying, key=lambda n: (-_free_cpus(current[n]), n)):
+    for h in sorted(staying, key=lambda n: (n in used, -_free_cpus(current[n]), n)):
         for y in movable.get(h, ()):
             examined += 1
             if examined > max_candidates:
@@ -107,7 +115,7 @@ def _search(
                 continue
             bound_y = CapacityBound(y.guest, y.pagesize_kib)
             for z in sorted((n for n in staying if n != h),
-                            key=lambda n: (_free_cpus(current[n]), n)):
+                            key=lambda n: (n in used, _free_cpus(current[n]), n)):
                 if bound_y.check(current[z]):
                     continue
                 fit_y = budget.fit(current[z], y)
@@ -126,29 +134,41 @@ def _search(
 
 
 def _waves(pairs: list[_Pair], max_parallel: int, per_host_parallel: int) -> list[Wave]:
-    """Pairs of waves (relocations, then the drained guests' moves onto the room freed)."""
-    out: list[Wave] = []
-    group: list[_Pair] = []
-    busy: set[str] = set()
-    sources: dict[str, int] = {}
+    """Pairs of waves (relocations, then the drained guests' moves onto the room freed).
 
-    def close() -> None:
-        if group:
-            out.append(Wave(tuple(p.relocation for p in group)))
-            out.append(Wave(tuple(p.drain for p in group)))
-
+    Pairs were found in order, each on the hosts as the earlier pairs left them. A pair joins
+    the first group of waves that keeps that true and has room under the limits: not before
+    any group holding an earlier pair on one of its hosts, and after the group where an
+    earlier relocation leaves its destination Z (that room is free only once that wave has
+    ended). In one group two relocations may leave one host or land on one host (the takes of
+    a wave add up, its releases come at its end).
+    """
+    groups: list[list[_Pair]] = []
+    touches: list[tuple[dict[str, int], dict[str, int]]] = []  # per group: relocation, drain
+    seen: dict[str, int] = {}  # host -> the last group with a pair on it
+    left: dict[str, int] = {}  # host -> the last group with a relocation leaving it
     for p in pairs:
-        stay = {p.relocation.source, p.relocation.destination}
-        src = p.drain.source
-        fits = (len(group) < max_parallel and not stay & busy
-                and sources.get(src, 0) < per_host_parallel)
-        if not fits:
-            close()
-            group, busy, sources = [], set(), {}
-        group.append(p)
-        busy |= stay
-        sources[src] = sources.get(src, 0) + 1
-    close()
+        h, z, s = p.relocation.source, p.relocation.destination, p.drain.source
+        g = max(seen.get(h, 0), seen.get(z, 0), left.get(z, -1) + 1)
+        while g < len(groups) and not (
+                len(groups[g]) < max_parallel
+                and max(touches[g][0].get(h, 0), touches[g][0].get(z, 0),
+                        touches[g][1].get(h, 0), touches[g][1].get(s, 0))
+                < per_host_parallel):
+            g += 1
+        if g == len(groups):
+            groups.append([])
+            touches.append(({}, {}))
+        groups[g].append(p)
+        for counts, hosts in ((touches[g][0], (h, z)), (touches[g][1], (h, s))):
+            for x in hosts:
+                counts[x] = counts.get(x, 0) + 1
+        seen[h] = seen[z] = max(seen.get(h, 0), seen.get(z, 0), g)
+        left[h] = max(left.get(h, -1), g)
+    out: list[Wave] = []
+    for group in groups:
+        out.append(Wave(tuple(p.relocation for p in group)))
+        out.append(Wave(tuple(p.drain for p in group)))
     return out
 
 
@@ -162,11 +182,13 @@ def relocate(
     keep_free: KeepFree | None = None,
     max_candidates: int = MAX_CANDIDATES,
     max_fit_calls: int = MAX_FIT_CALLS,
+    max_total_fit_calls: int = MAX_TOTAL_FIT_CALLS,
 ) -> Plan:
     """``plan`` with relocations added for the unplaceable guests they can place.
 
-    Stats added: ``relocations`` (moves added of kind ``relocate``), ``relocation_fit_calls``
-    and ``relocation_search_cut`` (unplaceable guests whose search hit a bound). ``state`` and
+    Stats added: ``relocations`` (moves added of kind ``relocate``), ``relocation_fit_calls``,
+    ``relocation_search_cut`` (unplaceable guests whose search hit a bound) and
+    ``relocation_skipped`` (not searched: the same request failed already). ``state`` and
     ``plan`` are not changed; a plan with no unplaceable guest is returned as it is.
     """
     if not plan.unplaceable:
@@ -182,23 +204,33 @@ def relocate(
             movable.setdefault(g.host, []).append(g)
     pairs: list[_Pair] = []
     left: list[Unplaceable] = []
-    fit_calls = cut = 0
+    fit_calls = cut = skipped = 0
+    failed: set[object] = set()
+    used: set[str] = set()  # staying hosts an earlier relocation touches
     for u in plan.unplaceable:
-        budget = _Budget(max_fit_calls)
-        found = _search(by_name[u.guest], current, staying, movable, keep=keep_free,
+        g = by_name[u.guest]
+        request = (g.guest.numa, g.guest.pci_requests, g.pagesize_kib)
+        if request in failed:
+            skipped += 1
+            left.append(u)
+            continue
+        budget = _Budget(min(max_fit_calls, max_total_fit_calls - fit_calls))
+        found = _search(g, current, staying, movable, used=used, keep=keep_free,
                         max_candidates=max_candidates, budget=budget)
         fit_calls += budget.used
         if found is None:
             cut += budget.cut
+            failed.add(request)
             left.append(u)
             continue
         pair, h_after, z_after = found
         pairs.append(pair)
+        used |= {pair.relocation.source, pair.relocation.destination}
         current[pair.relocation.source] = h_after
         current[pair.relocation.destination] = z_after
         movable[pair.relocation.source] = [
             y for y in movable[pair.relocation.source] if y.name != pair.relocation.guest]
     waves = (*plan.waves, *_waves(pairs, max_parallel, per_host_parallel))
     stats = (*plan.stats, ("relocations", len(pairs)), ("relocation_fit_calls", fit_calls),
-             ("relocation_search_cut", cut))
+             ("relocation_search_cut", cut), ("relocation_skipped", skipped))
     return replace(plan, waves=waves, unplaceable=tuple(left), stats=stats)

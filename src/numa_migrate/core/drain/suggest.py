@@ -13,6 +13,12 @@ Two kinds, each checked by planning the whole drain again with the change applie
   bound for one of the unplaceable guests are tried (freeing any other guest leaves no more
   room where those guests could go directly).
 
+Before any re-plan, a change must pass a necessary count: the dedicated CPUs every guest of
+the drained hosts pins must not exceed those free on the staying hosts plus those the change
+adds (the new host's, or the freed guest's); a change that fails it is skipped without a
+re-plan. One change is searched for only when at most ``max_stuck`` guests cannot move (one
+host or one guest rarely makes room for more).
+
 The first success of each kind is the suggestion: the smallest shape, the smallest guest, among
 those tried. When a search ends on its bound, the note says so.
 """
@@ -30,12 +36,14 @@ from numa_migrate.core.fit.fitter import FitOptions, fit_guest
 from numa_migrate.core.model.host import HostCell, HostTopology
 from numa_migrate.core.rank import CapacityBound
 
-__all__ = ["MAX_GUESTS", "MAX_SHAPES", "Planner", "empty_like", "suggest"]
+__all__ = ["MAX_GUESTS", "MAX_SHAPES", "MAX_STUCK", "Planner", "empty_like", "suggest"]
 
 MAX_SHAPES = 6
 """Re-plans with one more host, at most."""
 MAX_GUESTS = 16
 """Re-plans with one guest freed, at most."""
+MAX_STUCK = 8
+"""A single change is searched for only when at most this many guests cannot move."""
 
 Planner = Callable[[FleetState], Plan]
 """Plans the drain being explained on a changed fleet."""
@@ -74,20 +82,36 @@ def _new_name(state: FleetState, like: str) -> str:
     return name
 
 
+def _pins(g: FleetGuest) -> int:
+    """Dedicated CPUs the guest pins at least (its dedicated vCPUs)."""
+    numa = g.guest.numa
+    return sum(len(c.dedicated_vcpus) for c in numa.cells) if numa and numa.pinned else 0
+
+
+def _free(host: HostTopology) -> int:
+    return sum(len(c.free_pcpus) for c in host.cells)
+
+
+def _shortfall(state: FleetState, drained: frozenset[str]) -> int:
+    """Dedicated CPUs the drained hosts' guests pin beyond those free on staying hosts."""
+    need = sum(_pins(g) for g in state.guests if g.host in drained)
+    return need - sum(_free(h) for h in state.hosts if h.name not in drained)
+
+
 def _fits_empty(host: HostTopology, guests: list[FleetGuest]) -> bool:
     return any(fit_guest(host, g.guest, FitOptions(current_pagesize_kib=g.pagesize_kib)).fits
                for g in guests)
 
 
 def _add_host(state: FleetState, stuck: list[FleetGuest], planner: Planner,
-              max_shapes: int) -> tuple[Suggestion | None, str]:
+              max_shapes: int, short: int) -> tuple[Suggestion | None, str]:
     shapes: dict[object, HostTopology] = {}
     for h in sorted(state.hosts, key=lambda h: (*_size(h), h.name)):
         shapes.setdefault(_signature(h), h)
     tried = 0
     for like in shapes.values():
         new = empty_like(like, _new_name(state, like.name))
-        if not _fits_empty(new, stuck):
+        if sum(len(c.pcpuset) for c in new.cells) < short or not _fits_empty(new, stuck):
             continue
         if tried >= max_shapes:
             return None, (f"no added host found within the bound ({max_shapes} host shapes "
@@ -107,14 +131,16 @@ def _add_host(state: FleetState, stuck: list[FleetGuest], planner: Planner,
 
 
 def _free_guest(state: FleetState, drained: frozenset[str], stuck: list[FleetGuest],
-                planner: Planner, max_guests: int) -> tuple[Suggestion | None, str]:
+                planner: Planner, *, max_guests: int, short: int
+                ) -> tuple[Suggestion | None, str]:
     bounds = [CapacityBound(g.guest, g.pagesize_kib) for g in stuck]
     candidates = sorted((g for g in state.guests if g.host not in drained),
                         key=lambda g: (hardness(g), g.name))
     tried = 0
     for y in candidates:
-        without = remove_guest(state.host(y.host), y.guest, y.placement, y.pci_devices)
-        if all(b.check(without) for b in bounds):
+        host = state.host(y.host)
+        without = remove_guest(host, y.guest, y.placement, y.pci_devices)
+        if _free(without) - _free(host) < short or all(b.check(without) for b in bounds):
             continue
         if tried >= max_guests:
             return None, f"no guest to free found within the bound ({max_guests} re-planned)"
@@ -142,18 +168,25 @@ def suggest(
     *,
     max_shapes: int = MAX_SHAPES,
     max_guests: int = MAX_GUESTS,
+    max_stuck: int = MAX_STUCK,
 ) -> Plan:
     """``plan`` with its ``suggestions`` and ``suggestion_note`` (unchanged when complete)."""
     if not plan.unplaceable:
         return plan
+    if len(plan.unplaceable) > max_stuck:
+        return replace(plan, suggestion_note=(
+            f"not searched: {len(plan.unplaceable)} guests cannot move; one change is "
+            f"searched for when at most {max_stuck} cannot"))
     drained = frozenset(drain_hosts)
     by_name = {g.name: g for g in state.guests}
     stuck = [by_name[u.guest] for u in plan.unplaceable]
+    short = _shortfall(state, drained)
     found: list[Suggestion] = []
-    host, host_note = _add_host(state, stuck, planner, max_shapes)
+    host, host_note = _add_host(state, stuck, planner, max_shapes, short)
     if host is not None:
         found.append(host)
-    guest, guest_note = _free_guest(state, drained, stuck, planner, max_guests)
+    guest, guest_note = _free_guest(state, drained, stuck, planner, max_guests=max_guests,
+                                    short=short)
     if guest is not None:
         found.append(guest)
     return replace(plan, suggestions=tuple(found),

@@ -34,7 +34,7 @@ from numa_migrate.core.fit.pcifit import PciPools, PciServed, PciShort
 from numa_migrate.core.fit.reasons import Code, Reason, unique
 from numa_migrate.core.model.guest import Guest, GuestCell, GuestRequest
 from numa_migrate.core.model.host import HostCell, HostTopology
-from numa_migrate.core.model.pcidev import PciNumaPolicy, PciRequest
+from numa_migrate.core.model.pcidev import PciDevice, PciNumaPolicy, PciRequest
 from numa_migrate.core.model.placement import Placement
 
 Verdict = CellFit | list[Reason]
@@ -393,6 +393,15 @@ def _pci_no_fit(short: PciShort, cells: Sequence[HostCell], n_host: int, n_guest
     return tuple(reasons), summary
 
 
+def _free_per_node(devices: Sequence[PciDevice]) -> dict[int | None, int]:
+    """Free devices (any type) per NUMA node, as :meth:`PciPools.free_per_node` counts them."""
+    out: dict[int | None, int] = {}
+    for d in devices:
+        if not d.allocated:
+            out[d.numa_node] = out.get(d.numa_node, 0) + 1
+    return out
+
+
 def fit_request(
     host: HostTopology,
     request: GuestRequest,
@@ -410,9 +419,12 @@ def fit_request(
         reason = Reason(Code.TOO_FEW_HOST_CELLS, msg, need=n_guest, have=n_host)
         return FitResult(host.name, None, (reason,), msg)
     pools = PciPools(host.pci_devices, {c.id: c.socket for c in host.cells}) \
-        if host.pci_devices or pci_requests else None
-    cells = order_host_cells(host.cells, request, options.packing,
-                             pools.free_per_node() if pools is not None else None,
+        if pci_requests else None
+    # the free devices per node order the cells even for a guest that asks for none (counted
+    # directly then: the pools are built only to serve requests)
+    per_node = pools.free_per_node() if pools is not None else (
+        _free_per_node(host.pci_devices) if host.pci_devices else None)
+    cells = order_host_cells(host.cells, request, options.packing, per_node,
                              bool(pci_requests))
     v = Verdicts(cells, request, options)
     chosen = _greedy(v, n_guest, n_host)
