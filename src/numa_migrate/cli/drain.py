@@ -270,7 +270,9 @@ def run_saved(document: dict[str, object], path: Path | None, *, hosts_path: Pat
               "within the time limit.")
 @click.option("--time-limit", type=Bounded(0.1, 3600, integer=False), default=30,
               show_default=True, metavar="S",
-              help="Seconds for the whole plan (the heuristic, then CP-SAT with the rest).")
+              help="Seconds for the heuristic and CP-SAT together: CP-SAT gets what the "
+              "heuristic leaves. The heuristic is never cut short, nor are the relocation and "
+              "smallest-change searches after it (those have their own bounds, below).")
 @click.option("-o", "--save", "save_path", type=click.Path(path_type=Path, dir_okay=False),
               metavar="FILE", help="Write the plan to FILE (JSON, with a plan id) for "
               "`numa-migrate plan run FILE`.")
@@ -306,9 +308,9 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
     Objective: every guest moved, in the fewest waves, then the least fragmentation (host
     cells touched, cores left split). The greedy plan always comes first (it is CP-SAT's
     hint and the fallback); its moves are re-packed into the fewest waves the limits allow.
-    CP-SAT (--solver) then searches for a better plan until --time-limit; the output says
-    which solver made the plan, the lower bound on its waves and the optimality gap (0 %:
-    proven optimal).
+    CP-SAT (--solver) then searches for a better plan with what is left of --time-limit
+    (the greedy plan itself is not cut short by it); the output says which solver made the
+    plan, the lower bound on its waves and the optimality gap (0 %: proven optimal).
 
     When a guest fits nowhere, one guest of a staying host may first move to another
     staying host to make room for it (a "relocate" move, a wave before the guest's own
