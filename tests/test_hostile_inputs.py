@@ -523,3 +523,23 @@ def test_cli_drain_options_are_one_line_exit_2() -> None:
     }
     for args, message in cases.items():
         assert message in one_line_exit_2(cli("drain", "cmp-intel-01", *args)), args
+
+
+def test_a_plan_run_report_shows_markup_like_names_as_they_are() -> None:
+    from rich.console import Console
+
+    from numa_migrate.cli.planrun import print_report
+    from numa_migrate.core.drain.planfile import DrainPlanFile, PlannedMove
+    from numa_migrate.migrate.drainrun import MoveReport, MoveState, RunReport
+
+    move = PlannedMove(0, 1, "web[/]", "src[bold]", "dst")
+    plan = DrainPlanFile("id[/]", ("src[bold]",), ((move,),), (("g[/]", "no room [/]"),),
+                         "fleet", "now")
+    report = RunReport(plan, (MoveReport(move, MoveState.FAILED, "libvirt: [Errno 111] x[/]"),),
+                       1.0, recovered=("[/]recovered",))
+    console = Console(file=io.StringIO(), width=200)
+    print_report(console, report)
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    for text in ("web[/]", "src[bold]", "id[/]", "x[/]", "g[/] was not in the plan: no room [/]",
+                 "[/]recovered"):
+        assert text in out, (text, out)
