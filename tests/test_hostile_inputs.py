@@ -456,6 +456,43 @@ def test_snapshot_text_that_would_reach_the_terminal_is_one_printable_line(
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+def _caps(d: dict[str, Any]) -> str:
+    return d["hosts"][2]["capabilities_xml"]  # type: ignore[no-any-return]
+
+
+SNAPSHOT_ATTACKS = [
+    ("an entity in the capabilities XML", lambda d: d["hosts"][2].update(
+        capabilities_xml='<!DOCTYPE c [<!ENTITY x SYSTEM "file:///etc/passwd">]>' + _caps(d)),
+     "hosts[2].capabilities_xml: refusing a document with a DOCTYPE declaration"),
+    ("an entity declaration alone", lambda d: d["hosts"][2].update(
+        capabilities_xml=_caps(d).replace("<capabilities>", '<capabilities><!ENTITY x "y">')),
+     "hosts[2].capabilities_xml: refusing a document with a ENTITY declaration"),
+    ("dedicated CPUs the host lacks", lambda d: d["hosts"][0].update(
+        cpu_dedicated_set="2-9,12-19,22-29,32-39,100-16383"),
+     "cpu_dedicated_set: CPUs 100-16383 do not exist on this host"),
+    ("a CPU id past every bound", lambda d: d["hosts"][0].update(cpu_shared_set="0-99999"),
+     "hosts[0].cpu_shared_set"),
+    ("a negative page count", lambda d: d["hosts"][0]["reserved_huge_pages"][0].update(
+        count=-1), "hosts[0].reserved_huge_pages[0].count: -1 is less than 0"),
+    ("a guest pinned where another guest is", lambda d: _guest(d, 0, 2)["placement"][
+        "cells"][0].update(cpu_pinning=_guest(d, 0, 0)["placement"]["cells"][0][
+            "cpu_pinning"]), "does not fit cmp-intel-01 as recorded"),
+    ("a version from the future", lambda d: d.update(version=99),
+     "version: 99 is not a snapshot version this numa-migrate reads (it reads version 1)"),
+    ("hosts not a list", lambda d: d.update(hosts={"a": 1}), "hosts: expected a list"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), [(c, m) for _, c, m in SNAPSHOT_ATTACKS],
+                         ids=[n for n, _, _ in SNAPSHOT_ATTACKS])
+def test_snapshot_attacks_are_one_line_naming_the_field(
+        tmp_path: Path, change: Callable[[dict[str, Any]], None], message: str) -> None:
+    path = _write(tmp_path / "snap.json", _snapshot_with(change))
+    with pytest.raises(ParseError) as info:
+        load_fleet(path)
+    assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
 def test_snapshot_other_usage_gives_each_cell_once(tmp_path: Path) -> None:
     doc = _snapshot_with(lambda d: d["hosts"][2]["other_usage"].extend(
         [{"cell": 0, "pinned_cpus": "1"}, {"cell": 0, "pinned_cpus": "1"}]))
