@@ -493,6 +493,19 @@ def test_snapshot_attacks_are_one_line_naming_the_field(
     assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
 
 
+def test_the_snapshot_writer_never_follows_a_planted_link(tmp_path: Path) -> None:
+    from numa_migrate.adapters.snapshot import write_snapshot
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (tmp_path / ".snap.json.tmp").symlink_to(victim)  # the old fixed temporary name
+    write_snapshot(load_fleet(), tmp_path / "snap.json")
+    assert victim.read_text() == "keep"
+    assert load_fleet(tmp_path / "snap.json").hosts == load_fleet().hosts
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".snap.json.tmp", "snap.json",
+                                                          "victim"]
+
+
 def test_snapshot_other_usage_gives_each_cell_once(tmp_path: Path) -> None:
     doc = _snapshot_with(lambda d: d["hosts"][2]["other_usage"].extend(
         [{"cell": 0, "pinned_cpus": "1"}, {"cell": 0, "pinned_cpus": "1"}]))

@@ -28,6 +28,8 @@ reports. Format version 1:
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -187,12 +189,19 @@ def write_snapshot(fleet: Fleet, path: Path, *, taken_at: datetime | None = None
     body = ",\n".join(f"  {json.dumps(h)}" for h in hosts)
     text = f'{head},\n "hosts": [\n{body}\n ]\n}}\n' if hosts else f'{head},\n "hosts": []\n}}\n'
     data = text.encode("utf-8")
-    tmp = path.with_name(f".{path.name}.tmp")
+    # a fresh temporary file (O_EXCL, never a name someone could have planted a link at)
+    tmp: str | None = None
     try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        tmp = None
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise SnapshotWriteError(f"{path}: cannot write the snapshot: "
                                  f"{exc.strerror or exc}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
     return len(data)
