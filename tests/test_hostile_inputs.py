@@ -1,13 +1,13 @@
 """Random and hostile documents for every reader: only our ParseError family escapes, every
 call returns within a time bound, and a small input costs a few MiB at most.
 
-The readers: a fit-case line (``fit --batch``), a fleet file, an inventory, a plan file, a
-matrix report, a nova.conf, a charm configuration, and the capabilities, domain and
-node-device XML readers. Each one is fed random bytes, random JSON/TOML/YAML-ish values and
-valid documents with one field replaced by a hostile value; the named attacks (alias bomb,
-deep nesting, huge integers, NaN/Infinity, non-UTF-8, a FIFO and /dev/zero as the path) are
-checked by name, and a few of them through the command line in a subprocess.
-"""
+The readers: a fit-case line (``fit --batch``), a fleet file, a fleet snapshot, an
+inventory, a plan file, a matrix report, a nova.conf, a charm configuration, and the
+capabilities, domain and node-device XML readers. Each one is fed random bytes, random
+JSON/TOML/YAML-ish values and valid documents with one field replaced by a hostile value;
+the named attacks (alias bomb, deep nesting, huge integers, NaN/Infinity, non-UTF-8, a FIFO
+and /dev/zero as the path) are checked by name, and a few of them through the command line
+in a subprocess, with the fleet snapshot's names and the drain options."""
 
 from __future__ import annotations
 
@@ -138,6 +138,15 @@ def _report() -> dict[str, Any]:
 REPORT = _report()
 
 
+def _snapshot() -> dict[str, Any]:
+    from numa_migrate.adapters.snapshot import snapshot_doc
+
+    return snapshot_doc(load_fleet())
+
+
+SNAPSHOT = _snapshot()
+
+
 @pytest.fixture(scope="module")
 def folder() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="nm-hostile-"))
@@ -163,6 +172,10 @@ def _file(folder: Path, name: str, data: bytes) -> Path:
 
 def read_fleet(data: bytes, folder: Path) -> None:
     load_fleet(_file(folder, "fleet.json", data))
+
+
+def read_snapshot(data: bytes, folder: Path) -> None:
+    load_fleet(_file(folder, "snapshot.json", data))
 
 
 def read_inventory(data: bytes, folder: Path) -> None:
@@ -250,6 +263,7 @@ XML_BASES = {
 READERS: list[tuple[Reader, st.SearchStrategy[bytes]]] = [
     (read_case_line, random_documents(CASE)),
     (read_fleet, random_documents(FLEET)),
+    (read_snapshot, random_documents(SNAPSHOT)),
     (read_plan, random_documents(PLAN)),
     (read_report, random_documents(REPORT)),
     (read_inventory, random_bytes | _text_mutation(_toml_base())),
@@ -400,3 +414,182 @@ def test_cli_batch_answers_every_hostile_line() -> None:
     assert "error" not in answers[0] and answers[0] == answers[-1]
     assert all(a["error"]["type"] == "InvalidCase" for a in answers[1:-1])
     assert "flavor.vcpus: 100000 is more than 4096" in answers[6]["error"]["message"]
+
+
+# --------------------------------------------------------------------------- fleet snapshots
+
+
+def _write(path: Path, doc: Any) -> Path:
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _snapshot_with(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    doc = json.loads(json.dumps(SNAPSHOT))
+    change(doc)
+    return doc
+
+
+def _guest(doc: dict[str, Any], host: int, guest: int) -> dict[str, Any]:
+    return doc["hosts"][host]["guests"][guest]  # type: ignore[no-any-return]
+
+
+UNPRINTABLE = [
+    ("a line break in a host name", lambda d: d["hosts"][2].update(name="cmp\nsmall"),
+     "hosts[2].name: character U+000A at position 3 is not allowed"),
+    ("an escape in a guest name", lambda d: _guest(d, 0, 3).update(name="web\x1b[2J"),
+     "hosts[0].guests[3].name: character U+001B at position 3 is not allowed"),
+    ("a bidi override in a note", lambda d: d.update(notes=["ok \u202e evil"]),
+     "notes[0]: character U+202E at position 3 is not allowed"),
+    ("a terminal title in taken_from", lambda d: d.update(taken_from="\x1b]0;x\x07"),
+     "taken_from: character U+001B at position 0 is not allowed"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), [(c, m) for _, c, m in UNPRINTABLE],
+                         ids=[n for n, _, _ in UNPRINTABLE])
+def test_snapshot_text_that_would_reach_the_terminal_is_one_printable_line(
+        tmp_path: Path, change: Callable[[dict[str, Any]], None], message: str) -> None:
+    path = _write(tmp_path / "snap.json", _snapshot_with(change))
+    with pytest.raises(ParseError) as info:
+        load_fleet(path)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def _caps(d: dict[str, Any]) -> str:
+    return d["hosts"][2]["capabilities_xml"]  # type: ignore[no-any-return]
+
+
+SNAPSHOT_ATTACKS = [
+    ("an entity in the capabilities XML", lambda d: d["hosts"][2].update(
+        capabilities_xml='<!DOCTYPE c [<!ENTITY x SYSTEM "file:///etc/passwd">]>' + _caps(d)),
+     "hosts[2].capabilities_xml: refusing a document with a DOCTYPE declaration"),
+    ("an entity declaration alone", lambda d: d["hosts"][2].update(
+        capabilities_xml=_caps(d).replace("<capabilities>", '<capabilities><!ENTITY x "y">')),
+     "hosts[2].capabilities_xml: refusing a document with a ENTITY declaration"),
+    ("dedicated CPUs the host lacks", lambda d: d["hosts"][0].update(
+        cpu_dedicated_set="2-9,12-19,22-29,32-39,100-16383"),
+     "cpu_dedicated_set: CPUs 100-16383 do not exist on this host"),
+    ("a CPU id past every bound", lambda d: d["hosts"][0].update(cpu_shared_set="0-99999"),
+     "hosts[0].cpu_shared_set"),
+    ("a negative page count", lambda d: d["hosts"][0]["reserved_huge_pages"][0].update(
+        count=-1), "hosts[0].reserved_huge_pages[0].count: -1 is less than 0"),
+    ("a guest pinned where another guest is", lambda d: _guest(d, 0, 2)["placement"][
+        "cells"][0].update(cpu_pinning=_guest(d, 0, 0)["placement"]["cells"][0][
+            "cpu_pinning"]), "does not fit cmp-intel-01 as recorded"),
+    ("a version from the future", lambda d: d.update(version=99),
+     "version: 99 is not a snapshot version this numa-migrate reads (it reads version 1)"),
+    ("hosts not a list", lambda d: d.update(hosts={"a": 1}), "hosts: expected a list"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), [(c, m) for _, c, m in SNAPSHOT_ATTACKS],
+                         ids=[n for n, _, _ in SNAPSHOT_ATTACKS])
+def test_snapshot_attacks_are_one_line_naming_the_field(
+        tmp_path: Path, change: Callable[[dict[str, Any]], None], message: str) -> None:
+    path = _write(tmp_path / "snap.json", _snapshot_with(change))
+    with pytest.raises(ParseError) as info:
+        load_fleet(path)
+    assert message in str(info.value) and "\n" not in str(info.value), str(info.value)
+
+
+def test_the_snapshot_writer_never_follows_a_planted_link(tmp_path: Path) -> None:
+    from numa_migrate.adapters.snapshot import write_snapshot
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (tmp_path / ".snap.json.tmp").symlink_to(victim)  # the old fixed temporary name
+    write_snapshot(load_fleet(), tmp_path / "snap.json")
+    assert victim.read_text() == "keep"
+    assert load_fleet(tmp_path / "snap.json").hosts == load_fleet().hosts
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".snap.json.tmp", "snap.json",
+                                                          "victim"]
+
+
+def test_snapshot_other_usage_gives_each_cell_once(tmp_path: Path) -> None:
+    doc = _snapshot_with(lambda d: d["hosts"][2]["other_usage"].extend(
+        [{"cell": 0, "pinned_cpus": "1"}, {"cell": 0, "pinned_cpus": "1"}]))
+    with pytest.raises(ParseError, match=r"hosts\[2\]\.other_usage\[1\]\.cell: cell 0 is "
+                       r"given twice \(one entry per cell\)"):
+        load_fleet(_write(tmp_path / "snap.json", doc))
+
+
+def test_a_snapshot_of_a_fleet_whose_notes_have_line_breaks_reads_back(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from numa_migrate.adapters.snapshot import write_snapshot
+
+    fleet = replace(load_fleet(), notes=("cmp-9: not read: libvirt said\nno route\x1b",))
+    write_snapshot(fleet, tmp_path / "snap.json")
+    assert load_fleet(tmp_path / "snap.json").notes == ("cmp-9: not read: libvirt said no "
+                                                        "route\ufffd",)
+
+
+def test_cli_names_that_look_like_markup_are_shown_as_they_are(tmp_path: Path) -> None:
+    """A guest named ``[/]`` or ``[bold]x`` (rich markup) is printed literally, never a
+    traceback or a restyled line."""
+    def names(d: dict[str, Any]) -> None:
+        _guest(d, 0, 3).update(name="web[/]")
+        _guest(d, 0, 1).update(name="[bold]nfv")
+        d["hosts"][2]["name"] = "small[/]"
+        d["notes"] = ["[red]note[/]"]
+
+    path = str(_write(tmp_path / "snap.json", _snapshot_with(names)))
+    for args in (["fleet"], ["fleet", "--picture"], ["drain", "cmp-intel-01"],
+                 ["drain", "cmp-intel-01", "--picture"], ["where", "web[/]"],
+                 ["where", "db-1"]):
+        done = cli(*args, "--fleet", path)
+        out = done.stdout.decode() + done.stderr.decode()
+        assert done.returncode in (0, 1), (args, out)
+        assert "Traceback" not in out and "[red]note[/]" in out, (args, out)
+    drain = cli("drain", "cmp-intel-01", "--fleet", path).stdout.decode()
+    assert "web[/]" in drain and "[bold]nfv" in drain
+
+
+def test_cli_guest_names_used_twice_are_one_line_for_drain_and_the_picture(
+        tmp_path: Path) -> None:
+    doc = _snapshot_with(lambda d: _guest(d, 1, 0).update(name="db-1"))
+    path = str(_write(tmp_path / "snap.json", doc))
+    for args in (["drain", "cmp-intel-01"], ["drain", "cmp-small-01", "--json"],
+                 ["fleet", "--picture"]):
+        line = one_line_exit_2(cli(*args, "--fleet", path))
+        assert "guest name 'db-1' is used by 2 guests" in line
+        assert "(on cmp-intel-01, cmp-epyc-01)" in line and "distinct guest names" in line
+
+
+def test_cli_drain_options_are_one_line_exit_2() -> None:
+    cases = {
+        ("--keep-free", "cpus=\u00b2"): "--keep-free: cpus='\u00b2': a whole number from 0",
+        ("--keep-free", "cpus=-1"): "--keep-free: cpus='-1': a whole number from 0",
+        ("--keep-free", "cpus=" + "9" * 13): "a whole number from 0 to 999999999999",
+        ("--keep-free", "cpus=4,cpus=5"): "--keep-free: cpus is given twice",
+        ("--keep-free", " , "): "--keep-free: empty; use cpus=N and/or memory=MiB",
+        ("--keep-free", "disk=3"): "'disk=3': use cpus=N and/or memory=MiB",
+        ("--time-limit", "nan"): "--time-limit: nan is not a finite number",
+        ("--time-limit", "1e400"): "--time-limit: 1e400 is not a finite number",
+        ("cmp-intel-01",): "host(s) cmp-intel-01 given twice",
+        ("cmp-epyc-01", "cmp-small-01"): "would be drained (3 of 3): nowhere to go",
+        ("cmp-nope",): "host(s) cmp-nope not in sample fleet",
+    }
+    for args, message in cases.items():
+        assert message in one_line_exit_2(cli("drain", "cmp-intel-01", *args)), args
+
+
+def test_a_plan_run_report_shows_markup_like_names_as_they_are() -> None:
+    from rich.console import Console
+
+    from numa_migrate.cli.planrun import print_report
+    from numa_migrate.core.drain.planfile import DrainPlanFile, PlannedMove
+    from numa_migrate.migrate.drainrun import MoveReport, MoveState, RunReport
+
+    move = PlannedMove(0, 1, "web[/]", "src[bold]", "dst")
+    plan = DrainPlanFile("id[/]", ("src[bold]",), ((move,),), (("g[/]", "no room [/]"),),
+                         "fleet", "now")
+    report = RunReport(plan, (MoveReport(move, MoveState.FAILED, "libvirt: [Errno 111] x[/]"),),
+                       1.0, recovered=("[/]recovered",))
+    console = Console(file=io.StringIO(), width=200)
+    print_report(console, report)
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    for text in ("web[/]", "src[bold]", "id[/]", "x[/]", "g[/] was not in the plan: no room [/]",
+                 "[/]recovered"):
+        assert text in out, (text, out)

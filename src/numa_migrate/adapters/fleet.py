@@ -194,7 +194,7 @@ def _place_guests(
             node.expected("a guest object with 'vcpus', 'memory_mib' and optional "
                           "'extra_specs'")
         raw = node.obj()
-        name = raw.get("name", lambda n: n.text(max_chars=255), f"guest-{i}")
+        name = raw.get("name", lambda n: n.text(max_chars=255, one_line=True), f"guest-{i}")
         flavor = _flavor(raw)
         no_props: dict[str, object] = {}
         no_requests: tuple[PciRequest, ...] = ()
@@ -305,7 +305,7 @@ def load_fleet(path: Path | None = None) -> Fleet:
         if not isinstance(node.value, dict) or not isinstance(node.value.get("name"), str):
             node.fail("needs a 'name'")
         raw = node.obj()
-        name = raw.req("name").text(max_chars=255, non_empty=True)
+        name = raw.req("name").text(max_chars=255, non_empty=True, one_line=True)
         caps = raw.req("capabilities")
         if not isinstance(caps.value, str):
             node.fail("needs 'capabilities' (an XML file name)")

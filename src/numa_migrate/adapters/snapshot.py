@@ -28,6 +28,8 @@ reports. Format version 1:
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,6 +42,7 @@ from numa_migrate.core.errors import NumaMigrateError
 from numa_migrate.core.model.guest import GuestRequest, PageSizeKind
 from numa_migrate.core.model.host import HostCell, HostTopology
 from numa_migrate.core.model.pcidev import PciDevice, PciRequest
+from numa_migrate.inputs.fields import one_line
 
 __all__ = ["SNAPSHOT_FORMAT", "SNAPSHOT_VERSION", "snapshot_doc", "write_snapshot"]
 
@@ -162,10 +165,10 @@ def snapshot_doc(fleet: Fleet, *, taken_at: datetime | None = None) -> dict[str,
         "format": SNAPSHOT_FORMAT,
         "version": SNAPSHOT_VERSION,
         "taken_at": when.isoformat().replace("+00:00", "Z"),
-        "taken_from": fleet.source,
+        "taken_from": one_line(fleet.source),
         "numa_migrate": __version__,
-        "notes": list(fleet.notes),
-        "left_out": [{"host": o.host, "name": o.name, "reason": o.reason}
+        "notes": [one_line(n) for n in fleet.notes],
+        "left_out": [{"host": o.host, "name": o.name, "reason": one_line(o.reason)}
                      for o in fleet.left_out],
         "hosts": [_host(h, tuple(by_host[h.name]), inputs.get(h.name)) for h in fleet.hosts],
     }
@@ -186,12 +189,19 @@ def write_snapshot(fleet: Fleet, path: Path, *, taken_at: datetime | None = None
     body = ",\n".join(f"  {json.dumps(h)}" for h in hosts)
     text = f'{head},\n "hosts": [\n{body}\n ]\n}}\n' if hosts else f'{head},\n "hosts": []\n}}\n'
     data = text.encode("utf-8")
-    tmp = path.with_name(f".{path.name}.tmp")
+    # a fresh temporary file (O_EXCL, never a name someone could have planted a link at)
+    tmp: str | None = None
     try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+        tmp = None
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise SnapshotWriteError(f"{path}: cannot write the snapshot: "
                                  f"{exc.strerror or exc}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
     return len(data)

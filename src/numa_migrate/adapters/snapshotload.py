@@ -75,7 +75,7 @@ def _opt_cpus(raw: Obj, key: str, *, bound: int = 16384) -> frozenset[int] | Non
 
 
 def _text(node: Node) -> str:
-    return node.text(max_chars=MAX_TEXT)
+    return node.text(max_chars=MAX_TEXT, one_line=True)
 
 
 def fleet_from_snapshot(doc: Node, *, source: str) -> Fleet:
@@ -164,13 +164,18 @@ def _host(node: Node) -> tuple[HostTopology, list[PlacedGuest], HostInputs | Non
     if not isinstance(node.value, dict) or not isinstance(node.value.get("name"), str):
         node.fail("a host is an object with a 'name'")
     raw = node.obj(known=HOST_KEYS)
-    name = raw.req("name").text(max_chars=255, non_empty=True)
+    name = raw.req("name").text(max_chars=255, non_empty=True, one_line=True)
     raw.get("uri", _text, None)
     host, inputs = _bare_host(node, raw, name)
     devices = raw.opt("pci_devices")
     if devices is not None:
         host = replace(host, pci_devices=pci_devices_from_node(devices))
+    cells: set[object] = set()
     for item in raw.list("other_usage", max_items=MAX_NUMA_NODES):
+        cell = item.value.get("cell") if isinstance(item.value, dict) else None
+        if cell in cells:
+            item.child(cell, "cell").fail(f"cell {cell} is given twice (one entry per cell)")
+        cells.add(cell)
         host = _other_usage(host, item)
     placed: list[PlacedGuest] = []
     for item in raw.list("guests", max_items=MAX_GUESTS_PER_HOST):
@@ -279,7 +284,7 @@ def _guest(host: HostTopology, node: Node) -> tuple[HostTopology, PlacedGuest]:
     if not isinstance(node.value, dict) or not isinstance(node.value.get("name"), str):
         node.fail("a guest is an object with a 'name'")
     raw = node.obj(known=GUEST_KEYS)
-    name = raw.req("name").text(max_chars=255, non_empty=True)
+    name = raw.req("name").text(max_chars=255, non_empty=True, one_line=True)
     vcpus = raw.req("vcpus").integer(minimum=1, maximum=MAX_GUEST_VCPUS)
     memory = raw.req("memory_mib").integer(minimum=1, maximum=MAX_MEMORY_MIB)
     numa = raw.get("numa", lambda n: _request(n, vcpus), None)
@@ -294,10 +299,10 @@ def _guest(host: HostTopology, node: Node) -> tuple[HostTopology, PlacedGuest]:
     held = tuple(_held(host, n) for n in raw.list("pci_devices", max_items=MAX_PCI_DEVICES))
     if len(set(held)) != len(held):
         raw.req("pci_devices").fail("a device is listed twice")
-    guest = Guest(vcpus, memory, numa,
-                  raw.get("request_name", lambda n: n.text(max_chars=255), name), requests)
+    request_name = raw.get("request_name", lambda n: n.text(max_chars=255, one_line=True), name)
+    guest = Guest(vcpus, memory, numa, request_name, requests)
     placed = PlacedGuest(name, host.name, guest, placement, held,
-                         raw.get("uuid", lambda n: n.text(max_chars=64), None))
+                         raw.get("uuid", lambda n: n.text(max_chars=64, one_line=True), None))
     return add_guest(host, guest, placement, held), placed
 
 

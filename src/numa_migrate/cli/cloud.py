@@ -239,18 +239,19 @@ def _print_explain(result: Any) -> None:
     console = _stdout()
     ctx = result.context
     page = ctx.topology.pagesize_kib if ctx.topology else None
-    console.print(f"server {ctx.server.name} ({ctx.server.id}) on {result.source or '-'}, "
-                  f"flavor {ctx.server.flavor.name or '?'}"
+    shown = render.shown
+    console.print(f"server {shown(ctx.server.name)} ({shown(ctx.server.id)}) on "
+                  f"{shown(result.source or '-')}, flavor {shown(ctx.server.flavor.name or '?')}"
                   + (f", runs on {page} KiB pages (kept by a live migration)" if page else ""))
     render.print_explanation(console, result.explanation)
     for view in result.computes:
         for note in view.notes:
-            console.print(f"[yellow]{view.host}[/]: {note}")
+            console.print(f"[yellow]{shown(view.host)}[/]: {shown(note)}")
     for note in result.notes:
-        console.print(f"[yellow]note[/]: {note}")
+        console.print(f"[yellow]note[/]: {shown(str(note))}")
     ranked = result.ranked()
     if ranked:
-        console.print(f"Nova can live-migrate it to: {', '.join(ranked)} (best first)")
+        console.print(f"Nova can live-migrate it to: {shown(', '.join(ranked))} (best first)")
     else:
         console.print("[bold red]no compute can take it[/]: a live migration would end in "
                       "NoValidHost")
@@ -270,7 +271,9 @@ def migrate_cloud(target: CloudTarget, server: str, *, to: str | None, dry_run: 
     bar = _Bar(console, f"{server} → {to or 'best host'} (Nova)")
 
     def phase(name: str, message: str) -> None:
-        console.print(f"[dim]{name:>9}[/] {message}")
+        from numa_migrate.cli.render import shown
+
+        console.print(f"[dim]{name:>9}[/] {shown(message)}")
 
     try:
         result = migrate_server(target.api(), server, target.computes(), to=to,
@@ -322,8 +325,11 @@ def _print_migration(result: Any) -> None:
 
     console = _stdout()
     style = {"completed": "green", "planned": "green"}.get(result.outcome, "bold red")
-    console.print(f"[{style}]{result.outcome}[/]: {result.server} {result.source} → "
-                  f"{result.destination}: {result.detail}")
+    from numa_migrate.cli.render import shown
+
+    console.print(f"[{style}]{result.outcome}[/]: {shown(str(result.server))} "
+                  f"{shown(str(result.source))} → {shown(str(result.destination))}: "
+                  f"{shown(str(result.detail))}")
     if result.validation is not None:
         _print_validation(result.validation)
 
@@ -367,5 +373,7 @@ def _print_validation(result: Any) -> None:
     console = _console()
     checked = result.checked
     _print(console, checked.report, checked.live, checked.affinity_source)
+    from numa_migrate.cli.render import shown
+
     for note in result.notes:
-        console.print(f"[yellow]note[/]: {note}")
+        console.print(f"[yellow]note[/]: {shown(str(note))}")

@@ -7,18 +7,20 @@ Exit codes: 0 every guest has a move; 1 some guests cannot move (each with its r
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from numa_migrate.cli.cloud import CloudTarget, cloud_fleet_json, cloud_options
 from numa_migrate.cli.fleetsource import fleet_sources, print_fleet_notes
 from numa_migrate.cli.main import fleet_option, handle_errors, json_option
-from numa_migrate.cli.numbers import Bounded
+from numa_migrate.cli.numbers import EXIT_BAD_INPUT, Bounded
 from numa_migrate.cli.pictureopts import html_option, picture_option, show_drain_pictures
 from numa_migrate.cli.planrun import allow_incomplete_option, keep_going_option
+from numa_migrate.core.errors import NumaMigrateError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -30,25 +32,52 @@ EXIT_UNPLACEABLE = 1
 MAX_PARALLEL = 10_000
 
 
-def _keep_free(spec: str | None) -> KeepFree | None:
-    """``cpus=4,memory=8192``: dedicated CPUs and MiB every destination keeps free."""
-    from numa_migrate.core.drain import KeepFree
+class DrainHostsError(NumaMigrateError):
+    """The hosts to drain are given twice or are the whole fleet."""
 
-    if spec is None:
-        return None
-    values = {"cpus": 0, "memory": 0}
-    for part in (p.strip() for p in spec.split(",") if p.strip()):
-        key, sep, value = part.partition("=")
-        key = key.strip()
-        if not sep or key not in values:
-            raise click.BadParameter(
-                f"{part!r}: use cpus=N and/or memory=MiB, e.g. cpus=4,memory=8192",
-                param_hint="--keep-free")
-        if not value.strip().isdigit() or len(value.strip()) > 12:
-            raise click.BadParameter(f"{key}={value!r} is not a whole number",
-                                     param_hint="--keep-free")
-        values[key] = int(value)
-    return KeepFree(dedicated_cpus=values["cpus"], memory_mib=values["memory"])
+
+_WHOLE = re.compile(r"[0-9]{1,12}")
+KEEP_FREE_KEYS = ("cpus", "memory")
+
+
+class KeepFreeSpec(click.ParamType[Any, Any]):
+    """``cpus=4,memory=8192``: dedicated CPUs and MiB every destination keeps free; a bad
+    spec is one line on stderr and exit 2."""
+
+    name = "spec"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> KeepFree:
+        from numa_migrate.core.drain import KeepFree
+
+        if not isinstance(value, str):
+            return value  # type: ignore[no-any-return]
+        values: dict[str, int] = {}
+        parts = [p.strip() for p in value.split(",")]
+        if not any(parts):
+            self._refuse("empty; use cpus=N and/or memory=MiB, e.g. cpus=4,memory=8192")
+        for part in filter(None, parts):
+            key, sep, number = (x.strip() for x in part.partition("="))
+            if not sep or key not in KEEP_FREE_KEYS:
+                self._refuse(f"{_short(part)!r}: use cpus=N and/or memory=MiB, "
+                             "e.g. cpus=4,memory=8192")
+            if key in values:
+                self._refuse(f"{key} is given twice")
+            if not _WHOLE.fullmatch(number):
+                self._refuse(f"{key}={_short(number)!r}: a whole number from 0 to "
+                             f"{10**12 - 1}")
+            values[key] = int(number)
+        return KeepFree(dedicated_cpus=values.get("cpus", 0),
+                        memory_mib=values.get("memory", 0))
+
+    @staticmethod
+    def _refuse(message: str) -> NoReturn:
+        click.echo(f"error: --keep-free: {message}", err=True)
+        raise click.exceptions.Exit(EXIT_BAD_INPUT)
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def plan_json(plan: Plan, drained: tuple[str, ...]) -> dict[str, object]:
@@ -143,11 +172,13 @@ def _summary(plan: Plan, drained: tuple[str, ...]) -> str:
 def print_plan(console: Console, plan: Plan, drained: tuple[str, ...]) -> None:
     from rich.table import Table
 
+    from numa_migrate.cli.render import shown
     from numa_migrate.core.cpuset import CpuSet
+    from numa_migrate.inputs.fields import one_line
 
-    console.print(_summary(plan, drained), highlight=False)
+    console.print(one_line(_summary(plan, drained)), highlight=False, markup=False)
     for note in plan.notes:
-        console.print(f"  [dim]{note}[/]", highlight=False)
+        console.print(f"  [dim]{shown(note)}[/]", highlight=False)
     if plan.waves:
         table = Table(title="Waves (the moves of a wave run at the same time)",
                       title_justify="left")
@@ -158,16 +189,19 @@ def print_plan(console: Console, plan: Plan, drained: tuple[str, ...]) -> None:
                 cells = ", ".join(f"{c.guest_cell}→{c.host_cell}" for c in m.placement.cells)
                 pins = CpuSet.of(frozenset(p for c in m.placement.cells
                                            for _, p in c.pinning or ())).format()
-                table.add_row(str(i), m.kind, m.guest, m.source, m.destination, cells or "no NUMA",
-                              pins or "floating", ", ".join(m.pci_devices) or "")
+                table.add_row(str(i), m.kind, shown(m.guest), shown(m.source),
+                              shown(m.destination), cells or "no NUMA", pins or "floating",
+                              ", ".join(m.pci_devices) or "")
         console.print(table)
     for u in plan.unplaceable:
-        console.print(f"[red]✘[/] {u.guest} (on {u.source}) cannot move: {u.reason}",
+        console.print(f"[red]✘[/] {shown(u.guest)} (on {shown(u.source)}) cannot move: "
+                      f"{shown(u.reason)}",
                       highlight=False)
     for s in plan.suggestions:
-        console.print(f"[green]→[/] smallest change: {s.text}", highlight=False)
+        console.print(f"[green]→[/] smallest change: {shown(s.text)}", highlight=False)
     if plan.suggestion_note:
-        console.print(f"  (search: {plan.suggestion_note})", highlight=False)
+        console.print(f"  (search: {one_line(plan.suggestion_note)})", highlight=False,
+                      markup=False)
 
 
 def save_plan(doc: dict[str, object], path: Path | None, *, kind: str,
@@ -226,7 +260,7 @@ def run_saved(document: dict[str, object], path: Path | None, *, hosts_path: Pat
 @click.option("--per-host-parallel", type=Bounded(1, MAX_PARALLEL), default=2,
               show_default=True, metavar="N",
               help="Moves per wave that touch one host, as source or destination.")
-@click.option("--keep-free", metavar="SPEC",
+@click.option("--keep-free", "keep", type=KeepFreeSpec(), metavar="SPEC",
               help="Headroom every destination keeps after its moves: cpus=N (dedicated "
               "CPUs) and/or memory=MiB, e.g. cpus=4,memory=8192.")
 @click.option("--solver", type=click.Choice(["auto", "cp-sat", "heuristic"]), default="auto",
@@ -236,7 +270,9 @@ def run_saved(document: dict[str, object], path: Path | None, *, hosts_path: Pat
               "within the time limit.")
 @click.option("--time-limit", type=Bounded(0.1, 3600, integer=False), default=30,
               show_default=True, metavar="S",
-              help="Seconds for the whole plan (the heuristic, then CP-SAT with the rest).")
+              help="Seconds for the heuristic and CP-SAT together: CP-SAT gets what the "
+              "heuristic leaves. The heuristic is never cut short, nor are the relocation and "
+              "smallest-change searches after it (those have their own bounds, below).")
 @click.option("-o", "--save", "save_path", type=click.Path(path_type=Path, dir_okay=False),
               metavar="FILE", help="Write the plan to FILE (JSON, with a plan id) for "
               "`numa-migrate plan run FILE`.")
@@ -255,7 +291,7 @@ def run_saved(document: dict[str, object], path: Path | None, *, hosts_path: Pat
 @handle_errors
 def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path | None,
           db_url: str | None, max_parallel: int, per_host_parallel: int,
-          keep_free: str | None, solver: str, time_limit: float, save_path: Path | None,
+          keep: KeepFree | None, solver: str, time_limit: float, save_path: Path | None,
           execute: bool, keep_going: bool, allow_incomplete: bool, picture: bool,
           html_path: Path | None,
           target: CloudTarget, as_json: bool) -> None:
@@ -272,9 +308,9 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
     Objective: every guest moved, in the fewest waves, then the least fragmentation (host
     cells touched, cores left split). The greedy plan always comes first (it is CP-SAT's
     hint and the fallback); its moves are re-packed into the fewest waves the limits allow.
-    CP-SAT (--solver) then searches for a better plan until --time-limit; the output says
-    which solver made the plan, the lower bound on its waves and the optimality gap (0 %:
-    proven optimal).
+    CP-SAT (--solver) then searches for a better plan with what is left of --time-limit
+    (the greedy plan itself is not cut short by it); the output says which solver made the
+    plan, the lower bound on its waves and the optimality gap (0 %: proven optimal).
 
     When a guest fits nowhere, one guest of a staying host may first move to another
     staying host to make room for it (a "relocate" move, a wave before the guest's own
@@ -334,10 +370,15 @@ def drain(hosts: tuple[str, ...], *, fleet_path: Path | None, hosts_path: Path |
         raise UnknownHostError(f"host(s) {', '.join(unknown)} not in {fleet.source} "
                                f"(hosts: {', '.join(known)})"
                                + (f"; {'; '.join(unread)}" if unread else ""))
+    twice = sorted({h for h in hosts if hosts.count(h) > 1})
+    if twice:
+        raise DrainHostsError(f"host(s) {', '.join(twice)} given twice: name each host to "
+                              "drain once")
     if len(set(hosts)) == len(known):
-        raise click.UsageError("every host of the fleet would be drained: nowhere to go")
-    drained = tuple(dict.fromkeys(hosts))
-    keep = _keep_free(keep_free)
+        raise DrainHostsError(f"every host of {fleet.source} would be drained "
+                              f"({len(known)} of {len(known)}): nowhere to go; leave at "
+                              "least one host out")
+    drained = tuple(hosts)
     state = fleet_state(fleet)
     plan = with_left_out(plan_for(state, drained, max_parallel, per_host_parallel, keep,
                                   solver=solver, time_limit_s=time_limit), fleet, drained)

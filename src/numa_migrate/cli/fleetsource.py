@@ -92,8 +92,10 @@ def _claims_store(db_url: str | None) -> ClaimStore | None:
 
 def print_fleet_notes(console: Console, notes: Sequence[str]) -> None:
     """The fleet's notes (what a live read left out or approximated), after the output."""
+    from numa_migrate.inputs.fields import one_line
+
     if notes:
         console.print()
         console.print("Fleet notes:", highlight=False)
     for note in notes:
-        console.print(f"  - {note}", highlight=False, soft_wrap=True)
+        console.print(f"  - {one_line(note)}", highlight=False, soft_wrap=True, markup=False)

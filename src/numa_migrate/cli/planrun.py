@@ -105,36 +105,39 @@ class Display:
         if task is not None:
             self.bytes.remove_task(task)
         self.progress.advance(self.overall)
+        from numa_migrate.cli.render import shown
+
         m = report.move
         mark = {MoveState.DONE: "[green]✔[/]", MoveState.SKIPPED: "[dim]=[/]",
                 MoveState.FAILED: "[red]✘[/]"}.get(report.state, "·")
-        line = (f"{mark} wave {m.wave} {m.guest}: {m.source} → {m.destination} "
-                f"{report.state.value} in {report.seconds:.1f} s")
+        line = (f"{mark} wave {m.wave} {shown(m.guest)}: {shown(m.source)} → "
+                f"{shown(m.destination)} {report.state.value} in {report.seconds:.1f} s")
         if report.reason:
-            line += f" — {report.reason}"
+            line += f" — {shown(report.reason)}"
         self.console.print(line, highlight=False, markup=True, soft_wrap=True)
         for note in report.notes:
-            self.console.print(f"  [dim]{note}[/]", highlight=False, soft_wrap=True)
+            self.console.print(f"  [dim]{shown(note)}[/]", highlight=False, soft_wrap=True)
         if report.placement_note:
-            self.console.print(f"  [yellow]note[/] {report.placement_note}", highlight=False,
-                               soft_wrap=True)
+            self.console.print(f"  [yellow]note[/] {shown(report.placement_note)}",
+                               highlight=False, soft_wrap=True)
 
 
 def print_report(console: Console, report: RunReport) -> None:
     from rich.table import Table
 
     from numa_migrate.cli.common import pins_text
+    from numa_migrate.cli.render import shown
     from numa_migrate.migrate.drainrun import MoveState
 
-    table = Table(title=f"plan {report.plan.plan_id}", title_justify="left")
+    table = Table(title=f"plan {shown(report.plan.plan_id)}", title_justify="left")
     for col in ("Wave", "Guest", "From", "To", "Outcome", "Seconds", "Pins", "Note"):
         table.add_column(col)
     for r in report.moves:
         pins = pins_text({v: list(c) for v, c in r.pins})
-        table.add_row(str(r.move.wave), r.move.guest, r.move.source, r.move.destination,
-                      r.state.value, f"{r.seconds:.1f}",
+        table.add_row(str(r.move.wave), shown(r.move.guest), shown(r.move.source),
+                      shown(r.move.destination), r.state.value, f"{r.seconds:.1f}",
                       ", ".join(f"{v}→{c}" for v, c in pins.items()),
-                      r.placement_note or r.reason, )
+                      shown(r.placement_note or r.reason or ""))
     console.print(table)
     counts = ", ".join(f"{report.count(s)} {s.value}" for s in MoveState if report.count(s))
     console.print(f"{len(report.moves)} moves in {report.seconds:.1f} s: {counts or 'none'}"
@@ -142,9 +145,10 @@ def print_report(console: Console, report: RunReport) -> None:
                      "--keep-going runs the later waves anyway)"
                      if report.stopped_after_wave else ""), highlight=False)
     for guest, reason in report.plan.unplaceable:
-        console.print(f"[red]✘[/] {guest} was not in the plan: {reason}", highlight=False)
+        console.print(f"[red]✘[/] {shown(guest)} was not in the plan: {shown(reason)}",
+                      highlight=False)
     for note in report.recovered:
-        console.print(f"[yellow]recovered[/] {note}", highlight=False)
+        console.print(f"[yellow]recovered[/] {shown(note)}", highlight=False)
 
 
 def execute(plan: DrainPlanFile, *, hosts_path: Path | None, db_url: str | None,

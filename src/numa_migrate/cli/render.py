@@ -12,6 +12,7 @@ from numa_migrate.core.fit.reasons import Code
 from numa_migrate.core.model.guest import Guest, describe_page_size
 from numa_migrate.core.model.host import HostTopology
 from numa_migrate.core.model.placement import CellPlacement, Placement
+from numa_migrate.inputs.fields import one_line
 
 # rich is imported by the functions that print: the JSON output does not need it.
 if TYPE_CHECKING:
@@ -19,6 +20,15 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from numa_migrate.adapters.fleet import Fleet
+
+
+def shown(text: str) -> str:
+    """Text from a fleet or a host (names, notes, reasons) fit for a line with rich markup:
+    one line of printable text, its markup escaped (a guest named ``[/]`` or ``[bold]`` is
+    shown as it is, never read as a tag)."""
+    from rich.markup import escape
+
+    return escape(one_line(text))
 
 
 def guest_json(guest: Guest) -> dict[str, object]:
@@ -124,15 +134,16 @@ def placement_table(placement: Placement, title: str) -> Table:
 
 def print_fit(console: Console, result: FitResult) -> None:
     if result.placement is not None:
-        console.print(f"[green]✔[/] {result.host}: {result.summary}")
+        console.print(f"[green]✔[/] {shown(result.host)}: {shown(result.summary)}")
         if result.placement.cells:
             console.print(placement_table(result.placement, "Placement"))
         for i, taken in enumerate(result.pci.taken if result.pci else (), 1):
-            console.print(f"  PCI request {i}: {', '.join(taken)}", highlight=False)
+            console.print(f"  PCI request {i}: {', '.join(taken)}", highlight=False,
+                          markup=False)
         return
-    console.print(f"[red]✘[/] {result.host}: does not fit")
+    console.print(f"[red]✘[/] {shown(result.host)}: does not fit")
     for part in result.summary.split("; "):
-        console.print(f"  {part}", highlight=False)
+        console.print(f"  {one_line(part)}", highlight=False, markup=False)
 
 
 def _host_cell_table(h: HostExplanation) -> Table:
@@ -170,20 +181,22 @@ def _pci_counts(counts: tuple[int, ...]) -> str:
 
 
 def print_explanation(console: Console, exp: Explanation) -> None:
-    console.print(exp.summary, highlight=False)
+    console.print(one_line(exp.summary), highlight=False, markup=False)
     for h in exp.hosts:
         console.print()
         if h.result.fits:
-            console.print(f"[green]✔ {h.result.host}[/] — {h.result.summary}", highlight=False)
+            console.print(f"[green]✔ {shown(h.result.host)}[/] — {shown(h.result.summary)}",
+                          highlight=False)
         else:
-            console.print(f"[red]✘ {h.result.host}[/] — {', '.join(h.labels)}", highlight=False)
+            console.print(f"[red]✘ {shown(h.result.host)}[/] — {shown(', '.join(h.labels))}",
+                          highlight=False)
             if not h.cells:
-                console.print(f"  {h.result.summary}", highlight=False)
+                console.print(f"  {one_line(h.result.summary)}", highlight=False, markup=False)
         if h.cells:
             console.print(_host_cell_table(h))
         if not h.result.fits and any("can only use" in r.message or r.code is Code.PCI_DEVICES_SHORT
                                      for r in h.result.reasons):
-            console.print(f"  {h.result.summary}", highlight=False)
+            console.print(f"  {one_line(h.result.summary)}", highlight=False, markup=False)
 
 
 def host_json(host: HostTopology) -> list[dict[str, object]]:
@@ -240,9 +253,9 @@ def fleet_json(fleet: Fleet) -> dict[str, object]:
 def print_fleet(console: Console, fleet: Fleet) -> None:
     from rich.table import Table
 
-    console.print(f"Fleet: {fleet.source}", highlight=False)
+    console.print(f"Fleet: {one_line(fleet.source)}", highlight=False, markup=False)
     for host in fleet.hosts:
-        table = Table(title=host.name, title_justify="left")
+        table = Table(title=shown(host.name), title_justify="left")
         for col in (
             "Cell",
             "Dedicated CPUs",
@@ -271,7 +284,7 @@ def print_fleet(console: Console, fleet: Fleet) -> None:
         guests = fleet.guests_on(host.name)
         if guests:
             table.caption = "guests: " + ", ".join(
-                f"{g.name} ({g.guest.numa.describe() if g.guest.numa else 'no NUMA'})"
+                f"{shown(g.name)} ({g.guest.numa.describe() if g.guest.numa else 'no NUMA'})"
                 for g in guests
             )
         console.print(table)

@@ -179,20 +179,21 @@ def where_json(answer: WhereAnswer) -> dict[str, object]:
 def print_where(console: Console, answer: WhereAnswer) -> None:
     from rich.table import Table
 
-    from numa_migrate.cli.render import _host_cell_table, placement_table
+    from numa_migrate.cli.render import _host_cell_table, placement_table, shown
     from numa_migrate.core.fit.reasons import Code
     from numa_migrate.core.model.guest import describe_page_size
     from numa_migrate.core.rank import SCORE_PARTS
+    from numa_migrate.inputs.fields import one_line
 
-    console.print(answer.summary, highlight=False)
+    console.print(one_line(answer.summary), highlight=False, markup=False)
     now = ", ".join(f"guest cell {c.guest_cell} -> host cell {c.host_cell}"
                     for c in answer.placement.cells) or "no NUMA placement"
     page = (f", {describe_page_size(answer.current_pagesize_kib)} pages kept"
             if answer.current_pagesize_kib else "")
-    console.print(f"source: {answer.source} ({now}{page}) — not a destination",
-                  highlight=False)
+    console.print(f"source: {one_line(answer.source)} ({now}{page}) — not a destination",
+                  highlight=False, markup=False)
     for note in answer.notes:
-        console.print(f"  note: {note}", highlight=False)
+        console.print(f"  note: {one_line(note)}", highlight=False, markup=False)
     if answer.destinations:
         table = Table(title="Destinations, best first", title_justify="left")
         table.add_column("#")
@@ -202,30 +203,34 @@ def print_where(console: Console, answer: WhereAnswer) -> None:
         table.add_column("Placement")
         for i, d in enumerate(answer.destinations, 1):
             s = d.score.as_dict()
-            table.add_row(str(i), d.host, *(str(s[p]) for p in SCORE_PARTS),
-                          d.result.summary.removeprefix("fits: "))
+            table.add_row(str(i), shown(d.host), *(str(s[p]) for p in SCORE_PARTS),
+                          shown(d.result.summary.removeprefix("fits: ")))
         console.print(table)
         best = answer.destinations[0]
         if best.result.placement is not None and best.result.placement.cells:
-            console.print(placement_table(best.result.placement, f"Placement on {best.host}"))
+            console.print(placement_table(best.result.placement,
+                                          f"Placement on {shown(best.host)}"))
         for i, taken in enumerate(best.result.pci.taken if best.result.pci else (), 1):
-            console.print(f"  PCI request {i}: {', '.join(taken)}", highlight=False)
+            console.print(f"  PCI request {i}: {', '.join(taken)}", highlight=False,
+                          markup=False)
     for r in answer.refused:
         console.print()
-        console.print(f"[red]✘ {r.host}[/] — {', '.join(r.labels)}", highlight=False)
+        console.print(f"[red]✘ {shown(r.host)}[/] — {shown(', '.join(r.labels))}",
+                      highlight=False)
         grid = r.explained is not None and r.explained.cells
         if not grid or any("can only use" in x.message or x.code is Code.PCI_DEVICES_SHORT
                            for x in r.reasons):
-            console.print(f"  {r.summary}", highlight=False)
+            console.print(f"  {one_line(r.summary)}", highlight=False, markup=False)
         if r.explained is not None and r.explained.cells:
             console.print(_host_cell_table(r.explained))
         elif r.stage == "bound":
             for x in r.reasons:
                 if x.host_cell is not None:
-                    console.print(f"  cell {x.host_cell}: {x.message}", highlight=False)
+                    console.print(f"  cell {x.host_cell}: {one_line(x.message)}",
+                                  highlight=False, markup=False)
             if r.pci_free:
                 free = "; ".join(f"{'no node' if node is None else f'cell {node}'}: "
                                  f"{', '.join(str(n) for n in counts)}"
                                  for node, counts in r.pci_free)
                 console.print(f"  free matching PCI devices (per request): {free}",
-                              highlight=False)
+                              highlight=False, markup=False)

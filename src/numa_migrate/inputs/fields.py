@@ -14,6 +14,7 @@ vCPUs)``; a wrong type with ``inventory.toml: hosts.cmp-1.uri: expected a string
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn, TypeVar
@@ -22,6 +23,16 @@ from numa_migrate.core.errors import ParseError
 
 _T = TypeVar("_T")
 _MISSING: Final = object()
+_UNPRINTABLE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+                                 "\ud800-\udfff]")
+"""Control characters (line breaks, tabs, escapes), bidi overrides and lone surrogates."""
+
+
+def one_line(text: str) -> str:
+    """``text`` fit for one line of a terminal: line breaks and tabs become spaces, other
+    control characters, bidi overrides and lone surrogates U+FFFD."""
+    text = re.sub("[\r\n\t]+", " ", text)
+    return _UNPRINTABLE.sub("\ufffd", text)
 
 
 def show(value: object, limit: int = 40) -> str:
@@ -111,13 +122,21 @@ class Node:
             self.fail(f"{len(self.value)} items, more than {max_items}")
         return [self.child(v, f"[{i}]") for i, v in enumerate(self.value)]
 
-    def text(self, *, max_chars: int | None = None, non_empty: bool = False) -> str:
+    def text(self, *, max_chars: int | None = None, non_empty: bool = False,
+             one_line: bool = False) -> str:
+        """A string; ``one_line``: no control character (line break, tab, escape), bidi
+        override or lone surrogate, as for names and notes that are printed."""
         if not isinstance(self.value, str):
             self.expected("a string")
         if non_empty and not self.value.strip():
             self.fail("must not be empty")
         if max_chars is not None and len(self.value) > max_chars:
             self.fail(f"{len(self.value)} characters, more than {max_chars}")
+        bad = _UNPRINTABLE.search(self.value) if one_line else None
+        if bad is not None:
+            self.fail(f"character U+{ord(bad.group()):04X} at position {bad.start()} is not "
+                      "allowed (one line of printable text: no line break, tab, control "
+                      "character or bidi override)")
         return self.value
 
     def boolean(self) -> bool:
