@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.drainvalidity import violations
-from tests.fleetgen import generate
+from tests.fleetgen import add_drain_arguments, generate
 
 from numa_migrate.adapters.ortools_sat import OrToolsModel
 from numa_migrate.core.drain.cpsat import plan_objective
@@ -31,15 +31,9 @@ from numa_migrate.core.drain.solve import solve_drain
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--hosts", type=int, default=200)
-    p.add_argument("--guests", type=int, default=4000)
-    p.add_argument("--drain", type=int, nargs="+", default=[5, 20])
-    p.add_argument("--max-parallel", type=int, default=10)
-    p.add_argument("--per-host", type=int, default=2)
+    add_drain_arguments(p, drains=[5, 20])
     p.add_argument("--time-limit", type=float, default=25.0)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--load", type=float, default=0.7)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 

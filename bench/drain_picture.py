@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rich.console import Console
-from tests.fleetgen import generate
+from tests.fleetgen import add_drain_arguments, generate
 
 from numa_migrate.adapters.picturehtml import render_drain_html
 from numa_migrate.adapters.pictures import drain_picture
@@ -33,13 +33,7 @@ from numa_migrate.core.drain.heuristic import plan_drain
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--hosts", type=int, default=200)
-    p.add_argument("--guests", type=int, default=4000)
-    p.add_argument("--drain", type=int, default=5)
-    p.add_argument("--max-parallel", type=int, default=10)
-    p.add_argument("--per-host", type=int, default=2)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--load", type=float, default=0.7)
+    add_drain_arguments(p, drains=5)
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 

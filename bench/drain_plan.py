@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.drainvalidity import violations
-from tests.fleetgen import generate
+from tests.fleetgen import add_drain_arguments, generate
 
 from numa_migrate.core.drain.heuristic import plan_drain
 from numa_migrate.core.drain.plan import Plan
@@ -35,13 +35,7 @@ from numa_migrate.core.drain.suggest import suggest
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--hosts", type=int, default=200)
-    p.add_argument("--guests", type=int, default=4000)
-    p.add_argument("--drain", type=int, default=5)
-    p.add_argument("--max-parallel", type=int, default=10)
-    p.add_argument("--per-host", type=int, default=2)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--load", type=float, default=0.7)
+    add_drain_arguments(p, drains=5)
     p.add_argument("--suggest", action="store_true",
                    help="also search the smallest change when guests remain unplaceable")
     p.add_argument("--max-stuck", type=int, default=8,

@@ -16,6 +16,7 @@ produces (``apply_placement``, ``take_devices``), so it is consistent by constru
 
 from __future__ import annotations
 
+import argparse
 import random
 from dataclasses import dataclass
 
@@ -183,3 +184,19 @@ def flavor(vcpus: int, memory_mib: int, sriov: bool = False, **specs: str) -> Gu
     extra = {k.replace("hw_", "hw:", 1): v for k, v in specs.items()}
     return guest_from_flavor(Flavor(vcpus, memory_mib, extra), None,
                              (PHYSNET1,) if sriov else ())
+
+
+def add_drain_arguments(parser: argparse.ArgumentParser, *, drains: int | list[int]) -> None:
+    """The drain benches' common options: the generated fleet (--hosts, --guests, --seed,
+    --load), how many of its first hosts to drain (--drain, one or more) and the
+    parallelism limits (--max-parallel, --per-host)."""
+    parser.add_argument("--hosts", type=int, default=200)
+    parser.add_argument("--guests", type=int, default=4000)
+    if isinstance(drains, list):
+        parser.add_argument("--drain", type=int, nargs="+", default=drains)
+    else:
+        parser.add_argument("--drain", type=int, default=drains)
+    parser.add_argument("--max-parallel", type=int, default=10)
+    parser.add_argument("--per-host", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--load", type=float, default=0.7)
