@@ -28,14 +28,13 @@ reports. Format version 1:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from numa_migrate import __version__
 from numa_migrate.adapters.casefmt import placement_to_json
 from numa_migrate.adapters.fleet import Fleet, HostInputs, PlacedGuest
+from numa_migrate.adapters.wholefile import write_whole
 from numa_migrate.core.cpuset import CpuSet
 from numa_migrate.core.drain.hosts import remove_guest
 from numa_migrate.core.errors import NumaMigrateError
@@ -189,19 +188,9 @@ def write_snapshot(fleet: Fleet, path: Path, *, taken_at: datetime | None = None
     body = ",\n".join(f"  {json.dumps(h)}" for h in hosts)
     text = f'{head},\n "hosts": [\n{body}\n ]\n}}\n' if hosts else f'{head},\n "hosts": []\n}}\n'
     data = text.encode("utf-8")
-    # a fresh temporary file (O_EXCL, never a name someone could have planted a link at)
-    tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        tmp = None
+        write_whole(path, data, mode=0o644)
     except OSError as exc:
         raise SnapshotWriteError(f"{path}: cannot write the snapshot: "
                                  f"{exc.strerror or exc}") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
     return len(data)

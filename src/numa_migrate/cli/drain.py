@@ -209,6 +209,7 @@ def save_plan(doc: dict[str, object], path: Path | None, *, kind: str,
     """The plan file document for ``doc`` (written to ``path`` when given)."""
     from datetime import UTC, datetime
 
+    from numa_migrate.adapters.wholefile import write_whole
     from numa_migrate.core.drain.planfile import plan_document
     from numa_migrate.core.errors import NumaMigrateError
 
@@ -216,7 +217,7 @@ def save_plan(doc: dict[str, object], path: Path | None, *, kind: str,
                              planned_at=datetime.now(UTC).isoformat(timespec="seconds"))
     if path is not None:
         try:
-            path.write_text(json.dumps(document, indent=2) + "\n")
+            write_whole(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
         except OSError as exc:
             raise NumaMigrateError(f"--save {path}: cannot write: {exc.strerror}") from None
     return document
@@ -225,13 +226,14 @@ def save_plan(doc: dict[str, object], path: Path | None, *, kind: str,
 def keep_for_resume(document: dict[str, object]) -> Path:
     """Write a plan run by ``--execute`` without ``--save`` where a resumed run finds it:
     ``<state dir>/plans/<plan_id>.json`` (the state dir holds the default claims store)."""
+    from numa_migrate.adapters.wholefile import write_whole
     from numa_migrate.claims.engine import state_dir
     from numa_migrate.core.errors import NumaMigrateError
 
     path = state_dir() / "plans" / f"{document['plan_id']}.json"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(document, indent=2) + "\n")
+        write_whole(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
     except OSError as exc:
         raise NumaMigrateError(f"cannot keep the plan at {path}: {exc.strerror}; give "
                                "--save FILE") from None

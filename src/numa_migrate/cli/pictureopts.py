@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -68,26 +67,13 @@ html_option = click.option(
 
 def write_html(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all; an existing file keeps its mode."""
+    from numa_migrate.adapters.wholefile import write_whole
+
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        mode = 0o644
-    except OSError as exc:
-        raise click.BadParameter(f"{path}: {exc.strerror}", param_hint="--html") from None
-    tmp: str | None = None
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-        tmp = None
+        write_whole(path, text.encode("utf-8"))
     except OSError as exc:
         raise click.BadParameter(f"cannot write {path}: {exc.strerror or exc}",
                                  param_hint="--html") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def show_drain_pictures(state: FleetState, plan: Plan, drained: tuple[str, ...], *,
