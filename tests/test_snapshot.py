@@ -272,3 +272,14 @@ def test_a_left_out_guest_on_an_unknown_host_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps(doc))
     with pytest.raises(ParseError, match=r"left_out.*cmp-zz.*not one of the snapshot's hosts"):
         load_fleet(path)
+
+
+def test_snapshot_never_replaces_a_device_or_a_directory(tmp_path: Path) -> None:
+    """`-o /dev/null` must not turn the device into a regular file (it once did)."""
+    result = run("fleet", "snapshot", "-o", "/dev/null")
+    assert result.exit_code == 2, result.output
+    assert "not a regular file" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert Path("/dev/null").is_char_device()
+    result = run("fleet", "snapshot", "-o", str(tmp_path))
+    assert result.exit_code == 2 and "is a directory" in result.output
